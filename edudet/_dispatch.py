@@ -1,0 +1,113 @@
+"""One small dispatcher from `backend=` names to implementations.
+
+Every op that has fast twins declares them once, next to its NumPy reference::
+
+    _nms = Dispatcher("nms", reference=_nms_numpy, numba="nms_numba:nms",
+                      cython="nms_cython:nms", cuda="nms_cuda:nms")
+    kernel = _nms.get(backend)      # backend=None -> the fastest CPU backend available
+
+Kernel targets are strings "module:function" inside `edudet.kernels`, imported only on first use, so
+`import edudet` compiles and imports nothing heavy. Adding a backend touches no caller.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from functools import lru_cache
+
+BACKENDS = ("numpy", "numba", "cython", "cuda")
+# backend=None picks the first usable of these (CUDA is never picked implicitly: data lives on the host)
+DEFAULT_PREFERENCE = ("cython", "numba", "numpy")
+
+
+@lru_cache(maxsize=None)
+def _backend_usable(name: str) -> bool:
+    if name == "numpy":
+        return True
+    if name == "numba":
+        try:
+            import numba  # noqa: F401
+        except ImportError:
+            return False
+        return True
+    if name == "cython":
+        # the extensions are built by setup.py; a source checkout without a build has none
+        from importlib.machinery import EXTENSION_SUFFIXES
+        from pathlib import Path
+
+        try:
+            kernels_dir = Path(importlib.import_module("edudet.kernels").__file__).parent
+        except ImportError:
+            return False
+        return any(kernels_dir.glob(f"*_cython{suffix}") for suffix in EXTENSION_SUFFIXES)
+    if name == "cuda":
+        if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+            return _backend_usable("numba")
+        if not _backend_usable("numba"):
+            return False
+        try:
+            from numba import cuda
+
+            return bool(cuda.is_available())
+        except Exception:  # a broken driver must not break CPU users
+            return False
+    return False
+
+
+def available_backends() -> list[str]:
+    """The backend names usable in this process, e.g. ``['numpy', 'numba', 'cython']``.
+
+    ``'cuda'`` is listed only with a CUDA GPU or under ``NUMBA_ENABLE_CUDASIM=1`` (the simulator).
+    """
+    return [b for b in BACKENDS if _backend_usable(b)]
+
+
+class Dispatcher:
+    """Maps backend names to one op's implementations (see the module docstring)."""
+
+    def __init__(self, op: str, reference, preference=DEFAULT_PREFERENCE, **targets: str):
+        unknown = set(targets) - set(BACKENDS)
+        if unknown:
+            raise ValueError(f"{op}: unknown backend(s) {sorted(unknown)}")
+        self.op = op
+        self.preference = tuple(preference)
+        self._targets = {"numpy": reference, **targets}
+        self._loaded = {"numpy": reference}
+
+    @property
+    def backends(self) -> list[str]:
+        """Backends this op has an implementation for that are usable here."""
+        return [b for b in BACKENDS if b in self._targets and _backend_usable(b) and self._importable(b)]
+
+    def _importable(self, backend: str) -> bool:
+        try:
+            self._load(backend)
+        except ImportError:
+            return False
+        return True
+
+    def _load(self, backend: str):
+        fn = self._loaded.get(backend)
+        if fn is None:
+            module, _, attr = self._targets[backend].partition(":")
+            fn = getattr(importlib.import_module(f"edudet.kernels.{module}"), attr)
+            self._loaded[backend] = fn
+        return fn
+
+    def resolve(self, backend: str | None) -> str:
+        """The backend name that `backend` means for this op (``None`` -> the fastest usable CPU one)."""
+        if backend is None:
+            for name in self.preference:
+                if name in self._targets and _backend_usable(name) and self._importable(name):
+                    return name
+            return "numpy"
+        if not isinstance(backend, str):
+            raise TypeError(f"backend must be a str or None, got {type(backend).__name__}")
+        usable = self.backends
+        if backend not in usable:
+            raise ValueError(f"{self.op}: backend {backend!r} is not usable here; choose one of {usable}")
+        return backend
+
+    def get(self, backend: str | None):
+        """The implementation for `backend` (a name or ``None``)."""
+        return self._load(self.resolve(backend))

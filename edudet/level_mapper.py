@@ -1,0 +1,120 @@
+"""Which FPN level a RoI is pooled from, and which stride a feature map has.
+
+FPN (Lin et al., 2017, eq. 1) sends a RoI of area ``w * h`` to level
+``k = floor(k0 + log2(sqrt(w h) / 224))`` with ``k0 = 4``: a 224-px box (an ImageNet-sized object) is
+pooled from P4, one half that size from P3, and so on, clamped to the levels that exist.
+mmdetection states the same rule through ``finest_scale = 56``: scale < 112 -> level 0 (P2),
+< 224 -> 1, < 448 -> 2, else 3. With P2..P5 (k_min = 2) both give the same index, because
+``floor(log2(s / 56)) = floor(4 + log2(s / 224)) - 2`` exactly.
+
+Strides are inferred from shapes (feature size / image size, rounded to a power of two), as torchvision's
+``MultiScaleRoIAlign`` infers them. Strides a caller gives are checked against the shapes: mmdetection's
+``featmap_strides=[8, 16, 32, 64]`` given for P2..P5 (true strides 4..32) halves every RoI toward the
+top-left corner and trains silently to ~0.8% mAP; `check_strides` refuses it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from ._validate import as_boxes, as_image_size, as_real_array, check_scalar
+
+__all__ = ["LevelMapper", "map_roi_levels", "infer_scale", "infer_stride", "check_strides"]
+
+
+class LevelMapper:
+    """FPN eq. 1: (N, 4) ``(x1, y1, x2, y2)`` boxes -> (N,) int64 level index counted from `k_min`.
+
+    ``level = clamp(floor(canonical_level + log2(sqrt(area) / canonical_scale) + eps), k_min, k_max) - k_min``,
+    computed in the boxes' float dtype as torchvision does (`eps` keeps exact powers of two, e.g. a 224-px
+    box, from falling one level low through rounding).
+    """
+
+    def __init__(self, k_min: int, k_max: int, canonical_scale: int = 224, canonical_level: int = 4,
+                 eps: float = 1e-6):
+        self.k_min = check_scalar(k_min, "k_min", integer=True)
+        self.k_max = check_scalar(k_max, "k_max", integer=True)
+        if self.k_max < self.k_min:
+            raise ValueError(f"k_max must be >= k_min, got k_min={self.k_min}, k_max={self.k_max}")
+        self.s0 = check_scalar(canonical_scale, "canonical_scale", low=0, low_inclusive=False)
+        self.lvl0 = check_scalar(canonical_level, "canonical_level")
+        self.eps = check_scalar(eps, "eps", low=0)
+
+    def __repr__(self) -> str:
+        return (f"LevelMapper(k_min={self.k_min}, k_max={self.k_max}, canonical_scale={self.s0:g}, "
+                f"canonical_level={self.lvl0:g})")
+
+    def __call__(self, boxes) -> np.ndarray:
+        if isinstance(boxes, (list, tuple)):  # torchvision takes a list of per-image boxes
+            boxes = np.concatenate([as_boxes(b) for b in boxes]) if len(boxes) else np.zeros((0, 4), np.float32)
+        boxes = as_boxes(boxes)
+        dtype = boxes.dtype.type
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        with np.errstate(divide="ignore", invalid="ignore"):  # zero-area boxes: log2(0) = -inf -> k_min
+            scale = np.sqrt(np.clip(area, 0, None))
+            levels = np.floor(dtype(self.lvl0) + np.log2(scale / dtype(self.s0)) + dtype(self.eps))
+        levels = np.clip(levels, self.k_min, self.k_max)
+        return levels.astype(np.int64) - self.k_min
+
+
+def map_roi_levels(rois, num_levels: int, finest_scale: float = 56) -> np.ndarray:
+    """mmdetection's rule: (N, 4) boxes or (N, 5) ``[batch_index, x1, y1, x2, y2]`` rois -> (N,) int64.
+
+    ``scale = sqrt(w h)``; level ``floor(log2(scale / finest_scale + 1e-6))`` clamped to
+    ``[0, num_levels - 1]``: scale < 2 * finest_scale -> 0, < 4 * finest_scale -> 1, < 8 * -> 2, else 3.
+    """
+    array = as_real_array(rois, "rois")
+    if array.ndim != 2 or array.shape[1] not in (4, 5):
+        raise ValueError(f"rois must have shape (N, 4) or (N, 5), got {tuple(array.shape)}")
+    boxes = as_boxes(array[:, -4:], "rois")
+    num_levels = check_scalar(num_levels, "num_levels", low=1, integer=True)
+    finest_scale = check_scalar(finest_scale, "finest_scale", low=0, low_inclusive=False)
+    dtype = boxes.dtype.type
+    scale = np.sqrt(np.clip((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 0, None))
+    with np.errstate(divide="ignore"):
+        levels = np.floor(np.log2(scale / dtype(finest_scale) + dtype(1e-6)))
+    return np.clip(levels, 0, num_levels - 1).astype(np.int64)
+
+
+def infer_scale(feature_shape: Sequence[int], image_shape: Sequence[int]) -> float:
+    """The spatial scale (1 / stride) of a feature map: ``2 ** round(log2(feature_h / image_h))``.
+
+    feature_shape: the map's ``(..., h, w)`` (only the last two entries are read); image_shape:
+    ``(height, width)`` of the (padded) input. Like torchvision, the height decides; ties round half to even.
+    """
+    h = as_image_size(tuple(feature_shape)[-2:], "feature_shape")[0]
+    image_h = as_image_size(image_shape, "image_shape")[0]
+    approx = np.float32(h / image_h)  # torchvision rounds log2 of a float32 tensor
+    return float(2.0 ** float(np.round(np.log2(approx))))
+
+
+def infer_stride(feature_shape: Sequence[int], image_shape: Sequence[int]) -> int:
+    """The stride of a feature map, ``1 / infer_scale(...)`` as an int (>= 1), e.g. 4 for P2."""
+    return max(1, int(round(1.0 / infer_scale(feature_shape, image_shape))))
+
+
+def check_strides(strides: Sequence[float], feature_shapes: Sequence[Sequence[int]],
+                  image_shape: Sequence[int], names: Sequence[str] | None = None) -> list[int]:
+    """Check caller-given strides against the strides the shapes imply; returns them as ints.
+
+    Raises ``ValueError`` naming the level, the stride given and the stride inferred when they differ,
+    e.g. ``featmap_strides=[8, 16, 32, 64]`` given for P2..P5 maps of an 800 x 1216 image (true 4..32).
+    """
+    strides = list(strides)
+    if len(strides) != len(feature_shapes):
+        raise ValueError(f"got {len(strides)} strides for {len(feature_shapes)} feature maps; they must match")
+    names = list(names) if names is not None else [f"level {i}" for i in range(len(strides))]
+    out = []
+    for name, stride, shape in zip(names, strides, feature_shapes):
+        stride = check_scalar(stride, f"stride of {name}", low=0, low_inclusive=False)
+        inferred = infer_stride(shape, image_shape)
+        if not math.isclose(stride, inferred):
+            raise ValueError(
+                f"stride mismatch at {name}: stride {stride:g} was given but the feature shape "
+                f"{tuple(shape)[-2:]} and image shape {tuple(image_shape)} imply stride {inferred}; "
+                f"a wrong stride silently misplaces every RoI (pooled from the wrong region)"
+            )
+        out.append(int(inferred))
+    return out

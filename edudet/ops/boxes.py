@@ -1,0 +1,170 @@
+"""Boxes: area, IoU, generalized IoU, format conversion, clipping, small-box removal.
+
+Boxes are (N, 4) arrays in ``(x1, y1, x2, y2)`` format with ``0 <= x1 <= x2`` and ``0 <= y1 <= y2``
+unless said otherwise; width is ``x2 - x1`` (no +1: continuous coordinates, as in torchvision).
+float32 and float64 are preserved; integer boxes compute in float32.
+
+`box_iou` has fast twins under `edudet.kernels` (``boxes_numba``, ``boxes_cython``, ``boxes_cuda``);
+the functions here are the NumPy reference a learner reads first.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._dispatch import Dispatcher
+from .._validate import as_boxes, as_image_size, check_scalar, common_float_dtype
+
+__all__ = [
+    "box_area",
+    "box_iou",
+    "generalized_box_iou",
+    "box_convert",
+    "clip_boxes_to_image",
+    "remove_small_boxes",
+]
+
+
+def box_area(boxes) -> np.ndarray:
+    """Area of each box.
+
+    boxes: (N, 4) ``(x1, y1, x2, y2)``. Returns (N,) ``(x2 - x1) * (y2 - y1)`` in the boxes' float dtype.
+    """
+    boxes = as_boxes(boxes)
+    return _box_area(boxes)
+
+
+def _box_area(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def _box_inter_union(boxes1: np.ndarray, boxes2: np.ndarray):
+    """(N, M) intersection and union areas of every pair."""
+    area1 = _box_area(boxes1)
+    area2 = _box_area(boxes2)
+    left_top = np.maximum(boxes1[:, None, :2], boxes2[None, :, :2])  # (N, M, 2)
+    right_bottom = np.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])  # (N, M, 2)
+    wh = np.clip(right_bottom - left_top, 0, None)  # disjoint boxes overlap by 0, not a negative amount
+    inter = wh[..., 0] * wh[..., 1]
+    union = area1[:, None] + area2[None, :] - inter
+    return inter, union
+
+
+def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, and 0 where the denominator is not positive (zero-area pairs: 0, never NaN)."""
+    out = np.zeros_like(numerator)
+    np.divide(numerator, denominator, out=out, where=denominator > 0)
+    return out
+
+
+def box_iou_numpy(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
+    """NumPy reference of `box_iou` on clean (N, 4) and (M, 4) arrays of one float dtype."""
+    inter, union = _box_inter_union(boxes1, boxes2)
+    return _safe_divide(inter, union)
+
+
+_box_iou = Dispatcher(
+    "box_iou",
+    reference=box_iou_numpy,
+    numba="boxes_numba:box_iou",
+    cython="boxes_cython:box_iou",
+    cuda="boxes_cuda:box_iou",
+)
+
+
+def _pair(boxes1, boxes2):
+    b1 = as_boxes(boxes1, "boxes1")
+    b2 = as_boxes(boxes2, "boxes2")
+    dtype = common_float_dtype(b1, b2)
+    return b1.astype(dtype, copy=False), b2.astype(dtype, copy=False)
+
+
+def box_iou(boxes1, boxes2, backend: str | None = None) -> np.ndarray:
+    """Intersection over union of every pair of boxes.
+
+    boxes1: (N, 4), boxes2: (M, 4), both ``(x1, y1, x2, y2)``. Returns (N, M) with
+    ``iou[i, j] = area(b1_i ∩ b2_j) / area(b1_i ∪ b2_j)`` in [0, 1]; a pair whose union has zero area
+    (two degenerate boxes) gets 0, where torchvision gives NaN. float64 if either input is float64,
+    else float32. `backend`: None (the fastest CPU one), "numpy", "numba", "cython" or "cuda".
+    """
+    kernel = _box_iou.get(backend)
+    b1, b2 = _pair(boxes1, boxes2)
+    if b1.shape[0] == 0 or b2.shape[0] == 0:
+        return np.zeros((b1.shape[0], b2.shape[0]), dtype=b1.dtype)
+    return kernel(b1, b2)
+
+
+def generalized_box_iou(boxes1, boxes2) -> np.ndarray:
+    """Generalized IoU (Rezatofighi et al., 2019) of every pair of boxes.
+
+    boxes1: (N, 4), boxes2: (M, 4) ``(x1, y1, x2, y2)``. Returns (N, M) in [-1, 1]:
+    ``giou = iou - (area(C) - union) / area(C)`` with C the smallest box enclosing both.
+    Where C has zero area (two identical points) the penalty term is taken as 0.
+    """
+    b1, b2 = _pair(boxes1, boxes2)
+    if b1.shape[0] == 0 or b2.shape[0] == 0:
+        return np.zeros((b1.shape[0], b2.shape[0]), dtype=b1.dtype)
+    inter, union = _box_inter_union(b1, b2)
+    iou = _safe_divide(inter, union)
+    enclosing_lt = np.minimum(b1[:, None, :2], b2[None, :, :2])
+    enclosing_rb = np.maximum(b1[:, None, 2:], b2[None, :, 2:])
+    wh = np.clip(enclosing_rb - enclosing_lt, 0, None)
+    enclosing_area = wh[..., 0] * wh[..., 1]
+    return iou - _safe_divide(enclosing_area - union, enclosing_area)
+
+
+_FORMATS = ("xyxy", "xywh", "cxcywh")
+
+
+def _to_xyxy(boxes: np.ndarray, fmt: str) -> np.ndarray:
+    a, b, c, d = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    if fmt == "xywh":  # (x, y, w, h): top-left corner and size
+        return np.stack([a, b, a + c, b + d], axis=1)
+    if fmt == "cxcywh":  # (cx, cy, w, h): centre and size
+        return np.stack([a - 0.5 * c, b - 0.5 * d, a + 0.5 * c, b + 0.5 * d], axis=1)
+    return boxes
+
+
+def _from_xyxy(boxes: np.ndarray, fmt: str) -> np.ndarray:
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    if fmt == "xywh":
+        return np.stack([x1, y1, x2 - x1, y2 - y1], axis=1)
+    if fmt == "cxcywh":
+        return np.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=1)
+    return boxes
+
+
+def box_convert(boxes, in_fmt: str, out_fmt: str) -> np.ndarray:
+    """Convert (N, 4) boxes between ``'xyxy'``, ``'xywh'`` and ``'cxcywh'``.
+
+    xyxy: corners ``(x1, y1, x2, y2)``; xywh: top-left corner and size ``(x1, y1, w, h)``;
+    cxcywh: centre and size ``(cx, cy, w, h)``. Any conversion passes through xyxy, as torchvision's does.
+    """
+    for name, fmt in (("in_fmt", in_fmt), ("out_fmt", out_fmt)):
+        if fmt not in _FORMATS:
+            raise ValueError(f"{name} must be one of {_FORMATS}, got {fmt!r}")
+    boxes = as_boxes(boxes)
+    if in_fmt == out_fmt:
+        return boxes.copy()
+    return np.ascontiguousarray(_from_xyxy(_to_xyxy(boxes, in_fmt), out_fmt))
+
+
+def clip_boxes_to_image(boxes, size) -> np.ndarray:
+    """Clip (N, 4) ``(x1, y1, x2, y2)`` boxes to an image of ``size = (height, width)``.
+
+    x coordinates are clamped to [0, width], y to [0, height] (the image's continuous extent).
+    """
+    boxes = as_boxes(boxes)
+    height, width = as_image_size(size, "size")
+    out = boxes.copy()
+    np.clip(out[:, 0::2], 0, width, out=out[:, 0::2])
+    np.clip(out[:, 1::2], 0, height, out=out[:, 1::2])
+    return out
+
+
+def remove_small_boxes(boxes, min_size: float) -> np.ndarray:
+    """int64 indices of the (N, 4) boxes whose width and height are both ``>= min_size``."""
+    boxes = as_boxes(boxes)
+    min_size = check_scalar(min_size, "min_size", low=0)
+    widths = boxes[:, 2] - boxes[:, 0]
+    heights = boxes[:, 3] - boxes[:, 1]
+    return np.flatnonzero((widths >= min_size) & (heights >= min_size)).astype(np.int64)
