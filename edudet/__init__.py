@@ -21,6 +21,7 @@ _EXPORTS = {
     "infer_scale": "level_mapper",
     "infer_stride": "level_mapper",
     "check_strides": "level_mapper",
+    "check_feature_shapes": "level_mapper",
     "AnchorGenerator": "anchors",
     "grid_points": "anchors",
     "Matcher": "matcher",

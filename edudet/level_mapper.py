@@ -5,7 +5,8 @@ FPN (Lin et al., 2017, eq. 1) sends a RoI of area ``w * h`` to level
 pooled from P4, one half that size from P3, and so on, clamped to the levels that exist.
 mmdetection states the same rule through ``finest_scale = 56``: scale < 112 -> level 0 (P2),
 < 224 -> 1, < 448 -> 2, else 3. With P2..P5 (k_min = 2) both give the same index, because
-``floor(log2(s / 56)) = floor(4 + log2(s / 224)) - 2`` exactly.
+``floor(log2(s / 56)) = floor(4 + log2(s / 224)) - 2`` (up to where each adds its ``1e-6``: the two can
+differ only for scales within about 1e-6 relative of a power of two times 56).
 
 Strides are inferred from shapes (feature size / image size, rounded to a power of two), as torchvision's
 ``MultiScaleRoIAlign`` infers them. Strides a caller gives are checked against the shapes: mmdetection's
@@ -21,7 +22,7 @@ import numpy as np
 
 from ._validate import as_boxes, as_image_size, as_real_array, check_scalar
 
-__all__ = ["LevelMapper", "map_roi_levels", "infer_scale", "infer_stride", "check_strides"]
+__all__ = ["LevelMapper", "map_roi_levels", "infer_scale", "infer_stride", "check_strides", "check_feature_shapes"]
 
 
 class LevelMapper:
@@ -47,8 +48,10 @@ class LevelMapper:
                 f"canonical_level={self.lvl0:g})")
 
     def __call__(self, boxes) -> np.ndarray:
-        if isinstance(boxes, (list, tuple)):  # torchvision takes a list of per-image boxes
-            boxes = np.concatenate([as_boxes(b) for b in boxes]) if len(boxes) else np.zeros((0, 4), np.float32)
+        if isinstance(boxes, (list, tuple)) and (not len(boxes) or np.ndim(boxes[0]) == 2):
+            # torchvision takes a list of per-image (N_i, 4) boxes; a list of 4-number rows is one (N, 4) array
+            boxes = (np.concatenate([as_boxes(b, f"boxes[{i}]") for i, b in enumerate(boxes)]) if len(boxes)
+                     else np.zeros((0, 4), np.float32))
         boxes = as_boxes(boxes)
         dtype = boxes.dtype.type
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
@@ -95,12 +98,50 @@ def infer_stride(feature_shape: Sequence[int], image_shape: Sequence[int]) -> in
     return max(1, int(round(1.0 / infer_scale(feature_shape, image_shape))))
 
 
+def check_feature_shapes(feature_shapes: Sequence[Sequence[int]], image_shape: Sequence[int],
+                         names: Sequence[str] | None = None) -> list[tuple[int, int]]:
+    """Check that every ``(..., h, w)`` feature shape is the image size divided by one power of two.
+
+    ``h`` must be ``floor(H / 2**k)`` or ``ceil(H / 2**k)`` and ``w`` the same for ``W`` with the same ``k``
+    (strided convolutions and ``max_pool2d(x, 1, 2)`` round up: 800 -> 13 at stride 64). Returns the
+    ``(h, w)`` pairs; raises ``ValueError`` naming the level otherwise.
+    """
+    image_h, image_w = as_image_size(image_shape, "image_shape")
+    if isinstance(feature_shapes, np.ndarray) or not isinstance(feature_shapes, (list, tuple)):
+        raise TypeError(f"feature_shapes must be a list of (h, w) pairs, got {type(feature_shapes).__name__}")
+    names = list(names) if names is not None else [f"level {i}" for i in range(len(feature_shapes))]
+    out = []
+    for name, shape in zip(names, feature_shapes):
+        try:
+            h, w = as_image_size(tuple(shape)[-2:], f"feature shape of {name}")
+        except TypeError:
+            raise ValueError(f"feature shape of {name} must be a (h, w) pair, got {shape!r}") from None
+        for k in range(0, 64):
+            div = 1 << k
+            if h in (image_h // div, -(-image_h // div)) and w in (image_w // div, -(-image_w // div)):
+                break
+            if image_h // div == 0 and image_w // div == 0:
+                k = None
+                break
+        else:  # pragma: no cover - images are smaller than 2**64
+            k = None
+        if k is None:
+            raise ValueError(
+                f"feature shape of {name} is {(h, w)}, which is not the image shape {(image_h, image_w)} divided "
+                f"by a power of two (floor or ceil of H / 2**k and W / 2**k with the same k)"
+            )
+        out.append((h, w))
+    return out
+
+
 def check_strides(strides: Sequence[float], feature_shapes: Sequence[Sequence[int]],
                   image_shape: Sequence[int], names: Sequence[str] | None = None) -> list[int]:
     """Check caller-given strides against the strides the shapes imply; returns them as ints.
 
     Raises ``ValueError`` naming the level, the stride given and the stride inferred when they differ,
     e.g. ``featmap_strides=[8, 16, 32, 64]`` given for P2..P5 maps of an 800 x 1216 image (true 4..32).
+    The inferred stride is `infer_stride`'s rounded power of two, so `image_shape` may be the unpadded size
+    (as torchvision's poolers take it); `check_feature_shapes` is the stricter check for padded sizes.
     """
     strides = list(strides)
     if len(strides) != len(feature_shapes):

@@ -44,3 +44,11 @@ def test_top_level_names_resolve():
     assert edudet.BoxCoder.__name__ == "BoxCoder"
     with pytest.raises(AttributeError):
         edudet.no_such_thing
+
+
+def test_ops_named_like_their_modules_are_functions():
+    # torchvision's layout: ops/nms.py defines nms; the package attribute must stay the function
+    import edudet.ops.nms  # noqa: F401
+    import edudet.ops.roi_align  # noqa: F401
+
+    assert callable(ops.nms) and callable(ops.roi_align) and callable(ops.roi_pool)

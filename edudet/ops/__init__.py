@@ -5,37 +5,33 @@ Every op with fast twins takes ``backend=None`` (the fastest usable CPU backend)
 """
 from __future__ import annotations
 
-import importlib
-
 from .._dispatch import available_backends
+from .boxes import (
+    box_area,
+    box_convert,
+    box_iou,
+    clip_boxes_to_image,
+    generalized_box_iou,
+    remove_small_boxes,
+)
+from .masks import paste_masks_in_image
+# modules named like their function (as in torchvision): these imports rebind `ops.nms` etc. to the function
+from .nms import batched_nms, nms, soft_nms
+from .roi_align import roi_align
+from .roi_pool import roi_pool
 
-# public name -> module (inside edudet.ops) that defines it; imported on first use
-_EXPORTS = {
-    "box_area": "boxes",
-    "box_iou": "boxes",
-    "generalized_box_iou": "boxes",
-    "box_convert": "boxes",
-    "clip_boxes_to_image": "boxes",
-    "remove_small_boxes": "boxes",
-    "nms": "nms",
-    "batched_nms": "nms",
-    "soft_nms": "nms",
-    "roi_align": "roi_align",
-    "roi_pool": "roi_pool",
-    "paste_masks_in_image": "masks",
-}
-
-__all__ = ["available_backends", *_EXPORTS]
-
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'edudet.ops' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(__all__)
+__all__ = [
+    "available_backends",
+    "box_area",
+    "box_iou",
+    "generalized_box_iou",
+    "box_convert",
+    "clip_boxes_to_image",
+    "remove_small_boxes",
+    "nms",
+    "batched_nms",
+    "soft_nms",
+    "roi_align",
+    "roi_pool",
+    "paste_masks_in_image",
+]

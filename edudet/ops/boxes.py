@@ -23,13 +23,19 @@ __all__ = [
     "remove_small_boxes",
 ]
 
+_FORMATS = ("xyxy", "xywh", "cxcywh")
 
-def box_area(boxes) -> np.ndarray:
+
+def box_area(boxes, fmt: str = "xyxy") -> np.ndarray:
     """Area of each box.
 
-    boxes: (N, 4) ``(x1, y1, x2, y2)``. Returns (N,) ``(x2 - x1) * (y2 - y1)`` in the boxes' float dtype.
+    boxes: (N, 4) in `fmt` (``'xyxy'``, ``'xywh'`` or ``'cxcywh'``, see `box_convert`). Returns (N,)
+    ``(x2 - x1) * (y2 - y1)`` for xyxy and ``w * h`` for the other two, in the boxes' float dtype.
     """
+    _check_format(fmt, "fmt")
     boxes = as_boxes(boxes)
+    if fmt != "xyxy":  # the size is stored: no subtraction, exactly as torchvision
+        return boxes[:, 2] * boxes[:, 3]
     return _box_area(boxes)
 
 
@@ -78,16 +84,21 @@ def _pair(boxes1, boxes2):
     return b1.astype(dtype, copy=False), b2.astype(dtype, copy=False)
 
 
-def box_iou(boxes1, boxes2, backend: str | None = None) -> np.ndarray:
+def box_iou(boxes1, boxes2, fmt: str = "xyxy", backend: str | None = None) -> np.ndarray:
     """Intersection over union of every pair of boxes.
 
-    boxes1: (N, 4), boxes2: (M, 4), both ``(x1, y1, x2, y2)``. Returns (N, M) with
-    ``iou[i, j] = area(b1_i ∩ b2_j) / area(b1_i ∪ b2_j)`` in [0, 1]; a pair whose union has zero area
-    (two degenerate boxes) gets 0, where torchvision gives NaN. float64 if either input is float64,
-    else float32. `backend`: None (the fastest CPU one), "numpy", "numba", "cython" or "cuda".
+    boxes1: (N, 4), boxes2: (M, 4), both in `fmt` (``'xyxy'`` by default, or ``'xywh'``, ``'cxcywh'``).
+    Returns (N, M) with ``iou[i, j] = area(b1_i ∩ b2_j) / area(b1_i ∪ b2_j)`` in [0, 1]; a pair whose
+    union has zero area (two degenerate boxes) gets 0, where torchvision gives NaN. float64 if either input
+    is float64, else float32. xywh and cxcywh boxes are converted to xyxy first, so their areas can differ
+    from torchvision's ``w * h`` in the last bit. `backend`: None (the fastest CPU one), "numpy", "numba",
+    "cython" or "cuda".
     """
+    _check_format(fmt, "fmt")
     kernel = _box_iou.get(backend)
     b1, b2 = _pair(boxes1, boxes2)
+    if fmt != "xyxy":
+        b1, b2 = _to_xyxy(b1, fmt), _to_xyxy(b2, fmt)
     if b1.shape[0] == 0 or b2.shape[0] == 0:
         return np.zeros((b1.shape[0], b2.shape[0]), dtype=b1.dtype)
     return kernel(b1, b2)
@@ -96,9 +107,10 @@ def box_iou(boxes1, boxes2, backend: str | None = None) -> np.ndarray:
 def generalized_box_iou(boxes1, boxes2) -> np.ndarray:
     """Generalized IoU (Rezatofighi et al., 2019) of every pair of boxes.
 
-    boxes1: (N, 4), boxes2: (M, 4) ``(x1, y1, x2, y2)``. Returns (N, M) in [-1, 1]:
-    ``giou = iou - (area(C) - union) / area(C)`` with C the smallest box enclosing both.
-    Where C has zero area (two identical points) the penalty term is taken as 0.
+    boxes1: (N, 4), boxes2: (M, 4) ``(x1, y1, x2, y2)``. Returns (N, M) in [-1, 1], float64 if either
+    input is float64, else float32: ``giou = iou - (area(C) - union) / area(C)`` with C the smallest box
+    enclosing both. Where the union has zero area the IoU is 0, and where C has zero area (the same point
+    twice) the penalty is 0; torchvision gives NaN for both.
     """
     b1, b2 = _pair(boxes1, boxes2)
     if b1.shape[0] == 0 or b2.shape[0] == 0:
@@ -112,14 +124,16 @@ def generalized_box_iou(boxes1, boxes2) -> np.ndarray:
     return iou - _safe_divide(enclosing_area - union, enclosing_area)
 
 
-_FORMATS = ("xyxy", "xywh", "cxcywh")
+def _check_format(fmt, name: str) -> None:
+    if not isinstance(fmt, str) or fmt not in _FORMATS:
+        raise ValueError(f"{name} must be one of {_FORMATS}, got {fmt!r}")
 
 
 def _to_xyxy(boxes: np.ndarray, fmt: str) -> np.ndarray:
     a, b, c, d = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     if fmt == "xywh":  # (x, y, w, h): top-left corner and size
         return np.stack([a, b, a + c, b + d], axis=1)
-    if fmt == "cxcywh":  # (cx, cy, w, h): centre and size
+    if fmt == "cxcywh":  # (cx, cy, w, h): centre and size; 0.5 * w is exact, so either half is the same
         return np.stack([a - 0.5 * c, b - 0.5 * d, a + 0.5 * c, b + 0.5 * d], axis=1)
     return boxes
 
@@ -139,9 +153,8 @@ def box_convert(boxes, in_fmt: str, out_fmt: str) -> np.ndarray:
     xyxy: corners ``(x1, y1, x2, y2)``; xywh: top-left corner and size ``(x1, y1, w, h)``;
     cxcywh: centre and size ``(cx, cy, w, h)``. Any conversion passes through xyxy, as torchvision's does.
     """
-    for name, fmt in (("in_fmt", in_fmt), ("out_fmt", out_fmt)):
-        if fmt not in _FORMATS:
-            raise ValueError(f"{name} must be one of {_FORMATS}, got {fmt!r}")
+    _check_format(in_fmt, "in_fmt")
+    _check_format(out_fmt, "out_fmt")
     boxes = as_boxes(boxes)
     if in_fmt == out_fmt:
         return boxes.copy()
@@ -151,7 +164,8 @@ def box_convert(boxes, in_fmt: str, out_fmt: str) -> np.ndarray:
 def clip_boxes_to_image(boxes, size) -> np.ndarray:
     """Clip (N, 4) ``(x1, y1, x2, y2)`` boxes to an image of ``size = (height, width)``.
 
-    x coordinates are clamped to [0, width], y to [0, height] (the image's continuous extent).
+    x coordinates are clamped to [0, width], y to [0, height] (the image's continuous extent). Returns a
+    new (N, 4) array in the boxes' float dtype.
     """
     boxes = as_boxes(boxes)
     height, width = as_image_size(size, "size")
@@ -162,7 +176,12 @@ def clip_boxes_to_image(boxes, size) -> np.ndarray:
 
 
 def remove_small_boxes(boxes, min_size: float) -> np.ndarray:
-    """int64 indices of the (N, 4) boxes whose width and height are both ``>= min_size``."""
+    """Indices of the boxes large enough to keep.
+
+    boxes: (N, 4) ``(x1, y1, x2, y2)``. Returns (K,) int64 indices, ascending, of the boxes with
+    ``x2 - x1 >= min_size`` and ``y2 - y1 >= min_size``; the comparison is made in the boxes' dtype, as
+    torchvision's. `min_size` must be >= 0.
+    """
     boxes = as_boxes(boxes)
     min_size = check_scalar(min_size, "min_size", low=0)
     widths = boxes[:, 2] - boxes[:, 0]

@@ -1,0 +1,62 @@
+"""Box ops against torchvision: `box_iou` on every CPU backend, plus the cheap NumPy-only ops.
+
+The headline workload is anchor matching's shape: 50 ground-truth boxes against 200,000 anchors of an
+800-px image (sides 8..200 px), float32. A square 1,000 x 1,000 case shows the other aspect ratio.
+"""
+from __future__ import annotations
+
+import numpy as np
+from harness import Case
+
+from edudet import ops
+from edudet.ops.boxes import _box_iou
+
+
+def _random_boxes(rng, n, image_size=800.0, min_side=8.0, max_side=200.0):
+    wh = rng.uniform(min_side, max_side, size=(n, 2))
+    xy = rng.uniform(0, image_size - wh)
+    return np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+
+
+def _torch():
+    try:
+        import torch
+        import torchvision
+    except ImportError:
+        return None, None
+    return torch, torchvision
+
+
+def cases(quick: bool):
+    torch, torchvision = _torch()
+    rng = np.random.default_rng(0)
+    backends = [b for b in _box_iou.backends if b != "cuda"]  # CUDA copies to the device: not a CPU race
+    iou_shapes = [(50, 20_000), (200, 200)] if quick else [(50, 200_000), (1_000, 1_000)]
+    for n, m in iou_shapes:
+        a, b = _random_boxes(rng, n), _random_boxes(rng, m)
+        tv = None
+        if torchvision is not None:
+            ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+            tv = lambda ta=ta, tb=tb: torchvision.ops.box_iou(ta, tb)  # noqa: E731
+        yield Case(
+            "box_iou",
+            f"{n} x {m:,} float32",
+            edudet={be: (lambda a=a, b=b, be=be: ops.box_iou(a, b, backend=be)) for be in backends},
+            torchvision=tv,
+        )
+
+    n = 20_000 if quick else 200_000
+    boxes = _random_boxes(rng, n)
+    t = torch.from_numpy(boxes) if torch is not None else None
+    yield Case(
+        "box_area",
+        f"{n:,} float32",
+        edudet={"numpy": lambda: ops.box_area(boxes)},
+        torchvision=(lambda: torchvision.ops.box_area(t)) if t is not None else None,
+    )
+    yield Case(
+        "box_convert",
+        f"{n:,} xyxy->cxcywh",
+        edudet={"numpy": lambda: ops.box_convert(boxes, "xyxy", "cxcywh")},
+        torchvision=(lambda: torchvision.ops.box_convert(t, "xyxy", "cxcywh")) if t is not None else None,
+    )

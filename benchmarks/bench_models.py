@@ -1,0 +1,162 @@
+"""Whole-model benchmarks: Faster R-CNN, Mask R-CNN, RetinaNet and FCOS (R50-FPN) forward passes, edudet
+(NumPy + BLAS) against torchvision on the CPU.
+
+Both models hold the same weights (torchvision's seeded random init) and see the same 800 x 1216 image
+(scale factor 1, no padding: the FPN levels are 200 x 304 down to 13 x 19). Besides the table row, the
+module prints Faster R-CNN's stage times side by side and edudet's peak memory (tracemalloc: every NumPy
+allocation) and the process's peak RSS. ``--quick``: 320 x 480 (min_size 320).
+
+With random weights every class score sits near its prior (1/91 after a softmax, 0.01 after the focal
+prior), below the default thresholds, so the Mask R-CNN, RetinaNet and FCOS rows use score threshold 0
+in both libraries: the post-processing then does its full work (top-k per level, NMS, 100 / 300
+detections, and for Mask R-CNN the mask branch on 100 boxes and 100 pasted full-image masks).
+"""
+from __future__ import annotations
+
+import resource
+import time
+import tracemalloc
+
+import numpy as np
+from harness import Case
+
+import edudet
+import edudet.models as models
+from edudet.demo import sample_image
+
+
+def _default_backend() -> str:
+    usable = edudet.available_backends()
+    return next(b for b in ("cython", "numba", "numpy") if b in usable)
+
+
+def _torch_stages(tv_model, tensor, torch) -> dict[str, float]:
+    """torchvision's forward split at the same points as edudet's trace (seconds per stage)."""
+    times = {}
+    with torch.no_grad():
+        start = time.perf_counter()
+        image_list, _ = tv_model.transform([tensor])
+        times["transform"] = time.perf_counter() - start
+        start = time.perf_counter()
+        body = tv_model.backbone.body(image_list.tensors)
+        times["backbone.body"] = time.perf_counter() - start
+        start = time.perf_counter()
+        features = tv_model.backbone.fpn(body)
+        times["backbone.fpn"] = time.perf_counter() - start
+        start = time.perf_counter()
+        proposals, _ = tv_model.rpn(image_list, features)
+        times["rpn (head, anchors, filter)"] = time.perf_counter() - start
+        start = time.perf_counter()
+        detections, _ = tv_model.roi_heads(features, proposals, image_list.image_sizes)
+        times["roi_heads (pool, head, postprocess)"] = time.perf_counter() - start
+        start = time.perf_counter()
+        tv_model.transform.postprocess(detections, image_list.image_sizes, [tuple(tensor.shape[-2:])])
+        times["transform.postprocess"] = time.perf_counter() - start
+    return times
+
+
+def _stage_table(recorded, torch_times: dict[str, float] | None) -> str:
+    groups = {"rpn (head, anchors, filter)": ("rpn.head", "rpn.anchors", "rpn.filter_proposals"),
+              "roi_heads (pool, head, postprocess)": ("roi_heads.box_roi_pool", "roi_heads.box_head",
+                                                      "roi_heads.postprocess")}
+    ours = {}
+    for stage in recorded.stages:
+        group = next((g for g, names in groups.items() if stage.name in names), stage.name)
+        ours[group] = ours.get(group, 0.0) + stage.seconds
+    lines = ["| stage | edudet ms | torchvision ms | tv / edudet |", "|---|---|---|---|"]
+    for name, seconds in ours.items():
+        tv = (torch_times or {}).get(name)
+        ratio = f"{tv / seconds:.2f}x" if tv else "-"
+        lines.append(f"| {name} | {seconds * 1e3:.0f} | {'-' if tv is None else f'{tv * 1e3:.0f}'} | {ratio} |")
+    return "\n".join(lines)
+
+
+def _faster_rcnn_cases(quick: bool):
+    height, width = (320, 480) if quick else (800, 1216)
+    # torchvision's defaults (800, 1333) for the full run; either way the scale factor is 1 (no resampling)
+    sizes = dict(min_size=320, max_size=512) if quick else {}
+    image = sample_image(height, width, seed=0)
+    chw = np.ascontiguousarray(image.transpose(2, 0, 1)).astype(np.float32) / np.float32(255)
+    try:
+        import torch
+        import torchvision
+    except ImportError:
+        torch = None
+    if torch is not None:
+        torch.manual_seed(0)
+        tv_model = torchvision.models.detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None,
+                                                                        **sizes).eval()
+        model = models.fasterrcnn_resnet50_fpn(tv_model.state_dict(), **sizes)
+        tensor = torch.from_numpy(chw)
+
+        def tv_forward():
+            with torch.no_grad():
+                return tv_model([tensor])
+    else:
+        model = models.fasterrcnn_resnet50_fpn(seed=0, **sizes)
+        tv_forward = None
+
+    model([chw])  # warm up: kernel imports and numba compilation
+    tracemalloc.start()
+    detections, recorded = model([chw], trace=True)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    torch_times = None
+    if tv_forward is not None:
+        tv_forward()
+        torch_times = _torch_stages(tv_model, tensor, torch)
+    print(f"\nFaster R-CNN R50-FPN, {height} x {width}: stage times (one traced run each; noisy on a shared machine)")
+    print(_stage_table(recorded, torch_times))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"edudet peak NumPy memory during one forward (tracemalloc): {peak / 2**20:.0f} MiB; "
+          f"process peak RSS so far (both models, weights included): {rss:.0f} MiB; "
+          f"{len(detections[0]['boxes'])} detections\n", flush=True)
+    yield Case("fasterrcnn_resnet50_fpn", f"{height}x{width} forward, 1 image",
+               edudet={_default_backend(): lambda: model([chw])}, torchvision=tv_forward, repeat=2 if not quick else 3)
+
+
+_OTHER_MODELS = [
+    # (name, torchvision and edudet builder name, the score-threshold keyword)
+    ("maskrcnn_resnet50_fpn", "box_score_thresh"),
+    ("retinanet_resnet50_fpn", "score_thresh"),
+    ("fcos_resnet50_fpn", "score_thresh"),
+]
+
+
+def _other_cases(quick: bool, chw: np.ndarray, sizes: dict, height: int, width: int):
+    try:
+        import torch
+        import torchvision
+    except ImportError:
+        torch = None
+    for name, score_keyword in _OTHER_MODELS:
+        options = dict(sizes, **{score_keyword: 0.0})
+        if torch is not None:
+            torch.manual_seed(0)
+            tv_model = getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None,
+                                                                   **options).eval()
+            model = getattr(models, name)(tv_model.state_dict(), **options)
+            tensor = torch.from_numpy(chw)
+
+            def tv_forward(tv_model=tv_model, tensor=tensor):
+                with torch.no_grad():
+                    return tv_model([tensor])
+            del tv_model
+        else:
+            model = getattr(models, name)(seed=0, **options)
+            tv_forward = None
+        detections = model([chw])  # warm up
+        print(f"{name}: {len(detections[0]['boxes'])} detections at {height} x {width}", flush=True)
+        del detections
+        yield Case(name, f"{height}x{width} forward, 1 image, score threshold 0",
+                   edudet={_default_backend(): lambda model=model: model([chw])}, torchvision=tv_forward,
+                   repeat=2 if not quick else 3)
+        del model, tv_forward
+
+
+def cases(quick: bool):
+    height, width = (320, 480) if quick else (800, 1216)
+    sizes = dict(min_size=320, max_size=512) if quick else {}
+    chw = np.ascontiguousarray(sample_image(height, width, seed=0).transpose(2, 0, 1)).astype(np.float32) / np.float32(255)
+    yield from _faster_rcnn_cases(quick)
+    yield from _other_cases(quick, chw, sizes, height, width)

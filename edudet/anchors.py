@@ -1,0 +1,175 @@
+"""Anchors and points: the reference boxes and locations a detector's head predicts from.
+
+An anchor-based head (Faster R-CNN's RPN, RetinaNet) places, at every location of every feature map,
+a few boxes of fixed sizes and aspect ratios centred on that location; an anchor-free head (FCOS) places
+one point. Both are a grid of shifts (``location * stride``) plus, for anchors, a small set of zero-centred
+"cell" (base) anchors. Their order is the order the head's outputs are flattened in: level by level, then
+location by location (row-major: y outer, x inner), then, for anchors, the anchors of one location.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ._validate import as_image_size, check_scalar
+from .level_mapper import check_feature_shapes, check_strides
+
+__all__ = ["AnchorGenerator", "grid_points"]
+
+
+def _level_strides(image_size, feature_shapes, strides):
+    """Per-level ``(stride_h, stride_w)``: the caller's (checked), else torchvision's ``H // h, W // w``."""
+    shapes = check_feature_shapes(feature_shapes, image_size)
+    if strides is not None:
+        checked = check_strides(strides, shapes, image_size)
+        return shapes, [(s, s) for s in checked]
+    # integer division, not a power of two: an 800-px image with a 13-row P6 gets stride 61, as torchvision
+    return shapes, [(image_size[0] // h, image_size[1] // w) for h, w in shapes]
+
+
+def _shifts(shape, stride, dtype):
+    """(h * w, 2) ``(x, y)`` offsets ``(j * stride_w, i * stride_h)`` of a level's locations, row-major."""
+    (h, w), (stride_h, stride_w) = shape, stride
+    shift_x = np.arange(w, dtype=np.int64) * stride_w
+    shift_y = np.arange(h, dtype=np.int64) * stride_h
+    xs, ys = np.meshgrid(shift_x, shift_y)  # "xy" indexing: rows are y, so x varies fastest
+    return np.stack([xs.reshape(-1), ys.reshape(-1)], axis=1).astype(dtype)
+
+
+class AnchorGenerator:
+    """Anchors for a set of feature maps: (A, 4) ``(x1, y1, x2, y2)``, A = sum of ``h_i * w_i * n_i``.
+
+    ``sizes[i]`` and ``aspect_ratios[i]`` (height / width) describe level ``i``; a level has
+    ``len(sizes[i]) * len(aspect_ratios[i])`` anchors per location, ratios outer, sizes inner. A base
+    anchor of size ``s`` and ratio ``r`` is ``round([-w, -h, w, h] / 2)`` with ``h = s * sqrt(r)``,
+    ``w = s / sqrt(r)`` (computed in float32, rounded half to even), and a location ``(i, j)`` shifts it by
+    ``(j * stride_w, i * stride_h, j * stride_w, i * stride_h)`` with ``stride = image_size // feature_shape``.
+    This is torchvision's ``AnchorGenerator`` (Faster R-CNN, Ren et al., 2015) exactly.
+
+    ``rounding=False`` keeps the unrounded half-sizes and ``center_offset=0.5`` moves every anchor by half a
+    stride, mmdetection's ``AnchorGenerator(center_offset=0.5)`` convention (its ``base_sizes`` being the
+    strides and ``scales`` the sizes relative to them).
+
+    Example: ``AnchorGenerator(((32,),), ((0.5, 1.0, 2.0),))`` has base anchors ``[-23, -11, 23, 11]``,
+    ``[-16, -16, 16, 16]``, ``[-11, -23, 11, 23]``.
+    """
+
+    def __init__(self, sizes=((128, 256, 512),), aspect_ratios=((0.5, 1.0, 2.0),), rounding: bool = True,
+                 center_offset: float = 0.0):
+        sizes = tuple(sizes)
+        if not sizes:
+            raise ValueError("sizes must name at least one size per level, got ()")
+        if not isinstance(sizes[0], (list, tuple)):  # torchvision's shorthand: one size per level
+            sizes = tuple((s,) for s in sizes)
+        aspect_ratios = tuple(aspect_ratios)
+        if not aspect_ratios:
+            raise ValueError("aspect_ratios must not be empty")
+        if not isinstance(aspect_ratios[0], (list, tuple)):  # one ratio set shared by every level
+            aspect_ratios = (aspect_ratios,) * len(sizes)
+        if len(aspect_ratios) != len(sizes):
+            raise ValueError(
+                f"sizes describes {len(sizes)} levels but aspect_ratios {len(aspect_ratios)}; they must match")
+        self.sizes = tuple(
+            tuple(check_scalar(s, f"sizes[{i}][{j}]", low=0, low_inclusive=False) for j, s in enumerate(level))
+            for i, level in enumerate(sizes))
+        self.aspect_ratios = tuple(
+            tuple(check_scalar(r, f"aspect_ratios[{i}][{j}]", low=0, low_inclusive=False) for j, r in enumerate(level))
+            for i, level in enumerate(aspect_ratios))
+        for i, (s, r) in enumerate(zip(self.sizes, self.aspect_ratios)):
+            if not s or not r:
+                raise ValueError(f"level {i} needs at least one size and one aspect ratio")
+        self.rounding = bool(rounding)
+        self.center_offset = check_scalar(center_offset, "center_offset", low=0, high=1)
+        self.cell_anchors = [self.generate_anchors(s, r) for s, r in zip(self.sizes, self.aspect_ratios)]
+
+    def __repr__(self) -> str:
+        return (f"AnchorGenerator(sizes={self.sizes}, aspect_ratios={self.aspect_ratios}, "
+                f"rounding={self.rounding}, center_offset={self.center_offset:g})")
+
+    def generate_anchors(self, scales: Sequence[float], aspect_ratios: Sequence[float]) -> np.ndarray:
+        """(len(ratios) * len(scales), 4) zero-centred float32 base anchors, ratios outer, scales inner."""
+        scales = np.asarray(scales, dtype=np.float32)
+        ratios = np.asarray(aspect_ratios, dtype=np.float32)
+        h_ratios = np.sqrt(ratios)
+        w_ratios = np.float32(1) / h_ratios  # ratio = h / w with the area kept at size**2
+        ws = (w_ratios[:, None] * scales[None, :]).reshape(-1)
+        hs = (h_ratios[:, None] * scales[None, :]).reshape(-1)
+        base = np.stack([-ws, -hs, ws, hs], axis=1) / np.float32(2)
+        # np.round rounds half to even like torch.round: 22.5 -> 22, not 23
+        return np.round(base) if self.rounding else base
+
+    def num_anchors_per_location(self) -> list[int]:
+        """Anchors per location on each level, ``len(sizes[i]) * len(aspect_ratios[i])``."""
+        return [len(s) * len(r) for s, r in zip(self.sizes, self.aspect_ratios)]
+
+    def num_anchors_per_level(self, feature_shapes) -> list[int]:
+        """Anchors on each level, ``h_i * w_i * num_anchors_per_location()[i]``."""
+        return [int(tuple(shape)[-2]) * int(tuple(shape)[-1]) * n
+                for shape, n in zip(feature_shapes, self.num_anchors_per_location())]
+
+    def __call__(self, image_size, feature_shapes, strides=None, dtype=np.float32, num_images: int | None = None):
+        """Anchors of one (padded) image: (A, 4) ``(x1, y1, x2, y2)`` in `dtype`, level by level.
+
+        image_size: ``(H, W)``; feature_shapes: one ``(..., h, w)`` per level (each ``H / 2**k`` rounded
+        down or up, else ``ValueError``); strides: optional per-level strides, checked against the shapes
+        (``ValueError`` naming the level on a mismatch); by default ``H // h`` and ``W // w``.
+        With ``num_images=n`` returns a list of n copies, like torchvision's one anchor set per image.
+        """
+        image_size = as_image_size(image_size)
+        if not isinstance(feature_shapes, (list, tuple)):
+            raise TypeError(f"feature_shapes must be a list of (h, w) pairs, got {type(feature_shapes).__name__}")
+        if len(feature_shapes) != len(self.cell_anchors):
+            raise ValueError(f"got {len(feature_shapes)} feature maps but the generator describes "
+                             f"{len(self.cell_anchors)} levels (sizes / aspect_ratios); they must match")
+        if np.dtype(dtype) not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+        shapes, level_strides = _level_strides(image_size, feature_shapes, strides)
+        levels = []
+        for shape, stride, base in zip(shapes, level_strides, self.cell_anchors):
+            shifts = _shifts(shape, stride, np.float32)
+            if self.center_offset:
+                shifts = shifts + np.float32(self.center_offset) * np.array(stride[::-1], dtype=np.float32)
+            shifts4 = np.concatenate([shifts, shifts], axis=1)  # (x, y, x, y)
+            # every location (outer) with every base anchor (inner), as the head's outputs are laid out
+            levels.append((shifts4[:, None, :] + base[None, :, :]).reshape(-1, 4))
+        anchors = np.concatenate(levels).astype(dtype, copy=False)
+        if num_images is None:
+            return anchors
+        num_images = check_scalar(num_images, "num_images", low=0, integer=True)
+        return [anchors.copy() for _ in range(num_images)]
+
+
+def grid_points(image_size, feature_shapes, strides=None, offset=0.5, dtype=np.float32) -> list[np.ndarray]:
+    """The locations of an anchor-free head: one (h_i * w_i, 2) ``(x, y)`` array per level, row-major.
+
+    A location ``(i, j)`` of a level with stride ``s`` sits at ``((j + offset) * s, (i + offset) * s)``:
+    ``offset=0.5`` is the centre of its cell (mmdetection 3's ``MlvlPointGenerator``); ``offset="fcos"``
+    gives ``(j * s + s // 2, i * s + s // 2)`` (the FCOS paper and mmdetection 2, equal to 0.5 for even
+    strides); ``offset=0`` gives ``(j * s, i * s)``, torchvision's FCOS, which decodes from its anchors'
+    centres. strides: optional, checked against the shapes (``ValueError`` naming the level); by default
+    ``H // h`` and ``W // w`` as torchvision.
+    """
+    image_size = as_image_size(image_size)
+    if not isinstance(feature_shapes, (list, tuple)):
+        raise TypeError(f"feature_shapes must be a list of (h, w) pairs, got {type(feature_shapes).__name__}")
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+    fcos = isinstance(offset, str)
+    if fcos and offset != "fcos":
+        raise ValueError(f"offset must be a number in [0, 1] or 'fcos', got {offset!r}")
+    if not fcos:
+        offset = check_scalar(offset, "offset", low=0, high=1)
+    shapes, level_strides = _level_strides(image_size, feature_shapes, strides)
+    points = []
+    for shape, (stride_h, stride_w) in zip(shapes, level_strides):
+        if fcos:
+            pts = _shifts(shape, (stride_h, stride_w), np.int64) + np.array([stride_w // 2, stride_h // 2])
+            points.append(pts.astype(dtype))
+        else:
+            h, w = shape
+            xs = (np.arange(w, dtype=dtype) + dtype(offset)) * dtype(stride_w)
+            ys = (np.arange(h, dtype=dtype) + dtype(offset)) * dtype(stride_h)
+            gx, gy = np.meshgrid(xs, ys)
+            points.append(np.stack([gx.reshape(-1), gy.reshape(-1)], axis=1))
+    return points

@@ -1,0 +1,252 @@
+"""``python -m edudet demo [--model fasterrcnn|maskrcnn|fcos|retinanet]``: a detector in NumPy on a generated
+image, stage by stage, drawn to a PNG (anchors and proposals, FCOS's points, Mask R-CNN's masks).
+
+The image is made here (coloured shapes on a textured background; nothing is downloaded or shipped).
+Without ``--weights`` the model has seeded random weights: every stage runs exactly as with trained
+weights, but the detections mean nothing. Real weights: convert torchvision's COCO checkpoint once with
+``python -m edudet convert fasterrcnn_resnet50_fpn_coco.pth frcnn.npz`` and pass ``--weights frcnn.npz``
+(the file says which detector it holds).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main", "sample_image", "COCO_CATEGORIES"]
+
+# torchvision's 91 COCO label slots (0 is the background; "N/A" marks ids COCO does not use)
+COCO_CATEGORIES = [
+    "__background__", "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "N/A", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse",
+    "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "N/A", "backpack", "umbrella", "N/A", "N/A",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite", "baseball bat",
+    "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle", "N/A", "wine glass", "cup", "fork",
+    "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza",
+    "donut", "cake", "chair", "couch", "potted plant", "bed", "N/A", "dining table", "N/A", "N/A", "toilet",
+    "N/A", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone", "microwave", "oven", "toaster", "sink",
+    "refrigerator", "N/A", "book", "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush",
+]
+
+
+def sample_image(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarray:
+    """``(height, width, 3)`` uint8: a few coloured shapes (disc, box, triangle, ellipse) on a textured background."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    y /= max(height - 1, 1)
+    x /= max(width - 1, 1)
+    # background: a soft two-tone gradient, wood-like stripes and grain
+    stripes = 0.5 + 0.5 * np.sin(2 * np.pi * (6 * x + 2 * y + 0.3 * np.sin(2 * np.pi * 3 * y)))
+    base = np.stack([0.55 + 0.25 * y, 0.50 + 0.15 * x, 0.40 + 0.10 * (1 - y)], axis=-1)
+    image = base * (0.8 + 0.2 * stripes[..., None]) + rng.normal(0, 0.03, (height, width, 3))
+    h, w = float(height), float(width)
+    # disc (red), box (blue), triangle (green), ellipse (yellow); positions jittered by the seed
+    cx, cy, r = w * rng.uniform(0.2, 0.3), h * rng.uniform(0.25, 0.35), 0.15 * min(h, w)
+    image[(x * (w - 1) - cx) ** 2 + (y * (h - 1) - cy) ** 2 < r ** 2] = (0.85, 0.15, 0.15)
+    x0, y0 = w * rng.uniform(0.55, 0.6), h * rng.uniform(0.15, 0.25)
+    inside = (x * (w - 1) > x0) & (x * (w - 1) < x0 + 0.3 * w) & (y * (h - 1) > y0) & (y * (h - 1) < y0 + 0.25 * h)
+    image[inside] = (0.15, 0.3, 0.85)
+    px, py = x * (w - 1), y * (h - 1)
+    ax, ay, size = w * rng.uniform(0.15, 0.25), h * rng.uniform(0.6, 0.65), 0.3 * min(h, w)
+    triangle = (py < ay + size) & (py > ay + size - 2 * (size - np.abs(px - ax - size / 2) * 2) / 2) & \
+               (np.abs(px - ax - size / 2) < size / 2)
+    image[triangle] = (0.2, 0.75, 0.25)
+    ex, ey = w * rng.uniform(0.65, 0.75), h * rng.uniform(0.65, 0.75)
+    image[((px - ex) / (0.14 * w)) ** 2 + ((py - ey) / (0.09 * h)) ** 2 < 1] = (0.95, 0.85, 0.2)
+    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+
+
+def _anchor_sample(anchors: np.ndarray, feature_shapes, per_level: int, rng, per_location: int = 3) -> np.ndarray:
+    """A few locations' anchors from every level (all `per_location` anchors of each location)."""
+    picked, start = [], 0
+    for h, w in feature_shapes:
+        count = h * w * per_location
+        # locations near the image centre, so the big anchors stay in view
+        rows = rng.integers(h // 4, max(h // 4 + 1, 3 * h // 4), per_level)
+        cols = rng.integers(w // 4, max(w // 4 + 1, 3 * w // 4), per_level)
+        for r, c in zip(rows, cols):
+            first = start + (r * w + c) * per_location
+            picked.append(anchors[first: first + per_location])
+        start += count
+    return np.concatenate(picked)
+
+
+def _draw(path: Path, image: np.ndarray, panels, detections, labels_text, masks, title: str) -> None:
+    """One panel per ``(title, kind, array, colour)``: kind "boxes" draws (K, 4) boxes, "points" (K, 2)
+    points coloured by level (array then is a list of per-level arrays); the last panel shows the detections
+    and, when given, their masks with opacity 0.6 x probability (the most probable mask wins a pixel)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    panels = list(panels) + [(f"{len(detections)} detections" + (" with masks" if masks is not None else ""),
+                              "boxes", detections, "tab:red")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5.6))
+    for axis, (name, kind, array, colour) in zip(np.atleast_1d(axes), panels):
+        axis.imshow(image)
+        if kind == "points":
+            cmap = plt.get_cmap("viridis")
+            for level, points in enumerate(array):
+                axis.scatter(points[:, 0], points[:, 1], s=4 + 6 * level, color=cmap(level / max(len(array) - 1, 1)),
+                             label=f"level {level}")
+            axis.legend(loc="lower right", fontsize=7)
+        else:
+            if array is detections and masks is not None and len(masks):
+                overlay = np.zeros((*image.shape[:2], 4))
+                palette = plt.get_cmap("tab10")
+                for i, mask in enumerate(masks[:, 0]):
+                    # opacity follows the probability: trained masks look solid, random ones show as a haze
+                    inside = mask > overlay[..., 3] / 0.6
+                    overlay[inside] = (*palette(i % 10)[:3], 0)
+                    overlay[inside, 3] = 0.6 * mask[inside]
+                axis.imshow(overlay)
+            for i, (x1, y1, x2, y2) in enumerate(array):
+                axis.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=1.2))
+                if array is detections and i < len(labels_text):
+                    axis.text(x1, y1, labels_text[i], fontsize=7, color="white", va="bottom",
+                              bbox=dict(facecolor=colour, alpha=0.7, pad=1, linewidth=0))
+        axis.set_title(name)
+        axis.set_xlim(-0.25 * image.shape[1], 1.25 * image.shape[1])
+        axis.set_ylim(1.25 * image.shape[0], -0.25 * image.shape[0])
+        axis.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# --model name -> (builder name, title, score keyword)
+_MODELS = {
+    "fasterrcnn": ("fasterrcnn_resnet50_fpn", "Faster R-CNN R50-FPN", "box_score_thresh"),
+    "maskrcnn": ("maskrcnn_resnet50_fpn", "Mask R-CNN R50-FPN", "box_score_thresh"),
+    "fcos": ("fcos_resnet50_fpn", "FCOS R50-FPN", "score_thresh"),
+    "retinanet": ("retinanet_resnet50_fpn", "RetinaNet R50-FPN", "score_thresh"),
+}
+
+
+def _panels(model, recorded, image, image_size, seed):
+    """What to draw before the detections: anchors and proposals (two-stage), anchors or points (one-stage)."""
+    from edudet.models.transform import resize_boxes
+
+    rng = np.random.default_rng(seed)
+    to_original = lambda boxes: resize_boxes(boxes, image_size, image.shape[:2])  # noqa: E731
+    if recorded.stages[3].name == "rpn.head":
+        names = [k for k in recorded["backbone.fpn"].outputs]
+        shapes = [recorded["backbone.fpn"].outputs[k][-2:] for k in names]
+        anchors = _anchor_sample(recorded["rpn.anchors"].arrays["anchors"], shapes, 2, rng)
+        proposals = recorded["rpn.filter_proposals"].arrays["proposals[0]"][:30]
+        return [("a sample of anchors (3 ratios per location, 5 levels)", "boxes", to_original(anchors), "tab:orange"),
+                (f"top {len(proposals)} RPN proposals", "boxes", to_original(proposals), "tab:cyan")]
+    shapes = [shape[-2:] for shape in recorded["backbone.fpn"].outputs.values()]
+    anchors = recorded["anchors"].arrays["anchors"]
+    per_location = model.anchor_generator.num_anchors_per_location()[0]
+    if per_location == 1:  # FCOS: the anchors' centres are the points, (j * stride, i * stride)
+        counts = model.anchor_generator.num_anchors_per_level(shapes)
+        centres = (anchors[:, :2] + anchors[:, 2:]) / 2
+        scale = np.array([image.shape[1] / image_size[1], image.shape[0] / image_size[0]], np.float32)
+        points = [level * scale for level in np.split(centres, np.cumsum(counts)[:-1])]
+        return [("FCOS points (j * stride, i * stride), strides 8 .. 128", "points", points, None)]
+    sample = _anchor_sample(anchors, shapes, 1, rng, per_location)
+    return [(f"a sample of anchors ({per_location} per location, {len(shapes)} levels)", "boxes",
+             to_original(sample), "tab:orange")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="edudet demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=sorted(_MODELS), default="fasterrcnn",
+                        help="which detector (default fasterrcnn; ignored with --weights, whose file names it)")
+    parser.add_argument("--weights", help="an .npz from `python -m edudet convert` (default: seeded random weights)")
+    parser.add_argument("--out", default="edudet_demo.png", help="where to write the annotated PNG")
+    parser.add_argument("--min-size", type=int, default=512, help="short side after resizing (torchvision: 800)")
+    parser.add_argument("--max-size", type=int, default=None, help="long side limit (default: 1333/800 x min-size)")
+    parser.add_argument("--image", help="a PNG of your own instead of the generated image")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and the generated image")
+    parser.add_argument("--score-thresh", type=float, default=None,
+                        help="detections to draw: score above this (default 0.5; random weights: the top 10)")
+    args = parser.parse_args(argv)
+    if args.min_size < 32:
+        parser.error("--min-size must be at least 32")
+    max_size = args.max_size or int(round(args.min_size * 1333 / 800))
+
+    import edudet.models as models
+
+    say = lambda text: print(text, flush=True)  # noqa: E731
+    builder_name, title_name, score_keyword = _MODELS[args.model]
+    start = time.perf_counter()
+    options = dict(min_size=args.min_size, max_size=max_size)
+    if args.weights:
+        say(f"loading weights from {args.weights}")
+        model = models.load(args.weights, **options)
+        builder_name = model.architecture
+        title_name = next(t for b, t, _ in _MODELS.values() if b == builder_name)
+        random_weights = False
+    else:
+        say(f"edudet demo: {title_name}, a NumPy forward pass (torchvision's semantics and weights)")
+        say(f"NOTE: no --weights given, so the model has seeded RANDOM weights (seed {args.seed}). Every stage "
+            "runs as it would with trained weights, but the detections are meaningless. For real ones run "
+            f"`python -m edudet convert {builder_name}_coco.pth model.npz` and pass --weights model.npz.")
+        model = getattr(models, builder_name)(seed=args.seed, **{score_keyword: 0.0}, **options)
+        random_weights = True
+    say(f"model ready in {time.perf_counter() - start:.1f} s: {model!r}")
+
+    if args.image:
+        import matplotlib.image
+
+        image = matplotlib.image.imread(args.image)
+        image = (image[..., :3] * 255).round().astype(np.uint8) if image.dtype != np.uint8 else image[..., :3]
+        say(f"image: {args.image}, {image.shape[0]} x {image.shape[1]}")
+    else:
+        image = sample_image(480, 640, seed=args.seed)
+        say("image: generated, 480 x 640 (coloured shapes on a textured background)")
+
+    def progress(stage):
+        shapes = ", ".join(f"{k} {' x '.join(map(str, v))}" for k, v in list(stage.outputs.items())[:2])
+        more = f" (+{len(stage.outputs) - 2} more)" if len(stage.outputs) > 2 else ""
+        say(f"  {stage.name:24s} {stage.seconds * 1e3:8.1f} ms   {shapes}{more}")
+
+    say("running the forward pass:")
+    with models.trace(progress=progress, keep_arrays=True) as recorded:
+        result = model([image])[0]
+    say("")
+    say(str(recorded))
+    say("")
+
+    # anchors, points and proposals live in the resized image; they are scaled to the original for drawing
+    resized = recorded["transform"].arrays["images"].shape[-2:]
+    image_size = model.transform.resized_size(*image.shape[:2])
+    panels = _panels(model, recorded, image, image_size, args.seed)
+    if random_weights and args.score_thresh is None:
+        keep = np.arange(min(10, len(result["scores"])))
+        say(f"random weights: drawing the top {len(keep)} detections whatever their scores (they mean nothing)")
+    else:
+        threshold = 0.5 if args.score_thresh is None else args.score_thresh
+        keep = np.nonzero(result["scores"] > threshold)[0]
+        say(f"{len(keep)} detections with score > {threshold}")
+    names = COCO_CATEGORIES if model.num_classes == len(COCO_CATEGORIES) else None
+    labels_text = []
+    for i in keep:
+        label = int(result["labels"][i])
+        name = names[label] if names else f"class {label}"
+        labels_text.append(f"{name} {result['scores'][i]:.2f}")
+        box = ", ".join(f"{v:.0f}" for v in result["boxes"][i])
+        say(f"  {name:16s} {result['scores'][i]:.3f}  [{box}]")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    title = (f"{title_name} in NumPy, {'RANDOM weights' if random_weights else Path(args.weights).name}; "
+             f"input {image.shape[0]} x {image.shape[1]} -> {resized[0]} x {resized[1]} padded, "
+             f"{recorded.total_seconds:.1f} s")
+    masks = result["masks"][keep] if "masks" in result else None
+    _draw(out, image, panels, result["boxes"][keep], labels_text, masks, title)
+    say(f"wrote {out.resolve()}")
+    say(f"total {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Faster R-CNN with a ResNet-50-FPN backbone (Ren et al., 2015; Lin et al., 2017), inference in NumPy.
+
+``fasterrcnn_resnet50_fpn`` takes torchvision's constructor keywords and defaults, and its weights by name,
+so a torchvision checkpoint converted with ``python -m edudet convert`` gives the same detections.
+"""
+from __future__ import annotations
+
+from .._validate import check_scalar
+from .fpn import BackboneWithFPN, FeaturePyramidNetwork, LastLevelMaxPool
+from .generalized_rcnn import GeneralizedRCNN
+from .resnet import resnet50_body
+from .roi_heads import FastRCNNPredictor, RoIHeads, TwoMLPHead, multiscale_roi_align
+from .rpn import RegionProposalNetwork, RPNHead
+from .transform import IMAGENET_MEAN, IMAGENET_STD, GeneralizedRCNNTransform
+from .weights import load_weights
+
+__all__ = ["FasterRCNN", "fasterrcnn_resnet50_fpn"]
+
+# keywords torchvision's FasterRCNN takes that only matter for training: accepted, not used
+_TRAINING_ONLY = {
+    "rpn_pre_nms_top_n_train", "rpn_post_nms_top_n_train", "rpn_fg_iou_thresh", "rpn_bg_iou_thresh",
+    "rpn_batch_size_per_image", "rpn_positive_fraction", "box_fg_iou_thresh", "box_bg_iou_thresh",
+    "box_batch_size_per_image", "box_positive_fraction", "bbox_reg_weights", "trainable_backbone_layers",
+    "progress",
+}
+
+
+class FasterRCNN(GeneralizedRCNN):
+    """Faster R-CNN: a backbone with ``out_channels``, an RPN on every level, a two-layer box head.
+
+    Keyword arguments and defaults are torchvision's (``FasterRCNN``'s inference ones).
+    """
+
+    architecture = "fasterrcnn_resnet50_fpn"
+
+    def __init__(self, backbone, num_classes: int = 91, *, min_size: int = 800, max_size: int = 1333,
+                 image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, rpn_pre_nms_top_n_test: int = 1000,
+                 rpn_post_nms_top_n_test: int = 1000, rpn_nms_thresh: float = 0.7, rpn_score_thresh: float = 0.0,
+                 box_score_thresh: float = 0.05, box_nms_thresh: float = 0.5, box_detections_per_img: int = 100,
+                 **training_only):
+        from ..anchors import AnchorGenerator
+
+        unknown = set(training_only) - _TRAINING_ONLY
+        if unknown:
+            raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)}")
+        num_classes = check_scalar(num_classes, "num_classes", low=2, integer=True)
+        for name, value in (("rpn_nms_thresh", rpn_nms_thresh), ("box_nms_thresh", box_nms_thresh),
+                            ("rpn_score_thresh", rpn_score_thresh), ("box_score_thresh", box_score_thresh)):
+            check_scalar(value, name, low=0, high=1)
+        for name, value in (("rpn_pre_nms_top_n_test", rpn_pre_nms_top_n_test),
+                            ("rpn_post_nms_top_n_test", rpn_post_nms_top_n_test),
+                            ("box_detections_per_img", box_detections_per_img)):
+            check_scalar(value, name, low=1, integer=True)
+        config = dict(num_classes=num_classes, min_size=min_size, max_size=max_size,
+                      image_mean=list(map(float, image_mean)), image_std=list(map(float, image_std)),
+                      rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=rpn_post_nms_top_n_test,
+                      rpn_nms_thresh=rpn_nms_thresh, rpn_score_thresh=rpn_score_thresh,
+                      box_score_thresh=box_score_thresh, box_nms_thresh=box_nms_thresh,
+                      box_detections_per_img=box_detections_per_img)
+        transform = GeneralizedRCNNTransform(min_size, max_size, image_mean, image_std)
+        channels = backbone.out_channels
+        # one size per level (32 px on P2 ... 512 px on P6), three aspect ratios everywhere
+        anchor_generator = AnchorGenerator(((32,), (64,), (128,), (256,), (512,)), ((0.5, 1.0, 2.0),) * 5)
+        rpn = RegionProposalNetwork(anchor_generator, RPNHead(channels, 3), rpn_pre_nms_top_n_test,
+                                    rpn_post_nms_top_n_test, rpn_nms_thresh, rpn_score_thresh)
+        box_roi_pool = multiscale_roi_align(["0", "1", "2", "3"], 7, 2)
+        box_head = TwoMLPHead(channels * 7 * 7, 1024)
+        roi_heads = RoIHeads(box_roi_pool, box_head, FastRCNNPredictor(1024, num_classes), box_score_thresh,
+                             box_nms_thresh, box_detections_per_img)
+        super().__init__(backbone, rpn, roi_heads, transform, config)
+        self.num_classes = num_classes
+
+    def _weights_hint(self, state):
+        weight = state.get("roi_heads.box_predictor.cls_score.weight")
+        if weight is not None and weight.ndim == 2 and weight.shape[0] != self.num_classes:
+            return (f"the weights are for num_classes={weight.shape[0]} but the model was built with "
+                    f"num_classes={self.num_classes}; pass num_classes={weight.shape[0]}")
+        return None
+
+
+def resnet50_fpn_backbone() -> BackboneWithFPN:
+    """ResNet-50 C2..C5 -> FPN P2..P5 (256 channels) plus P6 by max-pooling (``"pool"``)."""
+    body = resnet50_body()
+    return BackboneWithFPN(body, FeaturePyramidNetwork(body.out_channels, 256, LastLevelMaxPool()))
+
+
+def fasterrcnn_resnet50_fpn(weights=None, *, num_classes: int = 91, weights_backbone=None, seed: int = 0,
+                            **kwargs) -> FasterRCNN:
+    """Faster R-CNN ResNet-50-FPN with torchvision's keywords (``min_size=800``, ``box_score_thresh=0.05``, ...).
+
+    weights: None (seeded random weights, torchvision's initialisation rules: for learning, not detecting),
+    a path to an ``.npz`` written by ``model.save`` or ``python -m edudet convert``, or a mapping of
+    torchvision parameter names to arrays/tensors. edudet downloads nothing, so `weights_backbone` must be
+    None (the backbone comes with `weights`).
+    """
+    if weights_backbone is not None:
+        raise ValueError("weights_backbone must be None: edudet downloads nothing; pass full weights as weights=")
+    return load_weights(FasterRCNN(resnet50_fpn_backbone(), num_classes=num_classes, **kwargs), weights, seed)

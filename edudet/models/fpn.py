@@ -1,0 +1,104 @@
+"""Feature Pyramid Network (Lin et al., 2017): one 256-channel map per stride, each seeing the whole image.
+
+Top-down: the coarsest backbone map C5 goes through a 1x1 "lateral" conv; every finer level adds its own
+lateral to the coarser result upsampled 2x (nearest), and a 3x3 conv smooths each sum into P_k. An extra
+block then adds coarser levels: Faster R-CNN's ``LastLevelMaxPool`` (P6 = P5 subsampled by 2) or
+RetinaNet/FCOS's ``LastLevelP6P7`` (two more stride-2 convs). torchvision's ``FeaturePyramidNetwork`` and
+``BackboneWithFPN`` key names (``fpn.inner_blocks.{i}.0``, ``fpn.layer_blocks.{i}.0``, ``body.*``).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from .layers import Conv2d, interpolate_nearest, relu_
+from .weights import StateModule, sub_state
+
+__all__ = ["FeaturePyramidNetwork", "LastLevelMaxPool", "LastLevelP6P7", "BackboneWithFPN"]
+
+
+class LastLevelMaxPool(StateModule):
+    """Adds ``"pool"`` = ``max_pool2d(P_last, kernel_size=1, stride=2)``: every other pixel of the last level."""
+
+    def __call__(self, results: list[np.ndarray], inputs: list[np.ndarray], names: list[str]):
+        return results + [np.ascontiguousarray(results[-1][:, :, ::2, ::2])], names + ["pool"]
+
+
+class LastLevelP6P7(StateModule):
+    """Adds ``"p6"`` = conv3x3/2(P5 or C5) and ``"p7"`` = conv3x3/2(relu(P6)) (RetinaNet, FCOS)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        self.p6 = Conv2d(in_channels, out_channels, 3, stride=2, padding=1)
+        self.p7 = Conv2d(out_channels, out_channels, 3, stride=2, padding=1)
+        self.use_p5 = in_channels == out_channels  # torchvision's rule: P5 when the widths allow it
+
+    def state_shapes(self):
+        return {"p6.weight": self.p6.weight_shape, "p6.bias": (self.p6.out_channels,),
+                "p7.weight": self.p7.weight_shape, "p7.bias": (self.p7.out_channels,)}
+
+    def load_state(self, state):
+        self.p6.set_weight(state["p6.weight"], state["p6.bias"])
+        self.p7.set_weight(state["p7.weight"], state["p7.bias"])
+
+    def __call__(self, results, inputs, names):
+        p6 = self.p6(results[-1] if self.use_p5 else inputs[-1])
+        p7 = self.p7(relu_(p6.copy()))
+        return results + [p6, p7], names + ["p6", "p7"]
+
+
+class FeaturePyramidNetwork(StateModule):
+    """``[C2..C5]`` (N, C_i, H_i, W_i) -> OrderedDict ``{"0": P2, ..., "3": P5, + extra}``, each (N, 256, H_i, W_i).
+
+    ``P5 = smooth(lateral(C5))``, ``P_k = smooth(lateral(C_k) + nearest_upsample(inner_{k+1}, size of C_k))``.
+    """
+
+    def __init__(self, in_channels_list, out_channels: int = 256, extra_blocks: StateModule | None = None):
+        self.inner_blocks = [Conv2d(c, out_channels, 1) for c in in_channels_list]
+        self.layer_blocks = [Conv2d(out_channels, out_channels, 3, padding=1) for _ in in_channels_list]
+        self.extra_blocks = extra_blocks
+        self.out_channels = out_channels
+
+    def state_shapes(self):
+        shapes = {}
+        for kind, convs in (("inner_blocks", self.inner_blocks), ("layer_blocks", self.layer_blocks)):
+            for i, conv in enumerate(convs):
+                shapes[f"{kind}.{i}.0.weight"] = conv.weight_shape
+                shapes[f"{kind}.{i}.0.bias"] = (conv.out_channels,)
+        if self.extra_blocks is not None:
+            shapes.update({f"extra_blocks.{k}": v for k, v in self.extra_blocks.state_shapes().items()})
+        return shapes
+
+    def load_state(self, state):
+        for kind, convs in (("inner_blocks", self.inner_blocks), ("layer_blocks", self.layer_blocks)):
+            for i, conv in enumerate(convs):
+                conv.set_weight(state[f"{kind}.{i}.0.weight"], state[f"{kind}.{i}.0.bias"])
+        if self.extra_blocks is not None:
+            self.extra_blocks.load_state(sub_state(state, "extra_blocks"))
+
+    def __call__(self, inputs: list[np.ndarray], names: list[str] | None = None) -> "OrderedDict[str, np.ndarray]":
+        names = list(names) if names is not None else [str(i) for i in range(len(inputs))]
+        last_inner = self.inner_blocks[-1](inputs[-1])
+        results = [self.layer_blocks[-1](last_inner)]
+        for i in range(len(inputs) - 2, -1, -1):
+            lateral = self.inner_blocks[i](inputs[i])
+            lateral += interpolate_nearest(last_inner, lateral.shape[-2:])
+            last_inner = lateral
+            results.insert(0, self.layer_blocks[i](last_inner))
+        if self.extra_blocks is not None:
+            results, names = self.extra_blocks(results, inputs, names)
+        return OrderedDict(zip(names, results))
+
+
+class BackboneWithFPN(StateModule):
+    """A backbone body (returning C2..C5) followed by an FPN: ``(N, 3, H, W)`` -> OrderedDict of P levels."""
+
+    def __init__(self, body, fpn: FeaturePyramidNetwork):
+        self.body, self.fpn = body, fpn
+        self.out_channels = fpn.out_channels
+
+    def children(self):
+        return {"body": self.body, "fpn": self.fpn}
+
+    def __call__(self, images: np.ndarray) -> "OrderedDict[str, np.ndarray]":
+        return self.fpn(self.body(images))

@@ -1,0 +1,147 @@
+"""Mask R-CNN with a ResNet-50-FPN backbone (He et al., 2017), torchvision's ``maskrcnn_resnet50_fpn``, in NumPy.
+
+Faster R-CNN plus a mask branch run on the final detections (inference does not use the proposals):
+each detection box is pooled from its FPN level to ``256 x 14 x 14`` (MultiScaleRoIAlign, sampling ratio
+2), four 3x3 convs of 256 with ReLU (``MaskRCNNHeads``), a 2x2 stride-2 transposed conv + ReLU to
+``28 x 28`` and a 1x1 conv with one logit map per class (``MaskRCNNPredictor``). The mask of a detection is
+``sigmoid`` of its own class's map (``maskrcnn_inference``), ``(K, 1, 28, 28)``; the transform then pastes
+it into the original image with `edudet.ops.paste_masks_in_image`, giving ``masks`` ``(K, 1, H, W)`` float32
+probabilities in each result (threshold at 0.5 for a binary mask).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .faster_rcnn import FasterRCNN, resnet50_fpn_backbone
+from .layers import Conv2d, ConvTranspose2d
+from .roi_heads import multiscale_roi_align
+from .rpn import sigmoid
+from .weights import StateModule, load_weights
+
+__all__ = ["MaskRCNN", "MaskRCNNHeads", "MaskRCNNPredictor", "maskrcnn_resnet50_fpn"]
+
+
+class MaskRCNNHeads(StateModule):
+    """``(K, C, 14, 14)`` pooled features -> ``(K, layers[-1], 14, 14)``: 3x3 conv + ReLU per entry of `layers`.
+
+    Keys ``{i}.0.{weight,bias}`` (torchvision's ``MaskRCNNHeads``; pre-0.13 ``mask_fcn{i + 1}`` renamed on load).
+    """
+
+    def __init__(self, in_channels: int, layers=(256, 256, 256, 256)):
+        self.convs = []
+        for width in layers:
+            self.convs.append(Conv2d(in_channels, width, 3, padding=1))
+            in_channels = width
+        self.out_channels = in_channels
+
+    def state_shapes(self):
+        shapes = {}
+        for i, conv in enumerate(self.convs):
+            shapes[f"{i}.0.weight"], shapes[f"{i}.0.bias"] = conv.weight_shape, (conv.out_channels,)
+        return shapes
+
+    def load_state(self, state):
+        for i, conv in enumerate(self.convs):
+            conv.set_weight(state[f"{i}.0.weight"], state[f"{i}.0.bias"])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        for conv in self.convs:
+            x = conv(x, relu=True)
+        return x
+
+
+class MaskRCNNPredictor(StateModule):
+    """``(K, C, 14, 14)`` -> ``(K, 1, 28, 28)`` logits of each row's own class (`labels`), or all
+    ``(K, num_classes, 28, 28)`` when `labels` is None.
+
+    ``conv5_mask`` (2x2 transposed conv, stride 2) + ReLU, then the 1x1 ``mask_fcn_logits``. Inference needs one
+    class per detection, so only that row of the 1x1 conv is applied: the same numbers as the full
+    conv followed by a selection, for ``1 / num_classes`` of its work.
+    """
+
+    def __init__(self, in_channels: int, dim_reduced: int, num_classes: int):
+        self.num_classes = num_classes
+        self.conv5_mask = ConvTranspose2d(in_channels, dim_reduced, 2)
+        self.mask_fcn_logits = Conv2d(dim_reduced, num_classes, 1)
+
+    def state_shapes(self):
+        return {"conv5_mask.weight": self.conv5_mask.weight_shape, "conv5_mask.bias": (self.conv5_mask.out_channels,),
+                "mask_fcn_logits.weight": self.mask_fcn_logits.weight_shape,
+                "mask_fcn_logits.bias": (self.num_classes,)}
+
+    def load_state(self, state):
+        self.conv5_mask.set_weight(state["conv5_mask.weight"], state["conv5_mask.bias"])
+        self.mask_fcn_logits.set_weight(state["mask_fcn_logits.weight"], state["mask_fcn_logits.bias"])
+
+    def __call__(self, x: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        hidden = self.conv5_mask(x, relu=True)  # (K, D, 28, 28)
+        if labels is None:
+            return self.mask_fcn_logits(hidden)
+        k, d, h, w = hidden.shape
+        rows = self.mask_fcn_logits.matrix[labels]  # (K, D): each detection's class row
+        logits = np.matmul(rows[:, None, :], hidden.reshape(k, d, h * w))[:, 0]  # (K, H W)
+        logits += self.mask_fcn_logits.bias[labels][:, None]
+        return logits.reshape(k, 1, h, w)
+
+
+class MaskBranch(StateModule):
+    """Detections -> ``(K, 1, 28, 28)`` mask probabilities per image (pool, head, predictor, own class)."""
+
+    def __init__(self, mask_roi_pool, mask_head: MaskRCNNHeads, mask_predictor: MaskRCNNPredictor):
+        self.mask_roi_pool, self.mask_head, self.mask_predictor = mask_roi_pool, mask_head, mask_predictor
+
+    def children(self):
+        return {"mask_head": self.mask_head, "mask_predictor": self.mask_predictor}
+
+    def __call__(self, features, detections: list[dict], image_sizes, trace) -> None:
+        with trace.stage("roi_heads.mask_roi_pool") as stage:
+            pooled = self.mask_roi_pool(features, [d["boxes"] for d in detections], image_sizes)
+            stage.add("mask_features", pooled)
+        with trace.stage("roi_heads.mask_head") as stage:
+            hidden = self.mask_head(pooled)
+            labels = np.concatenate([d["labels"] for d in detections])
+            logits = self.mask_predictor(hidden, labels)
+            probabilities = sigmoid(logits)
+            stage.add("mask_probs", probabilities)
+        start = 0
+        for d in detections:
+            d["masks"] = probabilities[start: start + len(d["labels"])]
+            start += len(d["labels"])
+
+
+class MaskRCNN(FasterRCNN):
+    """Mask R-CNN: `FasterRCNN` plus the mask branch (see the module docstring); results gain ``masks``.
+
+    Keyword arguments and defaults are torchvision's ``MaskRCNN``: Faster R-CNN's, and `mask_roi_pool`,
+    `mask_head`, `mask_predictor` (None: the standard 14 x 14 pooler, four 256 convs, 256-wide predictor; or
+    edudet objects of those kinds).
+    """
+
+    architecture = "maskrcnn_resnet50_fpn"
+
+    def __init__(self, backbone, num_classes: int = 91, *, mask_roi_pool=None, mask_head=None, mask_predictor=None,
+                 **kwargs):
+        super().__init__(backbone, num_classes, **kwargs)
+        from ..poolers import MultiScaleRoIAlign
+
+        if mask_roi_pool is None:
+            mask_roi_pool = multiscale_roi_align(["0", "1", "2", "3"], 14, 2)
+        if not isinstance(mask_roi_pool, MultiScaleRoIAlign):
+            raise TypeError(f"mask_roi_pool must be an edudet.MultiScaleRoIAlign, got {type(mask_roi_pool).__name__}")
+        if mask_head is None:
+            mask_head = MaskRCNNHeads(backbone.out_channels, (256, 256, 256, 256))
+        if not isinstance(mask_head, MaskRCNNHeads):
+            raise TypeError(f"mask_head must be an edudet MaskRCNNHeads, got {type(mask_head).__name__}")
+        if mask_predictor is None:
+            mask_predictor = MaskRCNNPredictor(mask_head.out_channels, 256, self.num_classes)
+        if not isinstance(mask_predictor, MaskRCNNPredictor):
+            raise TypeError(f"mask_predictor must be an edudet MaskRCNNPredictor, got {type(mask_predictor).__name__}")
+        self.roi_heads.mask_branch = MaskBranch(mask_roi_pool, mask_head, mask_predictor)
+
+
+def maskrcnn_resnet50_fpn(weights=None, *, num_classes: int = 91, weights_backbone=None, seed: int = 0,
+                          **kwargs) -> MaskRCNN:
+    """Mask R-CNN ResNet-50-FPN with torchvision's keywords; `weights` as for `fasterrcnn_resnet50_fpn`."""
+    if weights_backbone is not None:
+        raise ValueError("weights_backbone must be None: edudet downloads nothing; pass full weights as weights=")
+    return load_weights(MaskRCNN(resnet50_fpn_backbone(), num_classes=num_classes, **kwargs), weights, seed)

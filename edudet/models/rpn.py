@@ -1,0 +1,141 @@
+"""Region Proposal Network (Ren et al., 2015): objectness and box deltas for every anchor, filtered to proposals.
+
+The head runs on every FPN level with shared weights: a 3x3 conv + ReLU, then two 1x1 convs giving, per
+location, one objectness logit and four ``(dx, dy, dw, dh)`` deltas for each of its A anchors. Filtering
+(torchvision's ``RegionProposalNetwork.filter_proposals``, inference): on each level keep the
+`pre_nms_top_n` highest logits, decode them against their anchors (BoxCoder weights (1, 1, 1, 1)), clip to
+the image, drop boxes with a side below `min_size` (1e-3 px), keep ``sigmoid(logit) >= score_thresh``,
+run NMS at `nms_thresh` separately per level, and keep the `post_nms_top_n` best of all levels.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..box_coder import BoxCoder
+from .layers import Conv2d
+from .trace import NULL_TRACE
+from .weights import StateModule
+
+__all__ = ["RPNHead", "RegionProposalNetwork", "sigmoid"]
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-x))`` without overflow warnings for very negative logits."""
+    with np.errstate(over="ignore"):
+        return np.float32(1) / (np.float32(1) + np.exp(-x))
+
+
+class RPNHead(StateModule):
+    """Levels ``(N, C, H_l, W_l)`` -> per level objectness ``(N, A, H_l, W_l)`` and deltas ``(N, 4A, H_l, W_l)``.
+
+    Keys: ``conv.0.0.{weight,bias}``, ``cls_logits.{weight,bias}``, ``bbox_pred.{weight,bias}``.
+    """
+
+    def __init__(self, in_channels: int, num_anchors: int):
+        self.conv = Conv2d(in_channels, in_channels, 3, padding=1)
+        self.cls_logits = Conv2d(in_channels, num_anchors, 1)
+        self.bbox_pred = Conv2d(in_channels, num_anchors * 4, 1)
+        self._names = {"conv.0.0": self.conv, "cls_logits": self.cls_logits, "bbox_pred": self.bbox_pred}
+
+    def state_shapes(self):
+        shapes = {}
+        for name, conv in self._names.items():
+            shapes[f"{name}.weight"] = conv.weight_shape
+            shapes[f"{name}.bias"] = (conv.out_channels,)
+        return shapes
+
+    def load_state(self, state):
+        for name, conv in self._names.items():
+            conv.set_weight(state[f"{name}.weight"], state[f"{name}.bias"])
+
+    def __call__(self, features: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        logits, deltas = [], []
+        for feature in features:
+            hidden = self.conv(feature, relu=True)
+            logits.append(self.cls_logits(hidden))
+            deltas.append(self.bbox_pred(hidden))
+        return logits, deltas
+
+
+def flatten_level(output: np.ndarray, values_per_anchor: int) -> np.ndarray:
+    """``(N, A C, H, W)`` -> ``(N, H W A, C)``: locations row-major, anchors inner, as the anchors are listed."""
+    n, channels, h, w = output.shape
+    anchors = channels // values_per_anchor
+    return output.reshape(n, anchors, values_per_anchor, h, w).transpose(0, 3, 4, 1, 2).reshape(
+        n, h * w * anchors, values_per_anchor)
+
+
+def top_n_descending(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the `n` largest `scores`, largest first (``torch.topk``); ties keep the lower index first."""
+    if n >= scores.shape[0]:
+        return np.argsort(-scores, kind="stable")
+    part = np.argpartition(-scores, n - 1)[:n]
+    # sort the chosen few by (score desc, index asc) so the order does not depend on the partition
+    return part[np.lexsort((part, -scores[part]))]
+
+
+class RegionProposalNetwork(StateModule):
+    """Features -> proposals: per image ``(K, 4)`` float32 ``(x1, y1, x2, y2)`` boxes and ``(K,)`` scores.
+
+    See the module docstring for the filtering rule. `anchor_generator` is an `edudet.AnchorGenerator`.
+    """
+
+    def __init__(self, anchor_generator, head: RPNHead, pre_nms_top_n: int = 1000, post_nms_top_n: int = 1000,
+                 nms_thresh: float = 0.7, score_thresh: float = 0.0, min_size: float = 1e-3):
+        self.anchor_generator, self.head = anchor_generator, head
+        self.pre_nms_top_n, self.post_nms_top_n = int(pre_nms_top_n), int(post_nms_top_n)
+        self.nms_thresh, self.score_thresh, self.min_size = float(nms_thresh), float(score_thresh), float(min_size)
+        self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
+
+    def children(self):
+        return {"head": self.head}
+
+    def __call__(self, batch_shape, image_sizes, features: list[np.ndarray], trace=NULL_TRACE):
+        with trace.stage("rpn.head") as stage:
+            logits, deltas = self.head(features)
+            stage.add("objectness", logits)
+            stage.add("deltas", deltas)
+        with trace.stage("rpn.anchors") as stage:
+            anchors = self.anchor_generator(tuple(batch_shape), [f.shape[-2:] for f in features])
+            stage.add("anchors", anchors)
+        with trace.stage("rpn.filter_proposals") as stage:
+            proposals, scores = self.filter_proposals(anchors, logits, deltas, image_sizes)
+            stage.add("proposals", proposals)
+        return proposals, scores
+
+    def select_top_n(self, logits: list[np.ndarray], deltas: list[np.ndarray], image: int):
+        """Per level, the `pre_nms_top_n` best anchors of one image: (indices into all anchors, logits,
+        deltas, level of each)."""
+        picked, picked_logits, picked_deltas, levels = [], [], [], []
+        offset = 0
+        for level, (level_logits, level_deltas) in enumerate(zip(logits, deltas)):
+            scores = flatten_level(level_logits[image: image + 1], 1)[0, :, 0]
+            codes = flatten_level(level_deltas[image: image + 1], 4)[0]
+            best = top_n_descending(scores, min(self.pre_nms_top_n, scores.shape[0]))
+            picked.append(best + offset)
+            picked_logits.append(scores[best])
+            picked_deltas.append(codes[best])
+            levels.append(np.full(best.shape[0], level, np.int64))
+            offset += scores.shape[0]
+        return (np.concatenate(picked), np.concatenate(picked_logits), np.concatenate(picked_deltas),
+                np.concatenate(levels))
+
+    def filter_proposals(self, anchors: np.ndarray, logits, deltas, image_sizes):
+        from ..ops import batched_nms, clip_boxes_to_image, remove_small_boxes
+
+        all_boxes, all_scores = [], []
+        for image, size in enumerate(image_sizes):
+            # decoding only the chosen anchors gives the same boxes as decoding all, for a fraction of the work
+            index, chosen_logits, chosen_deltas, levels = self.select_top_n(logits, deltas, image)
+            boxes = self.box_coder.decode(chosen_deltas, anchors[index])
+            scores = sigmoid(chosen_logits)
+            boxes = clip_boxes_to_image(boxes, size)
+            keep = remove_small_boxes(boxes, self.min_size)
+            boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
+            # >= (a legacy choice kept by torchvision); a tensor-vs-Python-float comparison happens in float32
+            keep = np.nonzero(scores >= np.float32(self.score_thresh))[0]
+            boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
+            keep = batched_nms(boxes, scores, levels, self.nms_thresh)[: self.post_nms_top_n]
+            all_boxes.append(np.ascontiguousarray(boxes[keep], np.float32))
+            all_scores.append(np.ascontiguousarray(scores[keep], np.float32))
+        return all_boxes, all_scores

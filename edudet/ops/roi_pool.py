@@ -1,0 +1,125 @@
+"""RoIPool: the max of each bin of a region, with the region snapped to whole feature pixels.
+
+Fast R-CNN (Girshick, 2015, sec. 2.1) pools a region ``(x1, y1, x2, y2)`` to a fixed ``PH x PW`` grid:
+the scaled corners are rounded to pixels, the region (inclusive of both end pixels) is cut into bins
+with floor/ceil edges, and each bin keeps its largest value. The rounding is what RoIAlign later removed:
+a box moved by less than half a pixel pools exactly the same pixels.
+
+As in `roi_align`, the computation is split in two: `pooling_bins` (NumPy, shared by every backend)
+says which pixels each bin covers; `roi_pool_numpy` and its twins in
+``edudet.kernels.roi_pool_{numba,cython,cuda}`` take the maxima.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .._dispatch import Dispatcher
+from .._validate import check_scalar
+from .roi_align import as_feature_map, as_output_size, as_rois
+
+__all__ = ["roi_pool", "roi_pool_numpy", "pooling_bins", "PoolingBins", "round_half_away_from_zero"]
+
+# torchvision starts each bin's max at -FLT_MAX (in float64 too): values below it are never chosen
+LOWEST = float(np.finfo(np.float32).min)
+# keeps the int conversion of absurd (finite) coordinates defined; far beyond any feature map
+_COORD_LIMIT = float(1 << 30)
+
+
+class PoolingBins(NamedTuple):
+    """Per RoI, the half-open pixel range ``[start, end)`` of every bin row and column, clipped to the map."""
+
+    h_start: np.ndarray  # (K, PH) int64
+    h_end: np.ndarray  # (K, PH) int64
+    w_start: np.ndarray  # (K, PW) int64
+    w_end: np.ndarray  # (K, PW) int64
+
+
+def round_half_away_from_zero(values: np.ndarray) -> np.ndarray:
+    """C's ``round``: 2.5 -> 3, -2.5 -> -3 (NumPy's ``np.round`` rounds half to even: 2.5 -> 2)."""
+    whole = np.trunc(values)
+    # values - whole is exact in floating point, so the half test is exact (floor(v + 0.5) is not:
+    # 0.49999997 + 0.5 rounds up to 1 in float32)
+    return whole + np.where(np.abs(values - whole) >= 0.5, np.sign(values), 0).astype(values.dtype)
+
+
+def _bin_edges(start, end, pooled: int, size: int, dtype):
+    length = np.maximum(end - start + 1, 1)  # the end pixel is included; a malformed region is 1 pixel
+    bin_size = length.astype(dtype) / dtype(pooled)
+    p = np.arange(pooled)
+    first = np.floor(p.astype(dtype)[None, :] * bin_size[:, None]).astype(np.int64)
+    last = np.ceil((p + 1).astype(dtype)[None, :] * bin_size[:, None]).astype(np.int64)
+    return (np.clip(first + start[:, None], 0, size), np.clip(last + start[:, None], 0, size))
+
+
+def pooling_bins(boxes: np.ndarray, height: int, width: int, output_size: tuple[int, int],
+                 spatial_scale: float) -> PoolingBins:
+    """Which pixels each bin covers: (K, 4) boxes of dtype T on an H x W map -> `PoolingBins`.
+
+    Corners are ``round(corner * spatial_scale)`` (half away from zero, in T); the region spans
+    ``max(end - start + 1, 1)`` pixels per axis; bin p covers ``[floor(p * bin), ceil((p + 1) * bin))``
+    shifted by the region's start and clipped to the map.
+    """
+    dtype = boxes.dtype.type
+    corners = round_half_away_from_zero(boxes * dtype(spatial_scale))
+    corners = np.clip(corners, -_COORD_LIMIT, _COORD_LIMIT).astype(np.int64)
+    x1, y1, x2, y2 = corners.T
+    h_start, h_end = _bin_edges(y1, y2, output_size[0], height, dtype)
+    w_start, w_end = _bin_edges(x1, x2, output_size[1], width, dtype)
+    return PoolingBins(h_start, h_end, w_start, w_end)
+
+
+def roi_pool_numpy(input: np.ndarray, batch_index: np.ndarray, bins: PoolingBins) -> np.ndarray:
+    """NumPy reference: clean (N, C, H, W) input, (K,) int64 batch indices, `PoolingBins` -> (K, C, PH, PW).
+
+    Per RoI: a max over each bin's columns, then over each bin's rows (max is separable), using boolean
+    masks of the pixels each bin covers. NaN is skipped and an empty bin is 0, as in torchvision.
+    """
+    num_rois, channels = len(batch_index), input.shape[1]
+    pooled_h, pooled_w = bins.h_start.shape[1], bins.w_start.shape[1]
+    out = np.zeros((num_rois, channels, pooled_h, pooled_w), dtype=input.dtype)
+    rows, cols = np.arange(input.shape[2]), np.arange(input.shape[3])
+    for k in range(num_rois):
+        in_row = (rows >= bins.h_start[k][:, None]) & (rows < bins.h_end[k][:, None])  # (PH, H)
+        in_col = (cols >= bins.w_start[k][:, None]) & (cols < bins.w_end[k][:, None])  # (PW, W)
+        fmap = input[batch_index[k]]
+        fmap = np.where(np.isnan(fmap), -np.inf, fmap)  # NaN never wins a comparison in torchvision's loop
+        col_max = np.where(in_col[None, None], fmap[:, :, None, :], -np.inf).max(axis=3)  # (C, H, PW)
+        bin_max = np.where(in_row[None, :, :, None], col_max[:, None], -np.inf).max(axis=2)  # (C, PH, PW)
+        empty = ~(in_row.any(axis=1)[:, None] & in_col.any(axis=1)[None, :])  # (PH, PW)
+        out[k] = np.where(empty, 0, np.maximum(bin_max, LOWEST))
+    return out
+
+
+_roi_pool = Dispatcher(
+    "roi_pool",
+    reference=roi_pool_numpy,
+    numba="roi_pool_numba:roi_pool",
+    cython="roi_pool_cython:roi_pool",
+    cuda="roi_pool_cuda:roi_pool",
+)
+
+
+def roi_pool(input, boxes, output_size, spatial_scale: float = 1.0, backend: str | None = None) -> np.ndarray:
+    """RoIPool (Fast R-CNN): the max of each bin of each region, region snapped to feature pixels.
+
+    input: (N, C, H, W) feature maps. boxes: (K, 5) ``[batch_index, x1, y1, x2, y2]`` or a list of N
+    arrays (K_i, 4) ``(x1, y1, x2, y2)``, in image coordinates. output_size: int or (PH, PW).
+    Returns (K, C, PH, PW) in the input's dtype (float32/float64 kept, integers -> float32).
+
+    Rule: corners ``round(corner * spatial_scale)`` (half away from zero: 2.5 -> 3), region
+    ``max(end - start + 1, 1)`` pixels per axis, bin p covers ``[floor(p * bin), ceil((p + 1) * bin))`` from
+    the region's start, clipped to the map; each bin is its maximum (0 when it covers no pixel).
+    Same values as ``torchvision.ops.roi_pool``. `backend`: None (fastest CPU), "numpy", "numba",
+    "cython" or "cuda".
+    """
+    kernel = _roi_pool.get(backend)
+    fmap = as_feature_map(input)
+    batch_index, coords = as_rois(boxes, fmap.shape[0], fmap.dtype)
+    output_size = as_output_size(output_size)
+    spatial_scale = check_scalar(spatial_scale, "spatial_scale", low=0, low_inclusive=False)
+    if len(coords) == 0:
+        return np.zeros((0, fmap.shape[1], *output_size), dtype=fmap.dtype)
+    bins = pooling_bins(coords, fmap.shape[2], fmap.shape[3], output_size, spatial_scale)
+    return kernel(fmap, batch_index, bins)

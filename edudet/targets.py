@@ -1,0 +1,235 @@
+"""Training targets: what each anchor, proposal or point should predict for one image.
+
+* `rpn_targets`: torchvision's RPN labelling (``RegionProposalNetwork.assign_targets_to_anchors``): IoU
+  matching at 0.7 / 0.3 with low-quality matches, labels 1 / 0 / -1, deltas with weights (1, 1, 1, 1).
+* `roi_head_targets`: torchvision's box-head labelling (``RoIHeads.select_training_samples``): ground truths
+  appended to the proposals, matching at 0.5 / 0.5, class labels (0 background, -1 ignored), optional
+  balanced sampling, deltas with weights (10, 10, 5, 5).
+* `fcos_targets`: mmdetection's ``FCOSHead.get_targets``: a point is assigned the smallest-area ground truth
+  that contains it (or, with center sampling, whose centre region contains it) and whose largest side distance
+  falls in the point's level's regression range.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from ._dispatch import Dispatcher
+from ._validate import as_boxes, as_image_size, as_int_labels, check_scalar, common_float_dtype
+from .anchors import grid_points
+from .box_coder import BoxCoder, centerness_target
+from .level_mapper import check_feature_shapes, check_strides, infer_stride
+from .matcher import BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS, Matcher
+
+__all__ = ["rpn_targets", "roi_head_targets", "fcos_targets", "RPNTargets", "RoIHeadTargets", "FCOSTargets",
+           "fcos_assign_numpy"]
+
+FCOS_INF = 1e8  # mmdetection's "infinite" area and regression range
+FCOS_REGRESS_RANGES = ((-1, 64), (64, 128), (128, 256), (256, 512), (512, FCOS_INF))
+
+
+def _gt_boxes(gt_boxes, name="gt_boxes"):
+    gt = as_boxes(gt_boxes, name)
+    bad = (gt[:, 2] < gt[:, 0]) | (gt[:, 3] < gt[:, 1])
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name} must be (x1, y1, x2, y2) with x2 >= x1 and y2 >= y1; box {i} is {gt[i].tolist()}")
+    return gt
+
+
+def _gt_labels(gt_labels, n, low=1):
+    labels = as_int_labels(gt_labels, n, "gt_labels")
+    if labels.size and labels.min() < low:
+        raise ValueError(f"gt_labels must be >= {low} (0 is background), got {int(labels.min())}")
+    return labels
+
+
+class RPNTargets(NamedTuple):
+    labels: np.ndarray  # (A,) float32: 1 object, 0 background, -1 ignored
+    matched_gt_boxes: np.ndarray  # (A, 4) the ground truth each anchor regresses to (zeros without gt)
+    regression_targets: np.ndarray  # (A, 4) (dx, dy, dw, dh) against the anchors, weights (1, 1, 1, 1)
+    matched_idxs: np.ndarray  # (A,) int64 Matcher output: gt index, -1 below, -2 between
+
+
+def rpn_targets(anchors, gt_boxes, high_threshold: float = 0.7, low_threshold: float = 0.3,
+                allow_low_quality_matches: bool = True, weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+                backend: str | None = None) -> RPNTargets:
+    """RPN targets of one image: anchors (A, 4) and gt_boxes (G, 4) ``(x1, y1, x2, y2)`` -> `RPNTargets`.
+
+    An anchor is 1 if its matched IoU is >= high_threshold (or it is some gt's best anchor, ties included),
+    0 if < low_threshold, else -1; it regresses to ``gt_boxes[max(match, 0)]``. An image without ground
+    truth is all background (0) with zero boxes, as torchvision's RPN. `backend` runs the fused IoU + matching.
+    """
+    boxes = as_boxes(anchors, "anchors")
+    gt = _gt_boxes(gt_boxes)
+    coder = BoxCoder(weights)
+    if gt.shape[0] == 0:
+        matched_idxs = np.full(boxes.shape[0], BELOW_LOW_THRESHOLD, dtype=np.int64)
+        matched = np.zeros(boxes.shape, dtype=np.float32)  # torchvision's float32 zeros, whatever the anchors
+        labels = np.zeros(boxes.shape[0], dtype=np.float32)
+    else:
+        matcher = Matcher(high_threshold, low_threshold, allow_low_quality_matches)
+        matched_idxs = matcher.match_boxes(gt, boxes, backend=backend)
+        dtype = common_float_dtype(gt, boxes)
+        matched = gt.astype(dtype, copy=False)[np.maximum(matched_idxs, 0)]  # -1/-2 index gt 0, masked by labels
+        labels = (matched_idxs >= 0).astype(np.float32)
+        labels[matched_idxs == BETWEEN_THRESHOLDS] = -1.0
+    return RPNTargets(labels, matched, coder.encode(matched, boxes), matched_idxs)
+
+
+class RoIHeadTargets(NamedTuple):
+    proposals: np.ndarray  # (R, 4) the proposals trained on (gt appended, then sampled if a sampler is given)
+    matched_idxs: np.ndarray  # (R,) int64 gt index, clamped at 0 (background rows point at gt 0)
+    labels: np.ndarray  # (R,) int64 class id, 0 background, -1 ignored
+    regression_targets: np.ndarray  # (R, 4) (dx, dy, dw, dh), weights (10, 10, 5, 5)
+
+
+def roi_head_targets(proposals, gt_boxes, gt_labels, fg_iou_thresh: float = 0.5, bg_iou_thresh: float = 0.5,
+                     weights: Sequence[float] = (10.0, 10.0, 5.0, 5.0), add_gt_as_proposals: bool = True,
+                     sampler=None, backend: str | None = None) -> RoIHeadTargets:
+    """Box-head targets of one image: proposals (P, 4), gt_boxes (G, 4), gt_labels (G,) ints >= 1.
+
+    The ground truths are appended to the proposals (``add_gt_as_proposals``), each row is matched at
+    (fg_iou_thresh, bg_iou_thresh) without low-quality matches, and labelled ``gt_labels[match]`` if
+    matched, 0 below bg_iou_thresh, -1 in between. With a `BalancedPositiveNegativeSampler` as `sampler`,
+    only the sampled rows are kept, in increasing row order, as torchvision's ``subsample``.
+    """
+    props = as_boxes(proposals, "proposals")
+    gt = _gt_boxes(gt_boxes)
+    labels_in = _gt_labels(gt_labels, gt.shape[0])
+    dtype = props.dtype.type
+    gt = gt.astype(dtype, copy=False)  # torchvision casts the ground truth to the proposals' dtype
+    if add_gt_as_proposals:
+        props = np.concatenate([props, gt])
+    n = props.shape[0]
+    if gt.shape[0] == 0:
+        matched_idxs = np.zeros(n, dtype=np.int64)
+        labels = np.zeros(n, dtype=np.int64)
+        gt_for_rows = np.zeros((1, 4), dtype=dtype)
+    else:
+        matches = Matcher(fg_iou_thresh, bg_iou_thresh, False).match_boxes(gt, props, backend=backend)
+        matched_idxs = np.maximum(matches, 0)
+        labels = labels_in[matched_idxs]
+        labels[matches == BELOW_LOW_THRESHOLD] = 0
+        labels[matches == BETWEEN_THRESHOLDS] = -1
+        gt_for_rows = gt
+    if sampler is not None:
+        pos, neg = sampler([labels])
+        keep = np.flatnonzero(pos[0] | neg[0])
+        props, matched_idxs, labels = props[keep], matched_idxs[keep], labels[keep]
+    targets = BoxCoder(weights).encode(gt_for_rows[matched_idxs], props)
+    return RoIHeadTargets(props, matched_idxs, labels, targets)
+
+
+def fcos_assign_numpy(points, gt, radius_stride, range_low, range_high, center_sampling):
+    """NumPy reference of the FCOS assignment: (P,) int64 index of each point's ground truth, -1 for none.
+
+    points (P, 2), gt (G, 4), and per point: radius_stride (``stride * radius``), range_low, range_high,
+    all of one float dtype. The (P, G) arrays below are what the fast twins avoid.
+    """
+    xs, ys = points[:, 0:1], points[:, 1:2]
+    left, top = xs - gt[None, :, 0], ys - gt[None, :, 1]
+    right, bottom = gt[None, :, 2] - xs, gt[None, :, 3] - ys
+    ltrb = np.stack([left, top, right, bottom], axis=-1)  # (P, G, 4)
+    if center_sampling:
+        # the gt's centre region: a (2 * stride * radius)-wide square at its centre, clipped to the gt box
+        center_x = (gt[:, 0] + gt[:, 2]) / 2
+        center_y = (gt[:, 1] + gt[:, 3]) / 2
+        r = radius_stride[:, None]
+        x1 = np.maximum(center_x[None, :] - r, gt[None, :, 0])
+        y1 = np.maximum(center_y[None, :] - r, gt[None, :, 1])
+        x2 = np.minimum(center_x[None, :] + r, gt[None, :, 2])
+        y2 = np.minimum(center_y[None, :] + r, gt[None, :, 3])
+        inside = np.minimum(np.minimum(xs - x1, ys - y1), np.minimum(x2 - xs, y2 - ys)) > 0
+    else:
+        inside = ltrb.min(axis=-1) > 0
+    reach = ltrb.max(axis=-1)  # the longest side distance decides the level, not the box size
+    in_range = (reach >= range_low[:, None]) & (reach <= range_high[:, None])
+    areas = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])
+    candidate_areas = np.where(inside & in_range, areas[None, :], points.dtype.type(FCOS_INF))
+    best = candidate_areas.argmin(axis=1)  # the smallest box wins an ambiguous point; first index on ties
+    found = candidate_areas[np.arange(points.shape[0]), best] != points.dtype.type(FCOS_INF)
+    return np.where(found, best, -1).astype(np.int64)
+
+
+_fcos_assign = Dispatcher(
+    "fcos_assign",
+    reference=fcos_assign_numpy,
+    numba="fcos_targets_numba:fcos_assign",
+    cython="fcos_targets_cython:fcos_assign",
+    cuda="fcos_targets_cuda:fcos_assign",
+)
+
+
+class FCOSTargets(NamedTuple):
+    points: np.ndarray  # (P, 2) (x, y) of every location, level by level
+    labels: np.ndarray  # (P,) int64 class id, num_classes for background (mmdetection's convention)
+    bbox_targets: np.ndarray  # (P, 4) (left, top, right, bottom), / stride with norm_on_bbox
+    centerness: np.ndarray  # (P,) centerness of the targets at positives, 0 at background
+    gt_index: np.ndarray  # (P,) int64 index of the assigned ground truth, -1 for background
+    num_points_per_level: list
+
+
+def fcos_targets(gt_boxes, gt_labels, image_size, feature_shapes, num_classes: int, strides=None,
+                 regress_ranges=FCOS_REGRESS_RANGES, center_sampling: bool = False,
+                 center_sample_radius: float = 1.5, norm_on_bbox: bool = False, offset=0.5,
+                 backend: str | None = None) -> FCOSTargets:
+    """FCOS targets of one image (mmdetection's ``FCOSHead.get_targets``): gt_boxes (G, 4), gt_labels (G,)
+    class ids in ``[0, num_classes)``, image_size ``(H, W)``, feature_shapes one ``(h, w)`` per level.
+
+    A point at level l (points from `grid_points`, ``offset=0.5``: ``(j + 0.5) * stride``) is assigned the
+    smallest-area ground truth that contains it strictly (all four distances > 0; with `center_sampling`, the
+    ground truth's centre square of half-side ``stride * center_sample_radius``, clipped to the box, must
+    contain it) and whose largest distance ``max(l, t, r, b)`` lies in ``regress_ranges[l]`` (both ends
+    inclusive). Unassigned points are labelled ``num_classes`` (background, as mmdetection). ``bbox_targets``
+    are the distances to the assigned box (to gt 0 for background rows, as mmdetection: ignore them),
+    divided by the stride with `norm_on_bbox`. strides: optional, checked against the shapes (``ValueError``
+    naming the level); by default the power of two the shapes imply. mmdetection's defaults are
+    ``center_sampling=False, norm_on_bbox=False``; its improved FCOS config turns both on (radius 1.5).
+    """
+    image_size = as_image_size(image_size)
+    shapes = check_feature_shapes(feature_shapes, image_size)
+    if strides is None:
+        level_strides = [infer_stride(s, image_size) for s in shapes]
+    else:
+        level_strides = check_strides(strides, shapes, image_size)
+    num_classes = check_scalar(num_classes, "num_classes", low=1, integer=True)
+    radius = check_scalar(center_sample_radius, "center_sample_radius", low=0, low_inclusive=False)
+    ranges = [tuple(r) for r in regress_ranges]
+    if len(ranges) != len(shapes) or any(len(r) != 2 for r in ranges):
+        raise ValueError(f"regress_ranges must hold one (low, high) pair per level ({len(shapes)} levels), "
+                         f"got {regress_ranges!r}")
+    for i, (low, high) in enumerate(ranges):
+        low = check_scalar(low, f"regress_ranges[{i}][0]")
+        if check_scalar(high, f"regress_ranges[{i}][1]") < low:
+            raise ValueError(f"regress_ranges[{i}] must have low <= high, got {ranges[i]!r}")
+    gt = _gt_boxes(gt_boxes)
+    labels_in = _gt_labels(gt_labels, gt.shape[0], low=0)
+    if labels_in.size and labels_in.max() >= num_classes:
+        raise ValueError(f"gt_labels must be < num_classes={num_classes} (mmdetection's 0-based ids), "
+                         f"got {int(labels_in.max())}")
+    dtype = gt.dtype.type
+    per_level = grid_points(image_size, shapes, strides=level_strides, offset=offset, dtype=dtype)
+    counts = [p.shape[0] for p in per_level]
+    points = np.concatenate(per_level)
+    repeat = lambda values: np.repeat(np.asarray(values, dtype=dtype), counts)  # noqa: E731
+    point_stride = repeat(level_strides)
+    if gt.shape[0] == 0:
+        n = points.shape[0]
+        return FCOSTargets(points, np.full(n, num_classes, dtype=np.int64), np.zeros((n, 4), dtype=dtype),
+                           np.zeros(n, dtype=dtype), np.full(n, -1, dtype=np.int64), counts)
+    kernel = _fcos_assign.get(backend)
+    radius_stride = repeat([s * radius for s in level_strides])
+    gt_index = kernel(points, gt, radius_stride, repeat([r[0] for r in ranges]), repeat([r[1] for r in ranges]),
+                      bool(center_sampling))
+    positive = gt_index >= 0
+    assigned = gt[np.maximum(gt_index, 0)]  # background rows take gt 0, as mmdetection's argmin over INF
+    bbox_targets = np.stack([points[:, 0] - assigned[:, 0], points[:, 1] - assigned[:, 1],
+                             assigned[:, 2] - points[:, 0], assigned[:, 3] - points[:, 1]], axis=1)
+    if norm_on_bbox:
+        bbox_targets = bbox_targets / point_stride[:, None]
+    labels = np.where(positive, labels_in[np.maximum(gt_index, 0)], num_classes).astype(np.int64)
+    centerness = np.zeros(points.shape[0], dtype=dtype)
+    centerness[positive] = centerness_target(bbox_targets[positive])
+    return FCOSTargets(points, labels, bbox_targets, centerness, gt_index, counts)

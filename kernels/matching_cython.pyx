@@ -1,0 +1,117 @@
+# cython: language_level=3
+"""Cython twin of `edudet.matcher.match_boxes_numpy`: IoU + Matcher fused, without the (G, N) matrix.
+
+Same two passes as `matching_numba`: (1) in parallel over blocks of boxes, each box's best IoU and first
+argmax, and each block's best IoU per ground truth; (2) thresholds, then low-quality matches, recomputing
+IoUs only for boxes that could tie some ground truth's best. Fused float/double, nogil, OpenMP prange.
+"""
+import numpy as np
+cimport numpy as cnp
+from cython cimport floating
+from cython.parallel cimport prange
+
+cdef Py_ssize_t _BLOCK = 4096
+
+
+cdef inline floating _iou(floating ax1, floating ay1, floating ax2, floating ay2, floating area_a,
+                          floating gx1, floating gy1, floating gx2, floating gy2, floating area_g) noexcept nogil:
+    # torchvision's box_iou operations in its order and dtype (clamp at 0, w * h, a1 + a2 - inter): the value is
+    # bit-identical; a zero union (two degenerate boxes) gives 0 where torchvision gives NaN. The early exits
+    # skip the division for the many disjoint pairs and predict well: neighbouring anchors overlap alike
+    cdef floating w = (ax2 if ax2 < gx2 else gx2) - (ax1 if ax1 > gx1 else gx1)
+    if w <= 0:
+        return 0
+    cdef floating h = (ay2 if ay2 < gy2 else gy2) - (ay1 if ay1 > gy1 else gy1)
+    if h <= 0:
+        return 0
+    cdef floating inter = w * h
+    cdef floating union = (area_g + area_a) - inter
+    if union <= 0:
+        return 0
+    return inter / union
+
+
+cdef void _best_pass(const floating[:, ::1] gt_t, const floating[:, ::1] boxes, const floating[::1] gt_area,
+                     floating[:, ::1] block_gt_best, floating[::1] best, cnp.int64_t[::1] argbest,
+                     Py_ssize_t b) noexcept nogil:
+    cdef Py_ssize_t n = boxes.shape[0], num_gt = gt_t.shape[1]
+    cdef Py_ssize_t i, g, k
+    cdef Py_ssize_t end = (b + 1) * _BLOCK
+    cdef floating ax1, ay1, ax2, ay2, area_a, v, iou
+    cdef const floating* gx1 = &gt_t[0, 0]
+    cdef const floating* gy1 = &gt_t[1, 0]
+    cdef const floating* gx2 = &gt_t[2, 0]
+    cdef const floating* gy2 = &gt_t[3, 0]
+    cdef const floating* area_g = &gt_area[0]
+    cdef floating* row = &block_gt_best[b, 0]
+    if end > n:
+        end = n
+    for i in range(b * _BLOCK, end):
+        ax1 = boxes[i, 0]
+        ay1 = boxes[i, 1]
+        ax2 = boxes[i, 2]
+        ay2 = boxes[i, 3]
+        area_a = (ax2 - ax1) * (ay2 - ay1)
+        v = -1
+        k = 0
+        for g in range(num_gt):
+            iou = _iou(ax1, ay1, ax2, ay2, area_a, gx1[g], gy1[g], gx2[g], gy2[g], area_g[g])
+            if iou > v:  # strict: the first gt reaching the max wins a tie, as torch.max(dim=0)
+                v = iou
+                k = g
+            if iou > row[g]:
+                row[g] = iou
+        best[i] = v
+        argbest[i] = k
+
+
+cdef cnp.int64_t _final(const floating[:, ::1] gt, const floating[:, ::1] boxes, const floating[::1] gt_area,
+                        const floating[::1] gt_best, floating smallest_gt_best, floating v, cnp.int64_t k,
+                        floating high, floating low, bint allow_low_quality, Py_ssize_t i) noexcept nogil:
+    cdef Py_ssize_t g
+    cdef floating ax1, ay1, ax2, ay2, area_a
+    if v >= high:
+        return k
+    if allow_low_quality and v >= smallest_gt_best:
+        ax1 = boxes[i, 0]
+        ay1 = boxes[i, 1]
+        ax2 = boxes[i, 2]
+        ay2 = boxes[i, 3]
+        area_a = (ax2 - ax1) * (ay2 - ay1)
+        for g in range(gt.shape[0]):
+            if _iou(ax1, ay1, ax2, ay2, area_a, gt[g, 0], gt[g, 1], gt[g, 2], gt[g, 3], gt_area[g]) == gt_best[g]:
+                return k
+    return -1 if v < low else -2
+
+
+def _match(const floating[:, ::1] gt, const floating[:, ::1] boxes, floating high, floating low,
+           bint allow_low_quality):
+    cdef Py_ssize_t n = boxes.shape[0], num_gt = gt.shape[0]
+    cdef Py_ssize_t num_blocks = (n + _BLOCK - 1) // _BLOCK
+    dtype = np.float32 if floating is float else np.float64
+    gt_np = np.asarray(gt)
+    cdef floating[::1] gt_area = np.ascontiguousarray((gt_np[:, 2] - gt_np[:, 0]) * (gt_np[:, 3] - gt_np[:, 1]))
+    cdef floating[:, ::1] block_gt_best = np.full((num_blocks, num_gt), -1, dtype=dtype)
+    cdef floating[:, ::1] gt_t = np.ascontiguousarray(gt_np.T)  # one row per coordinate: streamed by the gt loop
+    cdef floating[::1] best = np.empty(n, dtype=dtype)
+    cdef cnp.int64_t[::1] argbest = np.empty(n, dtype=np.int64)
+    out = np.empty(n, dtype=np.int64)
+    cdef cnp.int64_t[::1] matches = out
+    cdef Py_ssize_t b, i
+    with nogil:
+        for b in prange(num_blocks, schedule="dynamic"):
+            _best_pass(gt_t, boxes, gt_area, block_gt_best, best, argbest, b)
+    gt_best_np = np.asarray(block_gt_best).max(axis=0)
+    cdef floating[::1] gt_best = gt_best_np
+    cdef floating smallest_gt_best = gt_best_np.min()
+    with nogil:
+        for i in prange(n, schedule="static"):
+            matches[i] = _final(gt, boxes, gt_area, gt_best, smallest_gt_best, best[i], argbest[i],
+                                high, low, allow_low_quality, i)
+    return out
+
+
+def match_boxes(gt, boxes, high_threshold, low_threshold, allow_low_quality_matches):
+    """(G, 4) gt and (N, 4) boxes of one float dtype, thresholds in that dtype -> (N,) int64 matches."""
+    # the fused def dispatches on the arrays' dtype: float32 -> the float kernel, float64 -> the double one
+    return _match(gt, boxes, high_threshold, low_threshold, allow_low_quality_matches)

@@ -1,0 +1,271 @@
+# distutils: extra_compile_args = -ffp-contract=off
+"""Cython twins of `edudet.ops.nms`: greedy NMS and batched NMS on a uniform grid, and Soft-NMS.
+
+The same algorithm as `nms_numba` (read its module docstring for why the grid is exact): kept boxes are
+filed in every grid cell their extent touches, a candidate tests only the kept boxes filed in the cells
+of its core. Typed memoryviews over float/double (fused), loops without the GIL. Floating-point
+contraction is off (``-ffp-contract=off``) so that ``a + b - w * h`` rounds like torchvision's kernel.
+"""
+import numpy as np
+
+cimport numpy as cnp
+from cython cimport floating
+from libc.math cimport exp, fabs, INFINITY
+from libc.stdint cimport int64_t
+
+cnp.import_array()
+
+cdef double CELL_FRACTION = 0.2  # cells of about 0.2x the mean box side (see nms_numba)
+cdef int64_t MAX_FILINGS_PER_BOX = 64
+
+
+cdef inline int64_t _cell(double v, double origin, double inv_cell, int64_t n_cells) noexcept nogil:
+    """floor((v - origin) / cell) clamped to [0, n_cells - 1]: monotone in v."""
+    cdef double f = (v - origin) * inv_cell
+    if f <= 0.0:
+        return 0
+    if f >= n_cells - 1:
+        return n_cells - 1
+    return <int64_t>f
+
+
+cdef inline double _core_fraction(double iou_threshold) noexcept nogil:
+    """See nms_numba._core_fraction: a suppressor must overlap the candidate's core on each axis."""
+    if iou_threshold < 1e-6:
+        return 0.0
+    return (iou_threshold if iou_threshold < 0.5 else 0.5) * 0.999
+
+
+cdef inline bint _positive(const floating[:, ::1] boxes, int64_t i) noexcept nogil:
+    return boxes[i, 2] > boxes[i, 0] and boxes[i, 3] > boxes[i, 1]
+
+
+cdef void _greedy_nms_grid(const floating[:, ::1] boxes, const floating[::1] areas, const int64_t[::1] members,
+                           double iou_threshold, unsigned char[::1] keep):
+    """Greedy NMS of boxes[members] (sorted by decreasing score); sets keep[i] = 1 for the kept ones."""
+    cdef int64_t m = members.shape[0], r, i, j, k, c, e, cx, cy, nx = 0, ny = 0, filings = 0, n_valid = 0
+    cdef double x_lo = INFINITY, y_lo = INFINITY, x_hi = -INFINITY, y_hi = -INFINITY
+    cdef double sum_w = 0.0, sum_h = 0.0, cell_w, cell_h, inv_w = 0.0, inv_h = 0.0
+    cdef double s, w, h, slop_x, slop_y
+    cdef int64_t cx_lo, cx_hi, cy_lo, cy_hi
+    cdef floating x1, y1, x2, y2, iw, ih, inter, area_j
+    cdef bint suppressed
+
+    with nogil:
+        for r in range(m):
+            i = members[r]
+            if _positive(boxes, i):
+                x_lo = min(x_lo, <double>boxes[i, 0])
+                y_lo = min(y_lo, <double>boxes[i, 1])
+                x_hi = max(x_hi, <double>boxes[i, 2])
+                y_hi = max(y_hi, <double>boxes[i, 3])
+                sum_w += <double>boxes[i, 2] - <double>boxes[i, 0]
+                sum_h += <double>boxes[i, 3] - <double>boxes[i, 1]
+                n_valid += 1
+        if n_valid == 0:  # only zero-area boxes: nothing overlaps anything
+            for r in range(m):
+                keep[members[r]] = 1
+        else:
+            cell_w = max(max(CELL_FRACTION * sum_w / n_valid, (x_hi - x_lo) * 1e-6), 1e-300)
+            cell_h = max(max(CELL_FRACTION * sum_h / n_valid, (y_hi - y_lo) * 1e-6), 1e-300)
+            while True:
+                nx = <int64_t>min((x_hi - x_lo) / cell_w, 4096.0) + 1
+                ny = <int64_t>min((y_hi - y_lo) / cell_h, 4096.0) + 1
+                if nx * ny <= 4 * m + 64:
+                    inv_w = 1.0 / cell_w
+                    inv_h = 1.0 / cell_h
+                    filings = 0
+                    for r in range(m):
+                        i = members[r]
+                        if _positive(boxes, i):
+                            cx = _cell(boxes[i, 2], x_lo, inv_w, nx) - _cell(boxes[i, 0], x_lo, inv_w, nx) + 1
+                            cy = _cell(boxes[i, 3], y_lo, inv_h, ny) - _cell(boxes[i, 1], y_lo, inv_h, ny) + 1
+                            filings += cx * cy
+                    if filings <= MAX_FILINGS_PER_BOX * m:
+                        break
+                cell_w *= 2.0
+                cell_h *= 2.0
+    if n_valid == 0:
+        return
+
+    cdef int64_t[::1] start = np.zeros(nx * ny + 1, dtype=np.int64)
+    cdef int64_t[::1] filed = np.zeros(nx * ny, dtype=np.int64)
+    cdef int64_t[::1] entries = np.empty(max(filings, 1), dtype=np.int64)
+    with nogil:
+        # capacity of each cell: every box that could be filed there (only kept ones will be)
+        for r in range(m):
+            i = members[r]
+            if _positive(boxes, i):
+                for cy in range(_cell(boxes[i, 1], y_lo, inv_h, ny), _cell(boxes[i, 3], y_lo, inv_h, ny) + 1):
+                    for cx in range(_cell(boxes[i, 0], x_lo, inv_w, nx), _cell(boxes[i, 2], x_lo, inv_w, nx) + 1):
+                        start[cy * nx + cx + 1] += 1
+        for c in range(nx * ny):
+            start[c + 1] += start[c]
+
+        s = _core_fraction(iou_threshold)
+        for r in range(m):
+            j = members[r]
+            x1 = boxes[j, 0]
+            y1 = boxes[j, 1]
+            x2 = boxes[j, 2]
+            y2 = boxes[j, 3]
+            if not (x2 > x1 and y2 > y1):  # a zero-area box overlaps nothing: kept, never filed
+                keep[j] = 1
+                continue
+            w = <double>x2 - <double>x1
+            h = <double>y2 - <double>y1
+            slop_x = 1e-12 * (fabs(<double>x1) + fabs(<double>x2))
+            slop_y = 1e-12 * (fabs(<double>y1) + fabs(<double>y2))
+            cx_lo = _cell(x1 + s * w - slop_x, x_lo, inv_w, nx)
+            cx_hi = _cell(x2 - s * w + slop_x, x_lo, inv_w, nx)
+            cy_lo = _cell(y1 + s * h - slop_y, y_lo, inv_h, ny)
+            cy_hi = _cell(y2 - s * h + slop_y, y_lo, inv_h, ny)
+            area_j = areas[j]
+            suppressed = False
+            cy = cy_lo
+            while cy <= cy_hi and not suppressed:
+                cx = cx_lo
+                while cx <= cx_hi and not suppressed:
+                    c = cy * nx + cx
+                    for e in range(start[c], start[c] + filed[c]):
+                        k = entries[e]
+                        iw = (boxes[k, 2] if boxes[k, 2] < x2 else x2) - (boxes[k, 0] if boxes[k, 0] > x1 else x1)
+                        if iw <= 0:
+                            continue
+                        ih = (boxes[k, 3] if boxes[k, 3] < y2 else y2) - (boxes[k, 1] if boxes[k, 1] > y1 else y1)
+                        if ih <= 0:
+                            continue
+                        inter = iw * ih
+                        # the kept box's area first, as torchvision adds them; a float IoU vs a double threshold
+                        if inter / (areas[k] + area_j - inter) > iou_threshold:
+                            suppressed = True
+                            break
+                    cx += 1
+                cy += 1
+            if suppressed:
+                continue
+            keep[j] = 1
+            for cy in range(_cell(y1, y_lo, inv_h, ny), _cell(y2, y_lo, inv_h, ny) + 1):
+                for cx in range(_cell(x1, x_lo, inv_w, nx), _cell(x2, x_lo, inv_w, nx) + 1):
+                    c = cy * nx + cx
+                    entries[start[c] + filed[c]] = j
+                    filed[c] += 1
+
+
+cdef _areas(const floating[:, ::1] boxes, floating[::1] areas):
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(boxes.shape[0]):
+            areas[i] = (boxes[i, 2] - boxes[i, 0]) * (boxes[i, 3] - boxes[i, 1])
+
+
+def _run(boxes, order, members_in_groups, group_starts, double iou_threshold):
+    """Greedy NMS of each group of `members_in_groups`; the kept indices in `order`."""
+    areas = np.empty(boxes.shape[0], dtype=boxes.dtype)
+    keep = np.zeros(boxes.shape[0], dtype=np.uint8)
+    cdef Py_ssize_t g
+    if boxes.dtype == np.float32:
+        _areas[float](boxes, areas)
+        for g in range(len(group_starts) - 1):
+            _greedy_nms_grid[float](boxes, areas, members_in_groups[group_starts[g]:group_starts[g + 1]],
+                                    iou_threshold, keep)
+    else:
+        _areas[double](boxes, areas)
+        for g in range(len(group_starts) - 1):
+            _greedy_nms_grid[double](boxes, areas, members_in_groups[group_starts[g]:group_starts[g + 1]],
+                                     iou_threshold, keep)
+    return order[keep[order].view(bool)]
+
+
+def nms(boxes, scores, double iou_threshold):
+    """Same as `edudet.ops.nms.nms_numpy`: int64 indices of the kept boxes by decreasing score."""
+    order = np.argsort(-scores, kind="stable")
+    return _run(boxes, order, order, [0, len(order)], iou_threshold)
+
+
+def batched_nms(boxes, scores, idxs, double iou_threshold):
+    """Same as `edudet.ops.nms.batched_nms_numpy`: greedy NMS per category, merged by decreasing score."""
+    order = np.argsort(-scores, kind="stable")
+    grouped = order[np.argsort(idxs[order], kind="stable")]  # by category, by score inside each
+    labels = idxs[grouped]
+    n = len(labels)  # (explicit ends: negative slice ends are undefined under wraparound=False)
+    group_starts = [0, *(np.flatnonzero(labels[1:n] != labels[0:n - 1]) + 1).tolist(), n]
+    return _run(boxes, order, grouped, group_starts, iou_threshold)
+
+
+cdef Py_ssize_t _soft_nms(floating[::1] x1, floating[::1] y1, floating[::1] x2, floating[::1] y2,
+                          floating[::1] sc, floating[::1] areas, int64_t[::1] index, floating[:, ::1] dets,
+                          floating threshold, floating sigma, floating min_score, int method,
+                          floating pad) noexcept nogil:
+    """mmcv's in-place Soft-NMS loop on column arrays; returns the number of boxes kept."""
+    cdef Py_ssize_t live = x1.shape[0], i = 0, p, best, last
+    cdef floating w, h, inter, union, iou, weight, t
+    cdef int64_t ti
+    while i < live:
+        best = i
+        for p in range(i + 1, live):
+            if sc[best] < sc[p]:
+                best = p
+        t = x1[i]; x1[i] = x1[best]; x1[best] = t
+        t = y1[i]; y1[i] = y1[best]; y1[best] = t
+        t = x2[i]; x2[i] = x2[best]; x2[best] = t
+        t = y2[i]; y2[i] = y2[best]; y2[best] = t
+        t = sc[i]; sc[i] = sc[best]; sc[best] = t
+        t = areas[i]; areas[i] = areas[best]; areas[best] = t
+        ti = index[i]; index[i] = index[best]; index[best] = ti
+        dets[i, 0] = x1[i]
+        dets[i, 1] = y1[i]
+        dets[i, 2] = x2[i]
+        dets[i, 3] = y2[i]
+        dets[i, 4] = sc[i]
+        p = i + 1
+        while p < live:
+            w = (x2[i] if x2[i] < x2[p] else x2[p]) - (x1[i] if x1[i] > x1[p] else x1[p]) + pad
+            h = (y2[i] if y2[i] < y2[p] else y2[p]) - (y1[i] if y1[i] > y1[p] else y1[p]) + pad
+            if w < 0:
+                w = 0
+            if h < 0:
+                h = 0
+            inter = w * h
+            union = areas[i] + areas[p] - inter
+            iou = inter / union if union > 0 else 0
+            if method == 0:
+                weight = 0 if iou >= threshold else 1
+            elif method == 1:
+                weight = 1 - iou if iou >= threshold else 1
+            else:
+                # the exponent in the dtype, exp in double, rounded once
+                weight = <floating>exp(<double>(-(iou * iou) / sigma))
+            sc[p] *= weight
+            if sc[p] < min_score:  # drop it: the last live box moves into its slot and is examined next
+                last = live - 1
+                x1[p] = x1[last]
+                y1[p] = y1[last]
+                x2[p] = x2[last]
+                y2[p] = y2[last]
+                sc[p] = sc[last]
+                areas[p] = areas[last]
+                index[p] = index[last]
+                live -= 1
+            else:
+                p += 1
+        i += 1
+    return live
+
+
+def soft_nms(boxes, scores, double iou_threshold, double sigma, double score_threshold, int method, int offset):
+    """Same as `edudet.ops.nms.soft_nms_numpy`: returns (dets, keep)."""
+    dtype = boxes.dtype
+    x1, y1, x2, y2 = (np.ascontiguousarray(boxes[:, c]) for c in range(4))
+    sc = scores.copy()
+    areas = (x2 - x1 + offset) * (y2 - y1 + offset)
+    index = np.arange(boxes.shape[0], dtype=np.int64)
+    dets = np.empty((boxes.shape[0], 5), dtype=dtype)
+    cdef Py_ssize_t live
+    if dtype == np.float32:
+        live = _soft_nms[float](x1, y1, x2, y2, sc, areas, index, dets, <float>iou_threshold, <float>sigma,
+                                <float>score_threshold, method, <float>offset)
+    else:
+        live = _soft_nms[double](x1, y1, x2, y2, sc, areas, index, dets, iou_threshold, sigma,
+                                 score_threshold, method, <double>offset)
+    return dets[:live].copy(), index[:live].copy()

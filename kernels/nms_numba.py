@@ -1,0 +1,279 @@
+"""Numba twins of `edudet.ops.nms`: greedy NMS and batched NMS on a uniform grid, and Soft-NMS.
+
+Greedy NMS visits boxes by decreasing score; box j is dropped iff some already *kept* box has IoU > t with
+it. torchvision's CPU kernel tests each kept box against every later box (quadratic). Here the kept boxes
+are filed in a uniform grid of cells (each kept box in every cell its extent touches), and a candidate
+only tests the kept boxes filed in the cells of a small "core" of itself that every suppressor must
+touch. This is about 4x longer than the plain loop and 50-100x faster on 20,000 boxes; the NumPy
+reference stays the readable truth, and results are identical because every pair that is skipped
+provably has IoU <= t (see `_core_bounds`) and every pair that is tested uses torchvision's arithmetic.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# Cells are about this fraction of the mean box side: smaller cells mean fewer kept boxes per cell to test
+# but more cells per kept box to file it in (measured on 800-px images: 0.1-0.2 is a flat optimum, 1.0 is
+# 3-8x slower).
+CELL_FRACTION = 0.2
+# A grid holds at most this many filings per box on average; beyond that cells are doubled in size.
+MAX_FILINGS_PER_BOX = 64
+
+
+@njit(cache=True)
+def _cell(v, origin, inv_cell, n_cells):
+    """The cell of coordinate v: floor((v - origin) / cell) clamped to [0, n_cells - 1] (monotone in v)."""
+    f = (v - origin) * inv_cell
+    if f <= 0.0:
+        return 0
+    if f >= n_cells - 1:
+        return n_cells - 1
+    return int(f)
+
+
+@njit(cache=True)
+def _core_fraction(iou_threshold):
+    """s such that a suppressor must overlap [lo + s*side, hi - s*side] of the candidate on each axis.
+
+    IoU <= (overlap on an axis) / (larger side on that axis), so IoU > t needs an overlap longer than
+    t * side of the candidate: such an overlap reaches past lo + t*side and starts before hi - t*side, so it
+    meets the core [lo + s*side, hi - s*side] for any s <= min(t, 0.5) (for t >= 0.5 it contains the
+    centre). s is taken 0.1% below that so that float rounding of the IoU (~1e-6 relative) cannot matter.
+    """
+    if iou_threshold < 1e-6:
+        return 0.0
+    return min(iou_threshold, 0.5) * 0.999
+
+
+@njit(cache=True)
+def _greedy_nms_grid(boxes, areas, members, iou_threshold, keep):
+    """Greedy NMS of boxes[members] (`members` sorted by decreasing score); sets keep[i] for the kept ones."""
+    m = members.shape[0]
+    x_lo = math.inf
+    y_lo = math.inf
+    x_hi = -math.inf
+    y_hi = -math.inf
+    sum_w = 0.0
+    sum_h = 0.0
+    n_valid = 0
+    for r in range(m):
+        i = members[r]
+        if boxes[i, 2] > boxes[i, 0] and boxes[i, 3] > boxes[i, 1]:
+            x_lo = min(x_lo, float(boxes[i, 0]))
+            y_lo = min(y_lo, float(boxes[i, 1]))
+            x_hi = max(x_hi, float(boxes[i, 2]))
+            y_hi = max(y_hi, float(boxes[i, 3]))
+            sum_w += float(boxes[i, 2]) - float(boxes[i, 0])
+            sum_h += float(boxes[i, 3]) - float(boxes[i, 1])
+            n_valid += 1
+    if n_valid == 0:  # only zero-area boxes: nothing overlaps anything
+        for r in range(m):
+            keep[members[r]] = True
+        return
+
+    # the grid: cells of a fraction of the mean side, at most ~4 cells per box, doubled while too fine
+    cell_w = max(CELL_FRACTION * sum_w / n_valid, (x_hi - x_lo) * 1e-6, 1e-300)
+    cell_h = max(CELL_FRACTION * sum_h / n_valid, (y_hi - y_lo) * 1e-6, 1e-300)
+    inv_w = inv_h = 0.0
+    nx = ny = filings = 0
+    while True:
+        nx = int(min((x_hi - x_lo) / cell_w, 4096.0)) + 1
+        ny = int(min((y_hi - y_lo) / cell_h, 4096.0)) + 1
+        if nx * ny <= 4 * m + 64:
+            inv_w = 1.0 / cell_w
+            inv_h = 1.0 / cell_h
+            filings = 0
+            for r in range(m):
+                i = members[r]
+                if boxes[i, 2] > boxes[i, 0] and boxes[i, 3] > boxes[i, 1]:
+                    cols = _cell(boxes[i, 2], x_lo, inv_w, nx) - _cell(boxes[i, 0], x_lo, inv_w, nx) + 1
+                    rows = _cell(boxes[i, 3], y_lo, inv_h, ny) - _cell(boxes[i, 1], y_lo, inv_h, ny) + 1
+                    filings += cols * rows
+            if filings <= MAX_FILINGS_PER_BOX * m:
+                break
+        cell_w *= 2.0
+        cell_h *= 2.0
+
+    # capacity of each cell: the boxes that could ever be filed there (an upper bound: only kept ones are)
+    start = np.zeros(nx * ny + 1, dtype=np.int64)
+    for r in range(m):
+        i = members[r]
+        if boxes[i, 2] > boxes[i, 0] and boxes[i, 3] > boxes[i, 1]:
+            for cy in range(_cell(boxes[i, 1], y_lo, inv_h, ny), _cell(boxes[i, 3], y_lo, inv_h, ny) + 1):
+                for cx in range(_cell(boxes[i, 0], x_lo, inv_w, nx), _cell(boxes[i, 2], x_lo, inv_w, nx) + 1):
+                    start[cy * nx + cx + 1] += 1
+    for c in range(nx * ny):
+        start[c + 1] += start[c]
+    filed = np.zeros(nx * ny, dtype=np.int64)
+    entries = np.empty(max(filings, 1), dtype=np.int64)
+
+    s = _core_fraction(iou_threshold)
+    for r in range(m):
+        j = members[r]
+        x1 = boxes[j, 0]
+        y1 = boxes[j, 1]
+        x2 = boxes[j, 2]
+        y2 = boxes[j, 3]
+        if not (x2 > x1 and y2 > y1):  # a zero-area box overlaps nothing: kept, and never filed
+            keep[j] = True
+            continue
+        # the core of the candidate, widened by a relative 1e-12 so that rounding here cannot matter either
+        w = float(x2) - float(x1)
+        h = float(y2) - float(y1)
+        slop_x = 1e-12 * (abs(float(x1)) + abs(float(x2)))
+        slop_y = 1e-12 * (abs(float(y1)) + abs(float(y2)))
+        cx_lo = _cell(float(x1) + s * w - slop_x, x_lo, inv_w, nx)
+        cx_hi = _cell(float(x2) - s * w + slop_x, x_lo, inv_w, nx)
+        cy_lo = _cell(float(y1) + s * h - slop_y, y_lo, inv_h, ny)
+        cy_hi = _cell(float(y2) - s * h + slop_y, y_lo, inv_h, ny)
+        area_j = areas[j]
+        suppressed = False
+        for cy in range(cy_lo, cy_hi + 1):
+            for cx in range(cx_lo, cx_hi + 1):
+                c = cy * nx + cx
+                for e in range(start[c], start[c] + filed[c]):
+                    k = entries[e]
+                    iw = min(boxes[k, 2], x2) - max(boxes[k, 0], x1)
+                    if iw <= 0:
+                        continue
+                    ih = min(boxes[k, 3], y2) - max(boxes[k, 1], y1)
+                    if ih <= 0:
+                        continue
+                    inter = iw * ih
+                    # areas[k] + area_j: the kept box's area first, as torchvision adds them
+                    if inter / (areas[k] + area_j - inter) > iou_threshold:
+                        suppressed = True
+                        break
+                if suppressed:
+                    break
+            if suppressed:
+                break
+        if suppressed:
+            continue
+        keep[j] = True
+        for cy in range(_cell(y1, y_lo, inv_h, ny), _cell(y2, y_lo, inv_h, ny) + 1):
+            for cx in range(_cell(x1, x_lo, inv_w, nx), _cell(x2, x_lo, inv_w, nx) + 1):
+                c = cy * nx + cx
+                entries[start[c] + filed[c]] = j
+                filed[c] += 1
+
+
+@njit(cache=True)
+def _areas(boxes):
+    areas = np.empty(boxes.shape[0], dtype=boxes.dtype)
+    for i in range(boxes.shape[0]):
+        areas[i] = (boxes[i, 2] - boxes[i, 0]) * (boxes[i, 3] - boxes[i, 1])
+    return areas
+
+
+@njit(cache=True)
+def _kept_in_order(order, keep):
+    n_kept = 0
+    for r in range(order.shape[0]):
+        if keep[order[r]]:
+            n_kept += 1
+    out = np.empty(n_kept, dtype=np.int64)
+    n_kept = 0
+    for r in range(order.shape[0]):
+        if keep[order[r]]:
+            out[n_kept] = order[r]
+            n_kept += 1
+    return out
+
+
+@njit(cache=True)
+def nms(boxes, scores, iou_threshold):
+    """Same as `edudet.ops.nms.nms_numpy`: int64 indices of the kept boxes by decreasing score."""
+    order = np.argsort(-scores, kind="mergesort")  # stable: ties by increasing index, as torchvision
+    keep = np.zeros(boxes.shape[0], dtype=np.bool_)
+    _greedy_nms_grid(boxes, _areas(boxes), order, float(iou_threshold), keep)
+    return _kept_in_order(order, keep)
+
+
+@njit(cache=True)
+def batched_nms(boxes, scores, idxs, iou_threshold):
+    """Same as `edudet.ops.nms.batched_nms_numpy`: greedy NMS per category, merged by decreasing score."""
+    n = boxes.shape[0]
+    order = np.argsort(-scores, kind="mergesort")
+    # group by category, keeping the score order inside each group (both sorts are stable)
+    grouped = order[np.argsort(idxs[order], kind="mergesort")]
+    areas = _areas(boxes)
+    keep = np.zeros(n, dtype=np.bool_)
+    first = 0
+    for r in range(1, n + 1):
+        if r == n or idxs[grouped[r]] != idxs[grouped[first]]:
+            _greedy_nms_grid(boxes, areas, grouped[first:r], float(iou_threshold), keep)
+            first = r
+    return _kept_in_order(order, keep)
+
+
+@njit(cache=True)
+def soft_nms(boxes, scores, iou_threshold, sigma, score_threshold, method, offset):
+    """Same as `edudet.ops.nms.soft_nms_numpy`: mmcv's in-place Soft-NMS loop; returns (dets, keep)."""
+    n = boxes.shape[0]
+    one = scores.dtype.type(1)
+    zero = scores.dtype.type(0)
+    threshold = scores.dtype.type(iou_threshold)
+    sig = scores.dtype.type(sigma)
+    min_score = scores.dtype.type(score_threshold)
+    pad = scores.dtype.type(offset)
+    x1 = boxes[:, 0].copy()
+    y1 = boxes[:, 1].copy()
+    x2 = boxes[:, 2].copy()
+    y2 = boxes[:, 3].copy()
+    sc = scores.copy()
+    areas = (x2 - x1 + pad) * (y2 - y1 + pad)
+    index = np.arange(n)
+    dets = np.empty((n, 5), dtype=scores.dtype)
+    live = n
+    i = 0
+    while i < live:
+        best = i
+        for p in range(i + 1, live):
+            if sc[best] < sc[p]:
+                best = p
+        x1[i], x1[best] = x1[best], x1[i]
+        y1[i], y1[best] = y1[best], y1[i]
+        x2[i], x2[best] = x2[best], x2[i]
+        y2[i], y2[best] = y2[best], y2[i]
+        sc[i], sc[best] = sc[best], sc[i]
+        areas[i], areas[best] = areas[best], areas[i]
+        index[i], index[best] = index[best], index[i]
+        dets[i, 0] = x1[i]
+        dets[i, 1] = y1[i]
+        dets[i, 2] = x2[i]
+        dets[i, 3] = y2[i]
+        dets[i, 4] = sc[i]
+        p = i + 1
+        while p < live:
+            w = max(min(x2[i], x2[p]) - max(x1[i], x1[p]) + pad, zero)
+            h = max(min(y2[i], y2[p]) - max(y1[i], y1[p]) + pad, zero)
+            inter = w * h
+            union = areas[i] + areas[p] - inter
+            iou = inter / union if union > 0 else zero
+            if method == 0:
+                weight = zero if iou >= threshold else one
+            elif method == 1:
+                weight = one - iou if iou >= threshold else one
+            else:
+                # exp in double, rounded once; for float32 LLVM shrinks this to expf, which can differ from
+                # the rounded double by one ulp (rarely: ~1 weight in 10^4-10^5)
+                weight = scores.dtype.type(math.exp(float(-(iou * iou) / sig)))
+            sc[p] *= weight
+            if sc[p] < min_score:  # drop it: the last live box moves into its slot and is examined next
+                last = live - 1
+                x1[p] = x1[last]
+                y1[p] = y1[last]
+                x2[p] = x2[last]
+                y2[p] = y2[last]
+                sc[p] = sc[last]
+                areas[p] = areas[last]
+                index[p] = index[last]
+                live -= 1
+            else:
+                p += 1
+        i += 1
+    return dets[:live].copy(), index[:live].copy()

@@ -1,0 +1,49 @@
+"""RoIPool maxima in Numba: same signature as `edudet.ops.roi_pool.roi_pool_numpy`.
+
+Parallel over channels; for each channel one image plane at a time, pooling every RoI of that image from
+it while it is in cache. Each bin starts at -FLT_MAX and keeps a value only if strictly larger (NaN never
+is), an empty bin is 0: torchvision's rule.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from edudet.ops.roi_align import group_by_image
+from edudet.ops.roi_pool import LOWEST
+
+
+@njit(cache=True, parallel=True)
+def _roi_pool(input, order, starts, h_start, h_end, w_start, w_end, lowest, out):
+    num_images, channels = input.shape[0], input.shape[1]
+    pooled_h, pooled_w = h_start.shape[1], w_start.shape[1]
+    for c in prange(channels):
+        for n in range(num_images):
+            plane = input[n, c]
+            for t in range(starts[n], starts[n + 1]):
+                k = order[t]
+                for ph in range(pooled_h):
+                    hs = h_start[k, ph]
+                    he = h_end[k, ph]
+                    for pw in range(pooled_w):
+                        ws = w_start[k, pw]
+                        we = w_end[k, pw]
+                        if he <= hs or we <= ws:
+                            out[k, c, ph, pw] = 0
+                            continue
+                        best = lowest
+                        for h in range(hs, he):
+                            for w in range(ws, we):
+                                value = plane[h, w]
+                                best = value if value > best else best  # a select: NaN is never greater
+                        out[k, c, ph, pw] = best
+    return out
+
+
+def roi_pool(input, batch_index, bins):
+    """(N, C, H, W) input, (K,) int64 batch indices, `PoolingBins` -> (K, C, PH, PW)."""
+    order, starts = group_by_image(batch_index, input.shape[0])
+    out = np.empty((len(batch_index), input.shape[1], bins.h_start.shape[1], bins.w_start.shape[1]),
+                   dtype=input.dtype)
+    return _roi_pool(input, order, starts, bins.h_start, bins.h_end, bins.w_start, bins.w_end,
+                     input.dtype.type(LOWEST), out)

@@ -1,0 +1,410 @@
+"""edudet.ops.boxes: hand-computed cases, then properties, then parity with torchvision."""
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edudet import ops
+from edudet.ops.boxes import _box_iou, box_iou_numpy
+from helpers import import_torchvision, random_boxes
+
+BACKENDS = _box_iou.backends  # numpy, numba, cython where built, cuda under the simulator or with a GPU
+CPU_BACKENDS = [b for b in BACKENDS if b != "cuda"]
+# on a real GPU, NVVM fuses area1 + area2 - w * h into an FMA (see kernels/boxes_cuda.py): allow a few ulp
+GPU_FMA = os.environ.get("NUMBA_ENABLE_CUDASIM") != "1"
+
+
+def assert_backend_equal(got, expected, backend):
+    """Bitwise equal to the NumPy reference; within 4 ulp for the cuda backend on real hardware."""
+    if backend == "cuda" and GPU_FMA:
+        np.testing.assert_array_max_ulp(got, expected, maxulp=4)
+    else:
+        np.testing.assert_array_equal(got, expected, err_msg=backend)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# hand-computed cases
+# ---------------------------------------------------------------------------------------------------------
+
+def test_box_area_by_hand():
+    boxes = np.array([[0, 0, 10, 10], [1, 2, 4, 8], [3, 3, 3, 9]], dtype=np.float64)
+    # 10*10 = 100; (4-1)*(8-2) = 3*6 = 18; zero width: 0*6 = 0
+    np.testing.assert_array_equal(ops.box_area(boxes), [100.0, 18.0, 0.0])
+    # xywh [1, 2, 3, 6] and cxcywh [2.5, 5, 3, 6] are the box [1, 2, 4, 8]: 3*6 = 18
+    np.testing.assert_array_equal(ops.box_area([[1, 2, 3, 6]], fmt="xywh"), [18.0])
+    np.testing.assert_array_equal(ops.box_area([[2.5, 5, 3, 6]], fmt="cxcywh"), [18.0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_box_iou_by_hand(backend):
+    a = np.array([[0, 0, 10, 10]], dtype=np.float32)
+    b = np.array(
+        [
+            [5, 5, 15, 15],  # overlap 5*5 = 25, union 100 + 100 - 25 = 175: 25/175 = 1/7
+            [0, 0, 10, 10],  # itself: 1
+            [2, 2, 6, 6],  # inside: 16 / 100
+            [10, 0, 20, 10],  # shares an edge: overlap 0*10 = 0
+            [20, 20, 30, 30],  # far away: 0
+            [5, 5, 5, 5],  # a point inside a: overlap 0, union 100: 0
+        ],
+        dtype=np.float32,
+    )
+    iou = ops.box_iou(a, b, backend=backend)
+    assert iou.shape == (1, 6) and iou.dtype == np.float32
+    np.testing.assert_allclose(iou[0], [1 / 7, 1, 0.16, 0, 0, 0], rtol=1e-7, atol=0)
+    assert iou[0, 1] == 1.0  # exact: the intersection is computed like the area
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_box_iou_of_two_degenerate_boxes_is_zero_not_nan(backend):
+    # union = 0 + 0 - 0 = 0: torchvision divides 0 / 0 = NaN; edudet defines it as 0
+    points = np.array([[1, 1, 1, 1], [2, 2, 2, 5]], dtype=np.float64)
+    iou = ops.box_iou(points, points, backend=backend)
+    assert iou.dtype == np.float64
+    np.testing.assert_array_equal(iou, np.zeros((2, 2)))
+
+
+def test_box_iou_formats_by_hand():
+    # [0, 0, 10, 10] and [5, 5, 15, 15] again, as xywh and as cxcywh: 1/7 either way
+    assert ops.box_iou([[0, 0, 10, 10]], [[5, 5, 10, 10]], fmt="xywh")[0, 0] == pytest.approx(1 / 7)
+    assert ops.box_iou([[5, 5, 10, 10]], [[10, 10, 10, 10]], fmt="cxcywh")[0, 0] == pytest.approx(1 / 7)
+
+
+def test_generalized_box_iou_by_hand():
+    a = np.array([[0, 0, 10, 10]], dtype=np.float64)
+    b = np.array(
+        [
+            [5, 5, 15, 15],  # iou 1/7; enclosing 15*15 = 225, union 175: 1/7 - 50/225 = 1/7 - 2/9 = -5/63
+            [0, 0, 10, 10],  # itself: 1 - 0 = 1
+            [20, 0, 30, 10],  # iou 0; enclosing 30*10 = 300, union 200: 0 - 100/300 = -1/3
+        ]
+    )
+    np.testing.assert_allclose(ops.generalized_box_iou(a, b)[0], [-5 / 63, 1, -1 / 3], rtol=1e-12)
+    # two distinct points: iou 0 (not NaN), enclosing 1*1 = 1, union 0: 0 - 1/1 = -1
+    np.testing.assert_array_equal(ops.generalized_box_iou([[0, 0, 0, 0]], [[1, 1, 1, 1]]), [[-1.0]])
+    # the same point twice: enclosing area 0, the penalty is taken as 0 (torchvision: NaN)
+    np.testing.assert_array_equal(ops.generalized_box_iou([[1, 1, 1, 1]], [[1, 1, 1, 1]]), [[0.0]])
+
+
+def test_box_convert_by_hand():
+    xyxy = np.array([[1, 2, 5, 10]], dtype=np.float32)
+    # xywh: (1, 2, 5-1, 10-2) = (1, 2, 4, 8); cxcywh: ((1+5)/2, (2+10)/2, 4, 8) = (3, 6, 4, 8)
+    np.testing.assert_array_equal(ops.box_convert(xyxy, "xyxy", "xywh"), [[1, 2, 4, 8]])
+    np.testing.assert_array_equal(ops.box_convert(xyxy, "xyxy", "cxcywh"), [[3, 6, 4, 8]])
+    np.testing.assert_array_equal(ops.box_convert([[3, 6, 4, 8]], "cxcywh", "xyxy"), xyxy)
+    np.testing.assert_array_equal(ops.box_convert([[1, 2, 4, 8]], "xywh", "cxcywh"), [[3, 6, 4, 8]])
+    np.testing.assert_array_equal(ops.box_convert([[3, 6, 4, 8]], "cxcywh", "xywh"), [[1, 2, 4, 8]])
+    same = ops.box_convert(xyxy, "xyxy", "xyxy")
+    assert same is not xyxy and same.dtype == np.float32  # a copy, like torchvision's clone()
+
+
+def test_clip_boxes_to_image_by_hand():
+    boxes = np.array([[-5, -5, 850, 300], [10, 620, 20, 700]], dtype=np.float32)
+    # size = (height 600, width 800): x in [0, 800], y in [0, 600]
+    out = ops.clip_boxes_to_image(boxes, (600, 800))
+    np.testing.assert_array_equal(out, [[0, 0, 800, 300], [10, 600, 20, 600]])
+    assert boxes[0, 0] == -5  # the input is not modified
+
+
+def test_remove_small_boxes_by_hand():
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 2, 10], [0, 0, 10, 2.9], [5, 5, 8, 8]], dtype=np.float32)
+    # sizes 10x10, 2x10, 10x2.9, 3x3: with min_size 3 keep boxes 0 and 3 (3 >= 3 counts)
+    keep = ops.remove_small_boxes(boxes, 3)
+    assert keep.dtype == np.int64
+    np.testing.assert_array_equal(keep, [0, 3])
+    np.testing.assert_array_equal(ops.remove_small_boxes(boxes, 0), [0, 1, 2, 3])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# empty input, dtypes
+# ---------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_inputs_give_empty_outputs(backend):
+    empty = np.zeros((0, 4), dtype=np.float64)
+    some = np.array([[0, 0, 1, 1]], dtype=np.float64)
+    for a, b, shape in ((empty, some, (0, 1)), (some, empty, (1, 0)), (empty, empty, (0, 0))):
+        out = ops.box_iou(a, b, backend=backend)
+        assert out.shape == shape and out.dtype == np.float64
+    assert ops.generalized_box_iou(empty, some).shape == (0, 1)
+    assert ops.box_area(empty).shape == (0,)
+    assert ops.box_convert(empty, "xyxy", "cxcywh").shape == (0, 4)
+    assert ops.clip_boxes_to_image(empty, (10, 10)).shape == (0, 4)
+    keep = ops.remove_small_boxes(empty, 1.0)
+    assert keep.shape == (0,) and keep.dtype == np.int64
+
+
+def test_dtypes_are_preserved_and_integers_become_float32():
+    ints = np.array([[0, 0, 10, 10]], dtype=np.int64)
+    f32 = ints.astype(np.float32)
+    f64 = ints.astype(np.float64)
+    assert ops.box_area(ints).dtype == np.float32
+    assert ops.box_area(f64).dtype == np.float64
+    assert ops.box_iou(ints, ints).dtype == np.float32
+    assert ops.box_iou(f32, f32).dtype == np.float32
+    assert ops.box_iou(f32, f64).dtype == np.float64  # promoted, as torchvision
+    assert ops.generalized_box_iou(ints, f32).dtype == np.float32
+    assert ops.box_convert(ints, "xyxy", "cxcywh").dtype == np.float32
+    assert ops.clip_boxes_to_image(f64, (5, 5)).dtype == np.float64
+
+
+# ---------------------------------------------------------------------------------------------------------
+# bad input
+# ---------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "bad, error, match",
+    [
+        (np.zeros((3, 3)), ValueError, r"boxes1 must have shape \(N, 4\), got \(3, 3\)"),
+        (np.zeros(4), ValueError, r"boxes1 must have shape \(N, 4\)"),
+        (np.zeros((2, 2, 4)), ValueError, r"boxes1 must have shape \(N, 4\)"),
+        (np.array([[0, 0, np.nan, 1]]), ValueError, "boxes1 contains NaN or inf"),
+        (np.array([[0, 0, np.inf, 1]]), ValueError, "boxes1 contains NaN or inf"),
+        (np.ones((1, 4), dtype=bool), TypeError, "boxes1 must have a real numeric dtype"),
+        ([["a", "b", "c", "d"]], TypeError, "boxes1 must have a real numeric dtype"),
+    ],
+)
+def test_box_iou_rejects_bad_boxes(bad, error, match):
+    with pytest.raises(error, match=match):
+        ops.box_iou(bad, np.zeros((1, 4)))
+    with pytest.raises(error, match=match.replace("boxes1", "boxes2")):
+        ops.box_iou(np.zeros((1, 4)), bad)
+    with pytest.raises(error, match=match):
+        ops.generalized_box_iou(bad, np.zeros((1, 4)))
+
+
+def test_single_box_ops_reject_bad_boxes():
+    for call in (ops.box_area, lambda b: ops.box_convert(b, "xyxy", "xywh"),
+                 lambda b: ops.clip_boxes_to_image(b, (5, 5)), lambda b: ops.remove_small_boxes(b, 1)):
+        with pytest.raises(ValueError, match=r"boxes must have shape \(N, 4\)"):
+            call(np.zeros((2, 5)))
+        with pytest.raises(ValueError, match="boxes contains NaN or inf"):
+            call(np.array([[0, 0, 1, np.nan]]))
+
+
+def test_bad_formats_sizes_thresholds_and_backends():
+    boxes = np.zeros((1, 4))
+    with pytest.raises(ValueError, match=r"in_fmt must be one of \('xyxy', 'xywh', 'cxcywh'\), got 'xyxyr'"):
+        ops.box_convert(boxes, "xyxyr", "xyxy")
+    with pytest.raises(ValueError, match="out_fmt must be one of"):
+        ops.box_convert(boxes, "xyxy", None)
+    with pytest.raises(ValueError, match="fmt must be one of"):
+        ops.box_area(boxes, fmt="yxyx")
+    with pytest.raises(ValueError, match="fmt must be one of"):
+        ops.box_iou(boxes, boxes, fmt="numba")
+    with pytest.raises(ValueError, match="not usable here; choose one of"):
+        ops.box_iou(boxes, boxes, backend="tpu")
+    with pytest.raises(ValueError, match=r"min_size must be >= 0, got -1.0"):
+        ops.remove_small_boxes(boxes, -1)
+    with pytest.raises(TypeError, match="min_size must be a real number"):
+        ops.remove_small_boxes(boxes, "1")
+    with pytest.raises(ValueError, match="min_size must be finite"):
+        ops.remove_small_boxes(boxes, float("nan"))
+    with pytest.raises(ValueError, match=r"size must be a \(height, width\) pair"):
+        ops.clip_boxes_to_image(boxes, 800)
+    with pytest.raises(ValueError, match=r"size\[0\] must be >= 1"):
+        ops.clip_boxes_to_image(boxes, (0, 800))
+    with pytest.raises(ValueError, match=r"size\[1\] must be an integer"):
+        ops.clip_boxes_to_image(boxes, (600, 800.5))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# properties
+# ---------------------------------------------------------------------------------------------------------
+
+@st.composite
+def box_sets(draw, max_boxes=12, dtype=None):
+    """(N, 4) xyxy boxes on a coarse grid (so ties, shared edges and zero sizes are common)."""
+    dtype = dtype or draw(st.sampled_from([np.float32, np.float64]))
+    n = draw(st.integers(1, max_boxes))
+    coords = st.floats(0, 50, allow_nan=False, width=32).map(lambda v: round(v * 4) / 4)
+    xy = np.array(draw(st.lists(st.tuples(coords, coords), min_size=n, max_size=n)), dtype=np.float64)
+    sizes = st.floats(0, 30, allow_nan=False, width=32).map(lambda v: round(v * 4) / 4)
+    wh = np.array(draw(st.lists(st.tuples(sizes, sizes), min_size=n, max_size=n)), dtype=np.float64)
+    return np.concatenate([xy, xy + wh], axis=1).astype(dtype)
+
+
+@given(box_sets(), box_sets())
+def test_iou_is_symmetric_bounded_and_one_on_itself(a, b):
+    b = b.astype(a.dtype)
+    iou = ops.box_iou(a, b, backend="numpy")
+    np.testing.assert_array_equal(iou, ops.box_iou(b, a, backend="numpy").T)  # exact: + and * commute
+    assert np.all((iou >= 0) & (iou <= 1))
+    self_iou = np.diag(ops.box_iou(a, a, backend="numpy"))
+    positive = ops.box_area(a) > 0
+    np.testing.assert_array_equal(self_iou[positive], 1)
+    np.testing.assert_array_equal(self_iou[~positive], 0)
+
+
+@given(box_sets(max_boxes=6), box_sets(max_boxes=6))
+def test_every_backend_equals_the_numpy_reference(a, b):
+    b = b.astype(a.dtype)
+    expected = box_iou_numpy(a, b)
+    for backend in BACKENDS:  # cuda runs in the simulator here: small inputs only
+        got = ops.box_iou(a, b, backend=backend)
+        assert got.dtype == a.dtype, backend
+        assert_backend_equal(got, expected, backend)
+
+
+@pytest.mark.skipif("cuda" not in BACKENDS, reason="numba.cuda is not usable here")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cuda_grid_edges(dtype):
+    # 37 columns and 9 rows are not multiples of the (32, 8) block: the guard must skip the spare threads
+    rng = np.random.default_rng(6)
+    a, b = random_boxes(rng, 9, dtype=dtype), random_boxes(rng, 37, dtype=dtype, max_side=600)
+    assert_backend_equal(ops.box_iou(a, b, backend="cuda"), box_iou_numpy(a, b), "cuda")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cpu_backends_equal_the_reference_on_many_boxes(dtype):
+    # 9 x 20,003 takes the kernels' parallel path (rows cross their 8192-column segments and SIMD tails),
+    # 50 x 9 their one-core path
+    rng = np.random.default_rng(7)
+    a = random_boxes(rng, 9, dtype=dtype, min_side=0.0)
+    b = random_boxes(rng, 20_003, dtype=dtype, min_side=0.0)
+    b[::97, 2] = b[::97, 0]  # zero-width boxes
+    a[0] = b[5]  # an exact duplicate: IoU 1
+    expected = box_iou_numpy(a, b)
+    assert expected[0, 5] == 1
+    for backend in CPU_BACKENDS:
+        np.testing.assert_array_equal(ops.box_iou(a, b, backend=backend), expected, err_msg=backend)
+        np.testing.assert_array_equal(ops.box_iou(b[:50], a, backend=backend), box_iou_numpy(b[:50], a))
+
+
+@given(box_sets(), box_sets())
+def test_giou_is_bounded_and_below_iou(a, b):
+    b = b.astype(a.dtype)
+    giou = ops.generalized_box_iou(a, b)
+    iou = ops.box_iou(a, b)
+    eps = 1e-6 if a.dtype == np.float32 else 1e-12
+    assert np.all((giou >= -1 - eps) & (giou <= 1 + eps))
+    assert np.all(giou <= iou + eps)
+    np.testing.assert_allclose(giou, ops.generalized_box_iou(b, a).T, rtol=0, atol=eps)
+
+
+@given(box_sets(), st.sampled_from(["xywh", "cxcywh"]))
+def test_box_convert_round_trips(boxes, fmt):
+    there = ops.box_convert(boxes, "xyxy", fmt)
+    back = ops.box_convert(there, fmt, "xyxy")
+    # the grid values (quarters, < 100) are exact in float32, so only cxcywh's halving could round: it does not
+    np.testing.assert_array_equal(back, boxes)
+    assert there.dtype == boxes.dtype and there.flags.c_contiguous
+    # IoU does not depend on the format the boxes arrive in
+    np.testing.assert_allclose(ops.box_iou(there, there, fmt=fmt), ops.box_iou(boxes, boxes), atol=1e-6)
+    np.testing.assert_allclose(ops.box_area(there, fmt=fmt), ops.box_area(boxes), rtol=1e-6)
+
+
+@given(box_sets(), st.integers(1, 80), st.integers(1, 80))
+def test_clipped_boxes_lie_inside_the_image_and_clipping_is_idempotent(boxes, height, width):
+    shifted = boxes - 20  # some boxes start left of / above the image
+    clipped = ops.clip_boxes_to_image(shifted, (height, width))
+    assert np.all(clipped[:, 0::2] >= 0) and np.all(clipped[:, 0::2] <= width)
+    assert np.all(clipped[:, 1::2] >= 0) and np.all(clipped[:, 1::2] <= height)
+    np.testing.assert_array_equal(ops.clip_boxes_to_image(clipped, (height, width)), clipped)
+
+
+@given(box_sets(), st.floats(0, 20))
+def test_remove_small_boxes_keeps_exactly_the_large_enough_ones_in_order(boxes, min_size):
+    keep = ops.remove_small_boxes(boxes, min_size)
+    assert np.all(np.diff(keep) > 0)
+    widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    large = (widths >= boxes.dtype.type(min_size)) & (heights >= boxes.dtype.type(min_size))
+    np.testing.assert_array_equal(keep, np.flatnonzero(large))
+    assert set(ops.remove_small_boxes(boxes, min_size + 1)) <= set(keep)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# parity with torchvision
+# ---------------------------------------------------------------------------------------------------------
+
+def _edge_case_boxes(rng, n, dtype):
+    """Random 800-px boxes plus zero-area, duplicate, out-of-image and negative-coordinate ones."""
+    boxes = random_boxes(rng, n, dtype=dtype, min_side=0.5)
+    boxes[::50, 2] = boxes[::50, 0]  # zero width
+    boxes[7::50, 3] = boxes[7::50, 1]  # zero height
+    boxes[3::50] = boxes[2::50][: len(boxes[3::50])]  # duplicates
+    boxes[11::50] += 500  # partly out of the image
+    boxes[13::50] -= 300  # negative coordinates
+    return boxes
+
+
+def _assert_equal_where_torchvision_is_defined(got, expected, err_msg=""):
+    """Bitwise equal, except where torchvision divides 0 by 0 (a zero union): there edudet gives 0."""
+    undefined = np.isnan(expected)
+    np.testing.assert_array_equal(got[~undefined], expected[~undefined], err_msg=err_msg)
+    np.testing.assert_array_equal(got[undefined], 0, err_msg=err_msg)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_box_iou_matches_torchvision(dtype):
+    torch, torchvision = import_torchvision()
+    rng = np.random.default_rng(0)
+    a = _edge_case_boxes(rng, 300, dtype)
+    b = _edge_case_boxes(rng, 3000, dtype)
+    expected = torchvision.ops.box_iou(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+    assert np.isnan(expected).any()  # zero-width against zero-height boxes: the edge case is exercised
+    for backend in CPU_BACKENDS:
+        got = ops.box_iou(a, b, backend=backend)
+        assert got.dtype == expected.dtype
+        _assert_equal_where_torchvision_is_defined(got, expected, backend)
+    # two degenerate boxes: torchvision 0/0 = NaN, edudet 0
+    points = np.array([[1, 1, 1, 1]], dtype=dtype)
+    assert np.isnan(torchvision.ops.box_iou(torch.from_numpy(points), torch.from_numpy(points)).item())
+    assert ops.box_iou(points, points)[0, 0] == 0
+
+
+@pytest.mark.parametrize("fmt", ["xywh", "cxcywh"])
+def test_box_iou_and_area_formats_match_torchvision(fmt):
+    torch, torchvision = import_torchvision()
+    rng = np.random.default_rng(1)
+    a = ops.box_convert(random_boxes(rng, 200, dtype=np.float64), "xyxy", fmt)
+    b = ops.box_convert(random_boxes(rng, 500, dtype=np.float64), "xyxy", fmt)
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    np.testing.assert_array_equal(ops.box_area(a, fmt=fmt), torchvision.ops.box_area(ta, fmt=fmt).numpy())
+    # converted to xyxy first: areas can differ from torchvision's w * h in the last bit
+    np.testing.assert_allclose(ops.box_iou(a, b, fmt=fmt), torchvision.ops.box_iou(ta, tb, fmt=fmt).numpy(),
+                               rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_generalized_box_iou_matches_torchvision(dtype):
+    torch, torchvision = import_torchvision()
+    rng = np.random.default_rng(2)
+    a = _edge_case_boxes(rng, 200, dtype)
+    b = _edge_case_boxes(rng, 1000, dtype)
+    expected = torchvision.ops.generalized_box_iou(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+    got = ops.generalized_box_iou(a, b)
+    assert got.dtype == expected.dtype
+    assert np.all(np.isfinite(got))
+    defined = np.isfinite(expected)  # torchvision: NaN where the union is zero
+    np.testing.assert_array_equal(got[defined], expected[defined])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_area_convert_clip_and_remove_small_match_torchvision(dtype):
+    torch, torchvision = import_torchvision()
+    rng = np.random.default_rng(3)
+    boxes = _edge_case_boxes(rng, 5000, dtype)
+    t = torch.from_numpy(boxes)
+    np.testing.assert_array_equal(ops.box_area(boxes), torchvision.ops.box_area(t).numpy())
+    for in_fmt in ("xyxy", "xywh", "cxcywh"):
+        for out_fmt in ("xyxy", "xywh", "cxcywh"):
+            np.testing.assert_array_equal(ops.box_convert(boxes, in_fmt, out_fmt),
+                                          torchvision.ops.box_convert(t, in_fmt, out_fmt).numpy())
+    for size in ((600, 800), (1, 1), (1333, 64)):
+        np.testing.assert_array_equal(ops.clip_boxes_to_image(boxes, size),
+                                      torchvision.ops.clip_boxes_to_image(t, size).numpy())
+    for min_size in (0.0, 1e-3, 0.7, 8, 50.5, 1000):
+        np.testing.assert_array_equal(ops.remove_small_boxes(boxes, min_size),
+                                      torchvision.ops.remove_small_boxes(t, min_size).numpy())
+
+
+def test_integer_boxes_match_torchvision_in_float32():
+    torch, torchvision = import_torchvision()
+    rng = np.random.default_rng(4)
+    boxes = random_boxes(rng, 400, dtype=np.float64).round().astype(np.int64)
+    expected = torchvision.ops.box_iou(torch.from_numpy(boxes).float(), torch.from_numpy(boxes).float()).numpy()
+    for backend in CPU_BACKENDS:
+        np.testing.assert_array_equal(ops.box_iou(boxes, boxes, backend=backend), expected)

@@ -1,0 +1,105 @@
+"""paste_masks_in_image: hand cases, properties, parity with torchvision, bad input."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edudet.ops import paste_masks_in_image
+from helpers import import_torchvision
+
+
+def test_two_by_two_mask_with_padding():
+    # M = 2, padding 1: scale (2 + 2) / 2 = 2; box (0, 0, 3, 3): centre 1.5, half-size 1.5 * 2 = 3 ->
+    # (-1.5, -1.5, 4.5, 4.5) -> truncated (-1, -1, 4, 4): 6 x 6 box pixels starting at image pixel -1.
+    # padded 1-D profile [0, 1, 1, 0] resized 4 -> 6: source (i + 0.5) * 4 / 6 - 0.5 =
+    # -1/6 (-> 0), 1/2, 7/6, 11/6, 5/2, 19/6 -> values 0, 0.5, 1, 1, 0.5, 0 (19/6 reads the last, 0).
+    # Box pixels 1..5 are image pixels 0..4: [0.5, 1, 1, 0.5, 0]; image pixel 5 is outside the box.
+    masks = np.ones((1, 1, 2, 2), np.float32)
+    out = paste_masks_in_image(masks, np.array([[0, 0, 3, 3]], np.float32), (6, 6))
+    profile = np.array([0.5, 1, 1, 0.5, 0, 0], np.float32)
+    assert out.shape == (1, 1, 6, 6) and out.dtype == np.float32
+    np.testing.assert_allclose(out[0, 0], np.outer(profile, profile), rtol=0, atol=1e-6)
+
+
+def test_no_padding_is_a_plain_resize_and_paste():
+    # padding 0, box (1, 2, 2, 3): scale 1, box unchanged, 2 x 2 pixels at rows 2..3, columns 1..2:
+    # resizing 2 -> 2 with align_corners=False reads each source pixel exactly
+    masks = np.array([[[[0.1, 0.2], [0.3, 0.4]]]])
+    out = paste_masks_in_image(masks, np.array([[1.0, 2, 2, 3]]), (5, 4), padding=0)
+    expected = np.zeros((5, 4))
+    expected[2:4, 1:3] = [[0.1, 0.2], [0.3, 0.4]]
+    np.testing.assert_allclose(out[0, 0], expected, rtol=0, atol=1e-15)
+
+
+def test_boxes_partly_and_wholly_outside():
+    masks = np.ones((3, 1, 4, 4), np.float32)
+    boxes = np.array([[-3, -3, 1, 1], [50, 50, 60, 60], [-20, -20, -10, -10]], np.float32)
+    out = paste_masks_in_image(masks, boxes, (8, 8), padding=0)
+    # box 0 covers pixels -3..1 (5 px: a constant mask resized stays 1): only image pixels 0..1 remain
+    expected = np.zeros((8, 8), np.float32)
+    expected[:2, :2] = 1
+    np.testing.assert_allclose(out[0, 0], expected, atol=1e-6)
+    assert not out[1:].any()  # wholly outside: nothing pasted (torchvision raises on these)
+
+
+def test_empty_and_integer_masks():
+    out = paste_masks_in_image(np.zeros((0, 1, 28, 28)), np.zeros((0, 4)), (10, 12))
+    assert out.shape == (0, 1, 10, 12) and out.dtype == np.float64
+    out = paste_masks_in_image(np.ones((1, 1, 2, 2), np.int64), np.array([[0, 0, 1, 1]]), (3, 3), padding=0)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out[0, 0], [[1, 1, 0], [1, 1, 0], [0, 0, 0]], atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(masks=np.zeros((2, 28, 28))), ValueError, r"masks must have shape \(K, 1, M, M\)"),
+    (dict(masks=np.zeros((2, 1, 28, 14))), ValueError, r"masks must have shape \(K, 1, M, M\)"),
+    (dict(boxes=np.zeros((3, 4))), ValueError, "they must match"),
+    (dict(boxes=np.array([[0, 0, np.inf, 1], [0, 0, 1, 1]])), ValueError, "NaN or inf"),
+    (dict(masks=np.full((2, 1, 28, 28), np.nan)), ValueError, "masks contains NaN"),
+    (dict(padding=-1), ValueError, "padding must be >= 0"),
+    (dict(image_shape=(0, 10)), ValueError, "image_shape"),
+    (dict(image_shape=10), ValueError, "image_shape"),
+])
+def test_bad_input(kwargs, error, match):
+    args = dict(masks=np.zeros((2, 1, 28, 28)), boxes=np.zeros((2, 4)), image_shape=(10, 10))
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        paste_masks_in_image(**args)
+
+
+@given(seed=st.integers(0, 2**32 - 1), padding=st.integers(0, 2))
+def test_probabilities_stay_probabilities_and_stay_in_their_box(seed, padding):
+    rng = np.random.default_rng(seed)
+    masks = rng.uniform(0, 1, (4, 1, 7, 7))
+    xy = rng.uniform(-10, 30, (4, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(0, 20, (4, 2))], axis=1)
+    out = paste_masks_in_image(masks, boxes, (24, 32), padding=padding)
+    assert out.min() >= 0 and out.max() <= 1 + 1e-12
+    scale = (7 + 2 * padding) / 7
+    centre, half = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]) / 2 * scale
+    for k in range(4):
+        ys, xs = np.nonzero(out[k, 0])
+        if len(xs):  # nothing outside the grown box (+1 pixel for the inclusive end)
+            assert xs.min() >= np.trunc(centre[k, 0] - half[k, 0]) and xs.max() <= centre[k, 0] + half[k, 0] + 1
+            assert ys.min() >= np.trunc(centre[k, 1] - half[k, 1]) and ys.max() <= centre[k, 1] + half[k, 1] + 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size, padding", [(28, 1), (14, 0), (28, 2)])
+def test_parity_with_torchvision(dtype, size, padding):
+    torch, torchvision = import_torchvision()
+    from torchvision.models.detection.roi_heads import paste_masks_in_image as tv_paste
+
+    rng = np.random.default_rng([size, padding, np.dtype(dtype).itemsize])
+    masks = rng.uniform(0, 1, (40, 1, size, size)).astype(dtype)
+    # torchvision fails on boxes that start beyond the image's right/bottom edge or end before its
+    # top/left: keep every box overlapping the image (partly outside is fine), some of zero size
+    xy = rng.uniform(-40, 220, (40, 2))
+    wh = rng.uniform(45, 150, (40, 2))
+    wh[:3] = 0
+    xy[:3] = 20
+    boxes = np.concatenate([xy, xy + wh], axis=1).astype(dtype)
+    expected = tv_paste(torch.from_numpy(masks), torch.from_numpy(boxes), (240, 320), padding=padding).numpy()
+    out = paste_masks_in_image(masks, boxes, (240, 320), padding=padding)
+    assert out.dtype == dtype and out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, rtol=0, atol=2e-6 if dtype == np.float32 else 1e-12)

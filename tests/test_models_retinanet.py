@@ -1,0 +1,134 @@
+"""edudet.models.retinanet_resnet50_fpn against hand values and torchvision's RetinaNet (v1), stage by stage."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import edudet.models as models
+from edudet.demo import sample_image
+from edudet.models.one_stage import HeadTower
+from edudet.models.retinanet import retinanet_anchor_generator
+from edudet.models.rpn import flatten_level
+from edudet.models.weights import normalize_state_dict, random_state_dict
+from edudet.ops import box_iou
+from tests.helpers import import_torchvision
+
+SMALL = dict(min_size=320, max_size=512, score_thresh=0.0)
+
+
+# hand cases -----------------------------------------------------------------------------------------------
+def test_anchor_sizes_by_hand():
+    # octave scales truncated: 32 * 2^(1/3) = 40.3 -> 40, 32 * 2^(2/3) = 50.8 -> 50; 512 -> 645, 812
+    generator = retinanet_anchor_generator()
+    assert generator.sizes[0] == (32, 40, 50) and generator.sizes[4] == (512, 645, 812)
+    assert generator.num_anchors_per_location() == [9] * 5
+    # ratio 1 anchors of P3's first location: squares of side 32, 40, 50 centred at (0, 0)
+    np.testing.assert_array_equal(generator.cell_anchors[0][3:6], [[-16, -16, 16, 16], [-20, -20, 20, 20],
+                                                                    [-25, -25, 25, 25]])
+
+
+def test_prior_bias_and_legacy_names():
+    model = models.RetinaNet(models.fcos.resnet50_fpn_p3p7_backbone())
+    state = random_state_dict(model.state_shapes(), seed=0)
+    # the focal-loss prior: sigmoid(bias) = 0.01 for every class at the start
+    np.testing.assert_allclose(state["head.classification_head.cls_logits.bias"], -np.log(99), rtol=1e-6)
+    assert not state["head.regression_head.bbox_reg.bias"].any()
+    # torchvision < 0.13 numbered the tower Sequential(conv, relu, conv, relu, ...): conv.{2 i} -> conv.{i}.0
+    renamed = normalize_state_dict({"head.classification_head.conv.6.weight": np.zeros((256, 256, 3, 3))},
+                                   model.state_shapes())
+    assert list(renamed) == ["head.classification_head.conv.3.0.weight"]
+
+
+@given(st.integers(0, 2**31 - 1))
+def test_tower_is_relu_of_convs(seed):
+    rng = np.random.default_rng(seed)
+    tower = HeadTower(4, num_convs=2)
+    assert sorted(tower.state_shapes()) == ["0.0.bias", "0.0.weight", "1.0.bias", "1.0.weight"]
+    tower.load_state({k: rng.normal(size=s) for k, s in tower.state_shapes().items()})
+    x = rng.normal(size=(1, 4, 5, 6)).astype(np.float32)
+    out = tower(x)
+    assert out.shape == x.shape and out.min() >= 0
+    np.testing.assert_allclose(out, tower.convs[1](tower.convs[0](x, relu=True), relu=True))
+
+
+# parity with torchvision ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def run():
+    torch, torchvision = import_torchvision()
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    tv_model = torchvision.models.detection.retinanet_resnet50_fpn(weights=None, weights_backbone=None,
+                                                                   **SMALL).eval()
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for module in tv_model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                n = module.num_features
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
+                module.weight.copy_(torch.rand(n, generator=generator) * 0.5 + 0.5)
+                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+    image = sample_image(240, 320, seed=3)
+    tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255
+    with torch.no_grad():
+        image_list, _ = tv_model.transform([tensor])
+        features = list(tv_model.backbone(image_list.tensors).values())
+        head = tv_model.head(features)
+        anchors = tv_model.anchor_generator(image_list, features)[0]
+        detections = tv_model([tensor])[0]
+    tv = dict(head={k: v.numpy() for k, v in head.items()}, anchors=anchors.numpy(),
+              detections={k: v.numpy() for k, v in detections.items()})
+    model = models.retinanet_resnet50_fpn(tv_model.state_dict(), **SMALL)
+    with models.trace(keep_arrays=True) as recorded:
+        ours = model([image])[0]
+    return dict(tv=tv, model=model, trace=recorded, detections=ours, tv_model=tv_model)
+
+
+def test_head_and_anchors(run):
+    stage = run["trace"]["head"].arrays
+    for name, per_anchor in (("cls_logits", 91), ("bbox_regression", 4)):
+        ours = np.concatenate([flatten_level(stage[f"{name}[{i}]"], per_anchor) for i in range(5)], axis=1)
+        expected = run["tv"]["head"][name]
+        assert ours.shape == expected.shape
+        np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-4 * max(1.0, np.abs(expected).max()), err_msg=name)
+    anchors = run["trace"]["anchors"].arrays["anchors"]
+    assert anchors.shape == (9 * 2987, 4)  # 9 per location of P3..P7 (40 x 56 ... 3 x 4)
+    np.testing.assert_array_equal(anchors, run["tv"]["anchors"])
+
+
+def test_detections_match_torchvision(run):
+    ours, tv = run["detections"], run["tv"]["detections"]
+    top = min(30, len(tv["boxes"]))
+    assert top >= 10
+    iou = box_iou(tv["boxes"][:top], ours["boxes"])
+    matched = 0
+    for i in range(top):
+        match = (iou[i] > 0.99) & (ours["labels"] == tv["labels"][i]) & (np.abs(ours["scores"] - tv["scores"][i]) < 1e-3)
+        matched += bool(match.any())
+    assert matched >= 0.9 * top, f"only {matched} of torchvision's top {top} detections matched"
+    assert len(ours["boxes"]) == len(tv["boxes"]) == 300  # detections_per_img
+    assert ours["labels"].dtype == np.int64 and (np.diff(ours["scores"]) <= 0).all()
+
+
+def test_no_detections_and_arguments(run):
+    model = run["model"]
+    model.score_thresh = 1.0
+    try:
+        (result,) = model([np.zeros((3, 40, 60), np.float32)])
+    finally:
+        model.score_thresh = SMALL["score_thresh"]
+    assert result["boxes"].shape == (0, 4) and result["labels"].dtype == np.int64
+    assert models.architecture_of(run["tv_model"].state_dict()) == "retinanet_resnet50_fpn"
+    with pytest.raises(ValueError, match="num_classes=91"):
+        models.retinanet_resnet50_fpn(run["tv_model"].state_dict(), num_classes=2)
+    with pytest.raises(ValueError, match="detections_per_img"):
+        models.RetinaNet(models.fcos.resnet50_fpn_p3p7_backbone(), detections_per_img=0)
+
+
+def test_demo_draws_anchors(tmp_path, capsys):
+    from edudet.demo import main
+
+    assert main(["--model", "retinanet", "--min-size", "64", "--out", str(tmp_path / "r.png")]) == 0
+    out = capsys.readouterr().out
+    assert "RetinaNet" in out and "| head" in out and "| postprocess" in out
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"

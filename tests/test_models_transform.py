@@ -1,0 +1,106 @@
+"""edudet.models.transform: normalise, resize, batch, and boxes back to the original image."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edudet.models.transform import GeneralizedRCNNTransform, as_image_list, resize_boxes
+from tests.helpers import import_torchvision
+
+
+# ---- hand cases -----------------------------------------------------------------------------------
+def test_resized_size_hand():
+    t = GeneralizedRCNNTransform(min_size=800, max_size=1333)
+    # 480 x 640: s = min(800 / 480, 1333 / 640) = min(1.6667, 2.0828) -> 800 x floor(1066.67) = 1066
+    assert t.resized_size(480, 640) == (800, 1066)
+    # 100 x 1000 (very wide): s = min(8, 1.333) = 1.333 -> floor(133.3) = 133 x 1333
+    assert t.resized_size(100, 1000) == (133, 1333)
+
+
+def test_batch_pads_to_multiple_of_32_hand():
+    t = GeneralizedRCNNTransform(min_size=64, max_size=1000)
+    images = [np.full((3, 48, 64), 0.5, np.float32), np.full((3, 60, 40), 0.5, np.float32)]
+    batch, sizes, originals = t(images)
+    # image 0: s = 64 / 48 -> 64 x 85; image 1: s = 64 / 40 -> 96 x 64; batch: ceil to 32 of (96, 85) = (96, 96)
+    assert sizes == [(64, 85), (96, 64)] and originals == [(48, 64), (60, 40)]
+    assert batch.shape == (2, 3, 96, 96) and batch.dtype == np.float32
+    # normalised 0.5 in channel 0: (0.5 - 0.485) / 0.229 = 0.0655; padding stays 0
+    np.testing.assert_allclose(batch[0, 0, 0, 0], (0.5 - 0.485) / 0.229, rtol=1e-6)
+    assert (batch[0, :, 64:] == 0).all() and (batch[1, :, :, 64:] == 0).all()
+
+
+def test_resize_boxes_hand():
+    # resized 320 x 426 -> original 300 x 400: x * 400/426, y * 300/320
+    boxes = np.array([[42.6, 32.0, 426.0, 320.0]], np.float32)
+    np.testing.assert_allclose(resize_boxes(boxes, (320, 426), (300, 400)), [[40.0, 30.0, 400.0, 300.0]], rtol=1e-6)
+
+
+def test_uint8_hwc_is_scaled():
+    image = np.zeros((4, 5, 3), np.uint8)
+    image[..., 1] = 255
+    (out,) = as_image_list([image])
+    assert out.shape == (3, 4, 5) and out.dtype == np.float32
+    assert out[1].min() == 1.0 and out[0].max() == 0.0
+
+
+# ---- bad input ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("images,error,match", [
+    ([], ValueError, "empty"),
+    ([np.zeros((4, 5), np.float32)], ValueError, r"images\[0\] must be \(3, H, W\)"),
+    ([np.zeros((1, 4, 5), np.float32)], ValueError, "3 channels"),
+    ([np.zeros((4, 5, 4), np.uint8)], ValueError, r"\(H, W, 3\)"),
+    ([np.full((3, 4, 5), np.nan, np.float32)], ValueError, "NaN"),
+    ([np.zeros((3, 4, 5), bool)], TypeError, "dtype"),
+    ([np.zeros((3, 4, 5), np.int32)], TypeError, "integer"),
+    ("image.png", TypeError, "list"),
+])
+def test_bad_images(images, error, match):
+    with pytest.raises(error, match=match):
+        as_image_list(images)
+
+
+def test_bad_sizes():
+    with pytest.raises(ValueError, match="min_size"):
+        GeneralizedRCNNTransform(min_size=0)
+    with pytest.raises(ValueError, match="image_std"):
+        GeneralizedRCNNTransform(image_std=(0.2, 0.0, 0.2))
+
+
+# ---- properties -----------------------------------------------------------------------------------
+@given(st.integers(8, 300), st.integers(8, 300), st.integers(16, 96), st.integers(16, 200))
+def test_resized_size_respects_bounds(h, w, min_size, max_size):
+    t = GeneralizedRCNNTransform(min_size=min_size, max_size=max_size)
+    rh, rw = t.resized_size(h, w)
+    # the long side never exceeds max_size; the short side reaches min_size unless max_size stops it
+    assert max(rh, rw) <= max_size
+    assert min(rh, rw) <= min_size
+    assert min(rh, rw) == min_size or max(rh, rw) >= max_size - 1 or min(rh, rw) == min_size - 1
+
+
+@given(st.integers(8, 200), st.integers(8, 200), st.integers(1, 400), st.integers(1, 400))
+def test_resize_boxes_round_trip(h, w, h2, w2):
+    boxes = np.array([[1.0, 2.0, 5.0, 7.0]], np.float32)
+    back = resize_boxes(resize_boxes(boxes, (h, w), (h2, w2)), (h2, w2), (h, w))
+    np.testing.assert_allclose(back, boxes, rtol=1e-5)
+
+
+# ---- parity with torchvision ----------------------------------------------------------------------
+@pytest.mark.parametrize("shapes", [[(300, 400)], [(375, 500), (200, 333)], [(64, 48)]])
+def test_transform_matches_torchvision(shapes):
+    torch, torchvision = import_torchvision()
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform as TVTransform
+
+    rng = np.random.default_rng(len(shapes))
+    images = [rng.random((3, h, w)).astype(np.float32) for h, w in shapes]
+    tv = TVTransform(320, 512, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]).eval()
+    with torch.no_grad():
+        image_list, _ = tv([torch.from_numpy(i) for i in images])
+    batch, sizes, _ = GeneralizedRCNNTransform(320, 512)(images)
+    assert sizes == [tuple(s) for s in image_list.image_sizes]
+    assert batch.shape == tuple(image_list.tensors.shape)
+    # bit-identical on x86-64 (see layers.interpolate_bilinear); a few ulp allowed elsewhere
+    np.testing.assert_allclose(batch, image_list.tensors.numpy(), rtol=0, atol=1e-6)
+    boxes = rng.uniform(0, 300, (5, 4)).astype(np.float32)
+    boxes[:, 2:] += boxes[:, :2]
+    expected = tv.postprocess([{"boxes": torch.from_numpy(boxes)}], image_list.image_sizes, shapes)[0]["boxes"]
+    np.testing.assert_array_equal(resize_boxes(boxes, sizes[0], shapes[0]), expected.numpy())

@@ -1,0 +1,439 @@
+"""NMS, batched NMS and Soft-NMS: hand cases, properties on every backend, parity with torchvision."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from edudet.ops.nms import _iou_one_to_many, _nms, _soft_nms, batched_nms, nms, soft_nms
+from helpers import import_torchvision, random_boxes
+
+NMS_BACKENDS = _nms.backends
+CPU_BACKENDS = [b for b in NMS_BACKENDS if b != "cuda"]
+SOFT_BACKENDS = _soft_nms.backends
+HAS_CUDA = "cuda" in NMS_BACKENDS
+
+THREE_BOXES = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]], dtype=np.float32)
+THREE_SCORES = np.array([0.9, 0.8, 0.7], dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------------------------ hand cases
+
+@pytest.mark.parametrize("backend", NMS_BACKENDS)
+def test_hand_case_overlap_of_81_over_119(backend):
+    # boxes 0 and 1: inter = 9 * 9 = 81, union = 100 + 100 - 81 = 119, IoU = 0.6807; box 2 is disjoint
+    # threshold 0.5: 0.6807 > 0.5, box 1 goes; threshold 0.7: 0.6807 <= 0.7, all three stay
+    assert nms(THREE_BOXES, THREE_SCORES, 0.5, backend=backend).tolist() == [0, 2]
+    assert nms(THREE_BOXES, THREE_SCORES, 0.7, backend=backend).tolist() == [0, 1, 2]
+    assert nms(THREE_BOXES, THREE_SCORES, 81 / 119 - 1e-6, backend=backend).tolist() == [0, 2]
+
+
+@pytest.mark.parametrize("backend", NMS_BACKENDS)
+def test_iou_exactly_at_the_threshold_is_kept(backend):
+    # [0,0,4,1] vs [0,0,2,1]: inter = 2 * 1 = 2, union = 4 + 2 - 2 = 4, IoU = 0.5 exactly: 0.5 > 0.5 is false
+    boxes = np.array([[0, 0, 4, 1], [0, 0, 2, 1]], dtype=np.float32)
+    scores = np.array([0.9, 0.8], dtype=np.float32)
+    assert nms(boxes, scores, 0.5, backend=backend).tolist() == [0, 1]
+    assert nms(boxes, scores, 0.49, backend=backend).tolist() == [0]
+
+
+@pytest.mark.parametrize("backend", NMS_BACKENDS)
+def test_output_is_by_decreasing_score_ties_by_index(backend):
+    # three disjoint boxes: nothing is suppressed; scores 0.5, 0.5, 0.9 -> 2 first, then the tie as 0, 1
+    boxes = np.array([[0, 0, 1, 1], [2, 2, 3, 3], [4, 4, 5, 5]], dtype=np.float64)
+    out = nms(boxes, np.array([0.5, 0.5, 0.9]), 0.5, backend=backend)
+    assert out.tolist() == [2, 0, 1] and out.dtype == np.int64
+
+
+@pytest.mark.parametrize("backend", NMS_BACKENDS)
+def test_tied_duplicates_keep_the_lower_index(backend):
+    # identical boxes, identical scores: IoU 1 > 0.5, the stable order visits index 0 first
+    boxes = np.array([[0, 0, 10, 10]] * 3, dtype=np.float32)
+    assert nms(boxes, np.ones(3, np.float32), 0.5, backend=backend).tolist() == [0]
+
+
+@pytest.mark.parametrize("backend", NMS_BACKENDS)
+def test_zero_area_boxes_never_suppress_and_are_never_suppressed(backend):
+    # a point, a line and a duplicate point: every pair has inter = 0 (0/0 = NaN for torchvision: not > t)
+    boxes = np.array([[5, 5, 5, 5], [5, 5, 5, 5], [5, 0, 5, 10], [0, 0, 10, 10]], dtype=np.float32)
+    scores = np.array([0.9, 0.8, 0.7, 0.6], dtype=np.float32)
+    assert nms(boxes, scores, 0.0, backend=backend).tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("backend", NMS_BACKENDS)
+def test_batched_categories_never_suppress_each_other(backend):
+    # the same box twice: in one category IoU = 1 drops the second, in two categories both stay
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [1, 1, 11, 11]], dtype=np.float32)
+    scores = np.array([0.8, 0.9, 0.7], dtype=np.float32)
+    assert batched_nms(boxes, scores, np.array([0, 0, 0]), 0.5, backend=backend).tolist() == [1]
+    assert batched_nms(boxes, scores, np.array([0, 1, 0]), 0.5, backend=backend).tolist() == [1, 0]
+    assert batched_nms(boxes, scores, np.array([5, 1, -3]), 0.5, backend=backend).tolist() == [1, 0, 2]
+
+
+@pytest.mark.parametrize("backend", SOFT_BACKENDS)
+def test_soft_nms_linear_hand_case(backend):
+    # IoU(box 0, box 1) = 81 / 119 = 0.680672 >= 0.3: box 1's score becomes 0.8 * (1 - 0.680672) = 0.255462;
+    # box 2 is disjoint (weight 1) and keeps 0.7, so it is selected second
+    dets, keep = soft_nms(THREE_BOXES, THREE_SCORES, 0.3, 0.5, 1e-3, "linear", backend=backend)
+    assert keep.tolist() == [0, 2, 1] and keep.dtype == np.int64 and dets.dtype == np.float32
+    np.testing.assert_array_equal(dets[:, :4], THREE_BOXES[[0, 2, 1]])
+    np.testing.assert_allclose(dets[:, 4], [0.9, 0.7, 0.8 * (1 - 81 / 119)], rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", SOFT_BACKENDS)
+def test_soft_nms_gaussian_and_naive_hand_cases(backend):
+    # gaussian, sigma 0.5: weight = exp(-0.680672^2 / 0.5) = exp(-0.926628) = 0.395881 -> 0.8 * 0.395881
+    dets, keep = soft_nms(THREE_BOXES, THREE_SCORES, 0.3, 0.5, 1e-3, "gaussian", backend=backend)
+    assert keep.tolist() == [0, 2, 1]
+    np.testing.assert_allclose(dets[:, 4], [0.9, 0.7, 0.8 * math.exp(-((81 / 119) ** 2) / 0.5)], rtol=1e-6)
+    # naive: IoU 0.68 >= 0.3 -> weight 0 -> score 0 < 1e-3 -> dropped, like hard NMS
+    dets, keep = soft_nms(THREE_BOXES, THREE_SCORES, 0.3, 0.5, 1e-3, "naive", backend=backend)
+    assert keep.tolist() == [0, 2]
+
+
+@pytest.mark.parametrize("backend", SOFT_BACKENDS)
+def test_soft_nms_score_threshold_and_mmcv_quirks(backend):
+    # box 2 (disjoint, weight 1) has score 5e-4 < 1e-3: dropped after the first decay step
+    scores = np.array([0.9, 0.8, 5e-4], dtype=np.float32)
+    assert soft_nms(THREE_BOXES, scores, 0.3, backend=backend)[1].tolist() == [0, 1]
+    # linear uses ">=": at threshold 81/119 (as float32) the overlap of box 1 still decays it
+    thr = float(np.float32(81) / np.float32(119))
+    dets, _ = soft_nms(THREE_BOXES, THREE_SCORES, thr, backend=backend)
+    assert dets[2, 4] < 0.3
+    # mmcv tests the score only after a decay: a lone box below score_threshold is still returned
+    dets, keep = soft_nms(THREE_BOXES[:1], np.array([1e-4]), 0.3, backend=backend)
+    assert keep.tolist() == [0] and dets.shape == (1, 5)
+    # offset=1: areas (9 - 0 + 1)^2 = 100 and inter (9 - 1 + 1)^2 = 81, the same 81/119 as above
+    dets, keep = soft_nms(THREE_BOXES - [0, 0, 1, 1], THREE_SCORES, 0.3, offset=1, backend=backend)
+    np.testing.assert_allclose(dets[:, 4], [0.9, 0.7, 0.8 * (1 - 81 / 119)], rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------ bad and empty input
+
+def test_bad_input_is_refused_with_the_argument_named():
+    boxes, scores = THREE_BOXES, THREE_SCORES
+    with pytest.raises(ValueError, match=r"boxes must have shape \(N, 4\)"):
+        nms(boxes[:, :3], scores, 0.5)
+    with pytest.raises(ValueError, match="boxes must have shape"):
+        nms(boxes[None], scores, 0.5)
+    with pytest.raises(ValueError, match="scores has 2 entries but boxes has 3"):
+        nms(boxes, scores[:2], 0.5)
+    with pytest.raises(ValueError, match=r"scores must have shape \(N,\)"):
+        nms(boxes, scores[:, None], 0.5)
+    with pytest.raises(ValueError, match="boxes contains NaN or inf"):
+        nms(np.where(np.eye(3, 4) > 0, np.nan, boxes), scores, 0.5)
+    with pytest.raises(ValueError, match="scores contains NaN or inf"):
+        nms(boxes, np.array([0.1, np.inf, 0.2]), 0.5)
+    with pytest.raises(ValueError, match="iou_threshold must be >= 0"):
+        nms(boxes, scores, -0.1)
+    with pytest.raises(ValueError, match="iou_threshold must be finite"):
+        nms(boxes, scores, float("nan"))
+    with pytest.raises(TypeError, match="iou_threshold must be a real number"):
+        nms(boxes, scores, "0.5")
+    with pytest.raises(TypeError, match="boxes must have a real numeric dtype"):
+        nms(boxes.astype(str), scores, 0.5)
+    with pytest.raises(TypeError, match="scores must have a real numeric dtype"):
+        nms(boxes, scores > 0.5, 0.5)
+    with pytest.raises(ValueError, match="not usable here; choose one of"):
+        nms(boxes, scores, 0.5, backend="tpu")
+    with pytest.raises(ValueError, match="idxs has 2 entries but boxes has 3"):
+        batched_nms(boxes, scores, [0, 1], 0.5)
+    with pytest.raises(ValueError, match="idxs must hold integers"):
+        batched_nms(boxes, scores, [0, 1.5, 2], 0.5)
+    with pytest.raises(ValueError, match="method must be one of"):
+        soft_nms(boxes, scores, method="cubic")
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        soft_nms(boxes, scores, sigma=0)
+    with pytest.raises(ValueError, match="score_threshold must be >= 0"):
+        soft_nms(boxes, scores, score_threshold=-1)
+    with pytest.raises(ValueError, match="offset must be <= 1"):
+        soft_nms(boxes, scores, offset=2)
+
+
+@pytest.mark.parametrize("backend", NMS_BACKENDS)
+def test_empty_input_gives_empty_int64(backend):
+    for dtype in (np.float32, np.float64):
+        out = nms(np.zeros((0, 4), dtype), np.zeros(0, dtype), 0.5, backend=backend)
+        assert out.shape == (0,) and out.dtype == np.int64
+        out = batched_nms(np.zeros((0, 4), dtype), np.zeros(0, dtype), np.zeros(0, np.int64), 0.5, backend=backend)
+        assert out.shape == (0,) and out.dtype == np.int64
+
+
+@pytest.mark.parametrize("backend", SOFT_BACKENDS)
+def test_soft_nms_empty_and_dtypes(backend):
+    dets, keep = soft_nms(np.zeros((0, 4)), np.zeros(0), backend=backend)
+    assert dets.shape == (0, 5) and dets.dtype == np.float64 and keep.shape == (0,) and keep.dtype == np.int64
+    dets, _ = soft_nms(THREE_BOXES.astype(np.int32), THREE_SCORES, backend=backend)
+    assert dets.dtype == np.float32  # integer boxes compute in float32
+
+
+def test_integer_boxes_and_lists_compute_as_float32():
+    out = nms(THREE_BOXES.astype(np.int64).tolist(), THREE_SCORES.tolist(), 0.5)
+    assert out.tolist() == [0, 2]
+
+
+# -------------------------------------------------------------------------------------------------- properties
+
+@st.composite
+def box_sets(draw, max_n=24):
+    """Small box sets on an integer grid (exact ties, IoUs exactly at thresholds, zero-area boxes)."""
+    n = draw(st.integers(0, max_n))
+    corners = draw(arrays(np.int64, (n, 4), elements=st.integers(0, 16)))
+    low, high = np.minimum(corners[:, :2], corners[:, 2:]), np.maximum(corners[:, :2], corners[:, 2:])
+    boxes = np.concatenate([low, high], axis=1)
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    scores = draw(arrays(np.int64, n, elements=st.integers(0, 5))) / 5  # many ties
+    return boxes.astype(dtype), scores.astype(dtype)
+
+
+thresholds = st.one_of(st.sampled_from([0.0, 0.3, 0.5, 0.7, 1.0]), st.floats(0, 1))
+
+
+def _iou(boxes, i, j):
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return _iou_one_to_many(boxes[i], area[i], boxes[j:j + 1], area[j:j + 1])[0]
+
+
+@given(box_sets(), thresholds)
+def test_nms_is_a_greedy_suppression(data, threshold):
+    boxes, scores = data
+    keep = nms(boxes, scores, threshold, backend="numpy")
+    assert len(set(keep.tolist())) == len(keep) and all(0 <= k < len(boxes) for k in keep)  # a subset
+    assert np.all(np.diff(scores[keep]) <= 0)  # by decreasing score
+    rank = {k: r for r, k in enumerate(np.argsort(-scores, kind="stable"))}
+    for a in range(len(keep)):  # no kept pair above the threshold
+        for b in range(a + 1, len(keep)):
+            assert not _iou(boxes, keep[a], keep[b]) > np.float64(threshold)
+    kept = set(keep.tolist())
+    for d in set(range(len(boxes))) - kept:  # every dropped box has a higher-ranked kept suppressor
+        assert any(rank[k] < rank[d] and _iou(boxes, k, d) > np.float64(threshold) for k in kept)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@given(data=box_sets(max_n=40), threshold=thresholds)
+def test_every_cpu_backend_equals_the_reference(backend, data, threshold):
+    boxes, scores = data
+    np.testing.assert_array_equal(nms(boxes, scores, threshold, backend=backend),
+                                  nms(boxes, scores, threshold, backend="numpy"))
+    idxs = (np.arange(len(boxes)) * 7) % 3
+    np.testing.assert_array_equal(batched_nms(boxes, scores, idxs, threshold, backend=backend),
+                                  batched_nms(boxes, scores, idxs, threshold, backend="numpy"))
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="numba.cuda (or its simulator) unavailable")
+@settings(max_examples=8)
+@given(data=box_sets(max_n=20), threshold=thresholds)
+def test_cuda_backend_equals_the_reference(data, threshold):
+    boxes, scores = data
+    np.testing.assert_array_equal(nms(boxes, scores, threshold, backend="cuda"),
+                                  nms(boxes, scores, threshold, backend="numpy"))
+    idxs = np.arange(len(boxes)) % 2
+    np.testing.assert_array_equal(batched_nms(boxes, scores, idxs, threshold, backend="cuda"),
+                                  batched_nms(boxes, scores, idxs, threshold, backend="numpy"))
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="numba.cuda (or its simulator) unavailable")
+def test_cuda_backend_across_several_64_box_blocks():
+    # 150 boxes: 3 blocks of 64, so bits cross block boundaries in the host scan
+    rng = np.random.default_rng(3)
+    boxes = random_boxes(rng, 150, image_size=150.0, min_side=5, max_side=60)
+    scores = np.round(rng.random(150), 1).astype(np.float32)
+    for threshold in (0.3, 0.7):
+        np.testing.assert_array_equal(nms(boxes, scores, threshold, backend="cuda"),
+                                      nms(boxes, scores, threshold, backend="numpy"))
+
+
+def _adversarial_workload(rng, kind, n, dtype):
+    """Geometry that stresses the grid of the compiled kernels: scales, offsets and sizes far from 800 px."""
+    if kind == "far from the origin":  # float32 spacing ~0.06 px at 1e6: sides of a few ulps
+        xy, wh = rng.uniform(1e6, 1e6 + 50, (n, 2)), rng.uniform(0.01, 5, (n, 2))
+    elif kind == "mixed scales":
+        xy, wh = rng.uniform(-1000, 1000, (n, 2)), np.exp(rng.uniform(-5, 8, (n, 2)))
+    elif kind == "near duplicates":
+        xy, wh = rng.normal(50, 0.5, (n, 2)), rng.normal(20, 0.5, (n, 2))
+    elif kind == "giants among dwarfs":
+        xy, wh = rng.uniform(0, 800, (n, 2)), np.where(rng.random((n, 1)) < 0.05, 5000, rng.uniform(1, 30, (n, 2)))
+    else:  # "tiny"
+        xy, wh = rng.uniform(0, 1e-3, (n, 2)), rng.uniform(0, 1e-3, (n, 2))
+    scores = np.round(rng.random(n), 2)
+    return np.concatenate([xy, xy + wh], axis=1).astype(dtype), scores.astype(dtype)
+
+
+@pytest.mark.parametrize("kind", ["far from the origin", "mixed scales", "near duplicates", "giants among dwarfs",
+                                  "tiny"])
+def test_compiled_backends_equal_the_reference_on_adversarial_geometry(kind):
+    rng = np.random.default_rng(len(kind))
+    for dtype in (np.float32, np.float64):
+        boxes, scores = _adversarial_workload(rng, kind, 300, dtype)
+        idxs = rng.integers(0, 3, 300)
+        for threshold in (0.0, 1e-7, 0.3, 0.4999, 0.5, 0.7, 1.0):
+            expected = nms(boxes, scores, threshold, backend="numpy")
+            expected_batched = batched_nms(boxes, scores, idxs, threshold, backend="numpy")
+            for backend in CPU_BACKENDS:
+                np.testing.assert_array_equal(nms(boxes, scores, threshold, backend=backend), expected)
+                np.testing.assert_array_equal(batched_nms(boxes, scores, idxs, threshold, backend=backend),
+                                              expected_batched)
+
+
+@given(box_sets(), thresholds)
+def test_batched_nms_is_nms_per_category(data, threshold):
+    boxes, scores = data
+    idxs = np.arange(len(boxes)) % 3
+    keep = batched_nms(boxes, scores, idxs, threshold, backend="numpy")
+    expected = set()
+    for c in range(3):
+        members = np.flatnonzero(idxs == c)
+        expected |= set(members[nms(boxes[members], scores[members], threshold)].tolist())
+    assert set(keep.tolist()) == expected
+    assert np.all(np.diff(scores[keep]) <= 0)
+    # with a single category it is plain NMS
+    np.testing.assert_array_equal(batched_nms(boxes, scores, np.zeros(len(boxes), int), threshold),
+                                  nms(boxes, scores, threshold))
+
+
+def _assert_same_soft_nms(a, b, exact=True):
+    np.testing.assert_array_equal(a[1], b[1])
+    if exact:
+        np.testing.assert_array_equal(a[0], b[0])
+    else:  # gaussian float32 in numba calls expf: a weight can differ by one ulp
+        np.testing.assert_allclose(a[0], b[0], rtol=1e-6)
+
+
+@given(data=box_sets(), threshold=thresholds, method=st.sampled_from(["naive", "linear", "gaussian"]),
+       score_threshold=st.sampled_from([0.0, 1e-3, 0.1, 0.5]), offset=st.sampled_from([0, 1]))
+def test_soft_nms_properties_and_backends(data, threshold, method, score_threshold, offset):
+    boxes, _ = data
+    scores = np.linspace(1, 0.05, len(boxes)).astype(boxes.dtype)[::-1].copy()  # distinct: no tie-breaking
+    ref = soft_nms(boxes, scores, threshold, 0.5, score_threshold, method, offset, backend="numpy")
+    dets, keep = ref
+    assert len(set(keep.tolist())) == len(keep)
+    np.testing.assert_array_equal(dets[:, :4], boxes[keep])
+    assert np.all(dets[:, 4] <= scores[keep])  # scores only decay
+    assert np.all(dets[1:, 4] >= score_threshold * (1 - 1e-6))  # only the first box can be below it
+    for backend in SOFT_BACKENDS:
+        got = soft_nms(boxes, scores, threshold, 0.5, score_threshold, method, offset, backend=backend)
+        _assert_same_soft_nms(got, ref, exact=not (method == "gaussian" and backend == "numba"))
+
+
+@given(data=box_sets(), method=st.sampled_from(["naive", "linear", "gaussian"]))
+def test_soft_nms_with_tied_scores_agrees_on_every_backend(data, method):
+    # ties exercise mmcv's "first maximum in the current (permuted) order": every backend reproduces it
+    boxes, scores = data
+    ref = soft_nms(boxes, scores, 0.3, 0.5, 0.05, method, backend="numpy")
+    for backend in SOFT_BACKENDS:
+        if method == "gaussian" and backend == "numba":
+            continue
+        _assert_same_soft_nms(soft_nms(boxes, scores, 0.3, 0.5, 0.05, method, backend=backend), ref)
+
+
+@given(data=box_sets(), threshold=st.floats(0.01, 0.99))
+def test_naive_soft_nms_is_hard_nms_when_no_iou_sits_on_the_threshold(data, threshold):
+    boxes, _ = data
+    scores = np.linspace(1, 0.05, len(boxes)).astype(boxes.dtype)
+    n = len(boxes)
+    assume(not any(_iou(boxes, i, j) == boxes.dtype.type(threshold) for i in range(n) for j in range(n)))
+    _, keep = soft_nms(boxes, scores, threshold, score_threshold=1e-3, method="naive")
+    assert set(keep.tolist()) == set(nms(boxes, scores, float(boxes.dtype.type(threshold))).tolist())
+
+
+# ----------------------------------------------------------------------------------- parity with torchvision
+
+def _tv_nms(torch, torchvision, boxes, scores, threshold):
+    return torchvision.ops.nms(torch.from_numpy(boxes), torch.from_numpy(scores), threshold).numpy()
+
+
+def _hard_workload(rng, n, dtype):
+    """Random boxes plus the edge cases: duplicates, zero-area, out-of-image, integer corners, tied scores."""
+    boxes = random_boxes(rng, n, dtype=np.float64)
+    boxes[: n // 10] = boxes[n // 10: 2 * (n // 10)]  # exact duplicates of other boxes
+    boxes[2 * (n // 10): 2 * (n // 10) + 20, 2] = boxes[2 * (n // 10): 2 * (n // 10) + 20, 0]  # zero width
+    boxes[-50:] += rng.uniform(-300, 300, size=(50, 1))  # partly out of the 800-px image, negative too
+    boxes[-100:-50] = np.round(boxes[-100:-50] / 10) * 10  # integer corners: exact IoU ties
+    scores = np.round(rng.random(n), 1)  # ties: 11 distinct values
+    return boxes.astype(dtype), scores.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7, 0.9])
+def test_nms_matches_torchvision_on_thousands_of_boxes(dtype, threshold):
+    torch, torchvision = import_torchvision()
+    rng = np.random.default_rng(int(threshold * 10))
+    for boxes, scores in (_hard_workload(rng, 3000, dtype),
+                          (random_boxes(rng, 3000, dtype=dtype), rng.random(3000).astype(dtype))):
+        expected = _tv_nms(torch, torchvision, boxes, scores, threshold)
+        for backend in CPU_BACKENDS:
+            np.testing.assert_array_equal(nms(boxes, scores, threshold, backend=backend), expected)
+
+
+def test_nms_matches_torchvision_on_zero_area_and_degenerate_pairs():
+    torch, torchvision = import_torchvision()
+    # torchvision: 0/0 = NaN for two zero-area boxes, NaN > t is false, so nothing is suppressed; same here
+    boxes = np.array([[5, 5, 5, 5], [5, 5, 5, 5], [3, 3, 3, 9], [0, 0, 10, 10], [0, 0, 10, 10]], np.float32)
+    scores = np.array([0.9, 0.9, 0.5, 0.4, 0.3], np.float32)
+    for threshold in (0.0, 0.5):
+        expected = _tv_nms(torch, torchvision, boxes, scores, threshold)
+        assert expected.tolist() == [0, 1, 2, 3]
+        for backend in NMS_BACKENDS:
+            np.testing.assert_array_equal(nms(boxes, scores, threshold, backend=backend), expected)
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="numba.cuda (or its simulator) unavailable")
+def test_cuda_nms_matches_torchvision_on_a_small_input():
+    torch, torchvision = import_torchvision()
+    rng = np.random.default_rng(11)
+    boxes, scores = _hard_workload(rng, 200, np.float32)
+    np.testing.assert_array_equal(nms(boxes, scores, 0.5, backend="cuda"),
+                                  _tv_nms(torch, torchvision, boxes, scores, 0.5))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batched_nms_matches_torchvision_with_many_categories(dtype):
+    torch, torchvision = import_torchvision()
+    rng = np.random.default_rng(5)
+    boxes, scores = _hard_workload(rng, 4000, dtype)  # > 1000 boxes: torchvision runs NMS per category
+    idxs = rng.integers(0, 80, size=4000)
+    t = [torch.from_numpy(a) for a in (boxes, scores, idxs)]
+    for threshold in (0.3, 0.7):
+        expected = torchvision.ops.batched_nms(*t, threshold).numpy()
+        for backend in CPU_BACKENDS:
+            got = batched_nms(boxes, scores, idxs, threshold, backend=backend)
+            # torchvision merges the categories with an unstable sort: equal scores may come in another order
+            assert set(got.tolist()) == set(expected.tolist())
+            np.testing.assert_array_equal(scores[got], scores[expected])
+        unique = rng.permutation(4000).astype(dtype) / 4000  # no ties: index for index
+        t[1] = torch.from_numpy(unique)
+        expected = torchvision.ops.batched_nms(*t, threshold).numpy()
+        t[1] = torch.from_numpy(scores)
+        for backend in CPU_BACKENDS:
+            np.testing.assert_array_equal(batched_nms(boxes, unique, idxs, threshold, backend=backend), expected)
+
+
+def test_batched_nms_matches_torchvision_coordinate_trick_path_in_float64():
+    torch, torchvision = import_torchvision()
+    rng = np.random.default_rng(6)
+    boxes, scores = _hard_workload(rng, 800, np.float64)  # <= 1000 boxes: torchvision offsets coordinates
+    boxes = np.abs(boxes)  # the offset trick needs coordinates >= 0 to separate categories
+    idxs = rng.integers(0, 20, size=800)
+    for threshold in (0.5, 0.7):
+        expected = torchvision.ops.batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores),
+                                               torch.from_numpy(idxs), threshold).numpy()
+        for backend in CPU_BACKENDS:
+            np.testing.assert_array_equal(batched_nms(boxes, scores, idxs, threshold, backend=backend), expected)
+
+
+def test_batched_nms_is_per_category_nms_of_torchvision_in_float32():
+    # in float32 the offset trick rounds shifted coordinates; compare with torchvision's per-category nms
+    torch, torchvision = import_torchvision()
+    rng = np.random.default_rng(7)
+    boxes, scores = _hard_workload(rng, 900, np.float32)
+    idxs = rng.integers(0, 30, size=900)
+    keep = np.zeros(900, bool)
+    for c in np.unique(idxs):
+        members = np.flatnonzero(idxs == c)
+        keep[members[_tv_nms(torch, torchvision, boxes[members], scores[members], 0.5)]] = True
+    expected = np.flatnonzero(keep)
+    expected = expected[np.argsort(-scores[expected], kind="stable")]
+    for backend in CPU_BACKENDS:
+        np.testing.assert_array_equal(batched_nms(boxes, scores, idxs, 0.5, backend=backend), expected)

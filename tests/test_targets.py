@@ -1,0 +1,250 @@
+"""Training targets (RPN, RoI head, FCOS): hand cases, properties, parity with torchvision."""
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edudet import AnchorGenerator, BalancedPositiveNegativeSampler, fcos_targets, roi_head_targets, rpn_targets
+from edudet.matcher import _match_boxes
+from edudet.targets import FCOS_INF, _fcos_assign, fcos_assign_numpy
+from helpers import import_torchvision, random_boxes
+
+SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+FCOS_SHAPES = [(100, 152), (50, 76), (25, 38), (13, 19), (7, 10)]
+
+
+# ---------------------------------------------------------------- RPN
+
+def test_rpn_targets_by_hand():
+    gt = np.array([[0, 0, 10, 10]], np.float32)
+    anchors = np.array([[0, 0, 10, 10],    # IoU 1    -> 1
+                        [0, 0, 10, 6],     # IoU .6   -> between .3 and .7: -1 (ignored)
+                        [20, 20, 30, 30],  # IoU 0    -> 0 (background)
+                        [0, 0, 10, 4]],    # IoU .4   -> -1
+                       np.float32)
+    out = rpn_targets(anchors, gt)
+    np.testing.assert_array_equal(out.labels, [1, -1, 0, -1])
+    assert out.labels.dtype == np.float32
+    np.testing.assert_array_equal(out.matched_idxs, [0, -2, -1, -2])
+    np.testing.assert_array_equal(out.matched_gt_boxes, np.repeat(gt, 4, axis=0))
+    np.testing.assert_array_equal(out.regression_targets[0], [0, 0, 0, 0])
+    # anchor 1 [0, 0, 10, 6] -> gt: centre y 3 -> 5 over height 6: dy = 2 / 6; dh = log(10 / 6)
+    np.testing.assert_allclose(out.regression_targets[1], [0, 1 / 3, 0, np.log(10 / 6)], rtol=1e-6)
+
+
+def test_rpn_low_quality_match_rescues_a_small_object():
+    # the gt's best anchor has IoU 16 / 100 = .16 < .3 but it is the gt's best: it becomes positive
+    gt = np.array([[0, 0, 4, 4]], np.float32)
+    anchors = np.array([[0, 0, 10, 10], [50, 50, 60, 60]], np.float32)
+    np.testing.assert_array_equal(rpn_targets(anchors, gt).labels, [1, 0])
+    np.testing.assert_array_equal(rpn_targets(anchors, gt, allow_low_quality_matches=False).labels, [0, 0])
+
+
+def test_rpn_background_image():
+    anchors = np.array([[0, 0, 10, 10], [5, 5, 20, 20]], np.float64)
+    out = rpn_targets(anchors, np.zeros((0, 4)))
+    np.testing.assert_array_equal(out.labels, [0, 0])
+    np.testing.assert_array_equal(out.matched_gt_boxes, np.zeros((2, 4)))
+    np.testing.assert_array_equal(out.matched_idxs, [-1, -1])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rpn_parity(seed):
+    torch, _ = import_torchvision()
+    from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+
+    rng = np.random.default_rng(seed)
+    anchors = AnchorGenerator(((32,), (64,), (128,)), ((0.5, 1.0, 2.0),) * 3)((256, 320), [(64, 80), (32, 40), (16, 20)])
+    gt = random_boxes(rng, int(rng.integers(0, 12)), image_size=256, min_side=4, max_side=200)
+    rpn = RegionProposalNetwork(None, RPNHead(1, 3), 0.7, 0.3, 256, 0.5, dict(training=1, testing=1),
+                                dict(training=1, testing=1), 0.7)
+    labels, matched = rpn.assign_targets_to_anchors([torch.from_numpy(anchors)], [{"boxes": torch.from_numpy(gt)}])
+    deltas = rpn.box_coder.encode(matched, [torch.from_numpy(anchors)])[0].numpy()
+    for backend in _match_boxes.backends:
+        if backend == "cuda" and SIMULATED:
+            continue  # 23k anchors: far too slow for the simulator (the matcher tests cover cuda)
+        out = rpn_targets(anchors, gt, backend=backend)
+        np.testing.assert_array_equal(out.labels, labels[0].numpy(), err_msg=backend)
+        np.testing.assert_array_equal(out.matched_gt_boxes, matched[0].numpy(), err_msg=backend)
+        finite = np.isfinite(deltas)  # background images: log(0 / w) = -inf on both sides
+        np.testing.assert_array_equal(np.isfinite(out.regression_targets), finite)
+        # log is 1-ulp different between NumPy and torch on some inputs: dw, dh agree to float32 rounding
+        np.testing.assert_allclose(out.regression_targets[finite], deltas[finite], rtol=1e-6, atol=1e-6)
+
+
+# ---------------------------------------------------------------- RoI head
+
+def test_roi_head_targets_by_hand():
+    gt = np.array([[0, 0, 10, 8]], np.float32)
+    proposals = np.array([[0, 0, 10, 10],   # IoU 80 / 100 = .8 -> class 7
+                          [0, 0, 10, 3]],   # IoU 30 / 80 = .375 -> background 0
+                         np.float32)
+    out = roi_head_targets(proposals, gt, [7])
+    np.testing.assert_array_equal(out.proposals, np.concatenate([proposals, gt]))  # the gt itself is appended
+    np.testing.assert_array_equal(out.labels, [7, 0, 7])
+    np.testing.assert_array_equal(out.matched_idxs, [0, 0, 0])
+    # proposal 0 -> gt: centre y 5 -> 4 over height 10: dy = 10 * (-1 / 10) = -1; dh = 5 log(8 / 10)
+    np.testing.assert_allclose(out.regression_targets[0], [0, -1, 0, 5 * np.log(0.8)], rtol=1e-6)
+    np.testing.assert_array_equal(out.regression_targets[2], [0, 0, 0, 0])
+    between = roi_head_targets(proposals, gt, [7], fg_iou_thresh=0.9, bg_iou_thresh=0.4, add_gt_as_proposals=False)
+    np.testing.assert_array_equal(between.labels, [-1, 0])  # .8 in [.4, .9): ignored; .375 < .4: background
+
+
+def test_roi_head_background_image_and_bad_labels():
+    out = roi_head_targets(np.array([[0, 0, 5, 5]], np.float32), np.zeros((0, 4)), np.zeros(0, np.int64))
+    np.testing.assert_array_equal(out.labels, [0])
+    np.testing.assert_array_equal(out.matched_idxs, [0])
+    with pytest.raises(ValueError, match="gt_labels must be >= 1"):
+        roi_head_targets(np.zeros((1, 4)), [[0, 0, 1, 1]], [0])
+    with pytest.raises(ValueError, match="gt_labels has 2 entries"):
+        roi_head_targets(np.zeros((1, 4)), [[0, 0, 1, 1]], [1, 2])
+    with pytest.raises(ValueError, match="x2 >= x1"):
+        roi_head_targets(np.zeros((1, 4)), [[5, 0, 1, 1]], [1])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_roi_head_parity(seed):
+    torch, _ = import_torchvision()
+    from torchvision.models.detection.roi_heads import RoIHeads
+
+    rng = np.random.default_rng(seed)
+    proposals = random_boxes(rng, 2000, image_size=400, min_side=2, max_side=300)
+    gt = random_boxes(rng, int(rng.integers(1, 10)), image_size=400, max_side=300)
+    labels = rng.integers(1, 91, gt.shape[0])
+    heads = RoIHeads(None, None, None, 0.5, 0.5, 512, 0.25, (10.0, 10.0, 5.0, 5.0), 0.05, 0.5, 100)
+    all_props = torch.cat([torch.from_numpy(proposals), torch.from_numpy(gt)])
+    matched, tv_labels = heads.assign_targets_to_proposals([all_props], [torch.from_numpy(gt)], [torch.from_numpy(labels)])
+    deltas = heads.box_coder.encode([torch.from_numpy(gt)[matched[0]]], [all_props])[0].numpy()
+    out = roi_head_targets(proposals, gt, labels)
+    np.testing.assert_array_equal(out.matched_idxs, matched[0].numpy())
+    np.testing.assert_array_equal(out.labels, tv_labels[0].numpy())
+    np.testing.assert_allclose(out.regression_targets, deltas, rtol=1e-6, atol=1e-6)
+    # sampled: the same counts as torchvision's select_training_samples (its draws come from torch's RNG)
+    _, _, sampled_labels, _ = heads.select_training_samples(
+        [torch.from_numpy(proposals)], [{"boxes": torch.from_numpy(gt), "labels": torch.from_numpy(labels)}])
+    sampled = roi_head_targets(proposals, gt, labels, sampler=BalancedPositiveNegativeSampler(512, 0.25, seed=seed))
+    assert (sampled.labels > 0).sum() == int((sampled_labels[0] > 0).sum())
+    assert sampled.labels.shape[0] == sampled_labels[0].shape[0]
+
+
+# ---------------------------------------------------------------- FCOS
+
+def _one_level(gt, labels, **kwargs):
+    # a 64 x 64 image, one 8 x 8 level (stride 8): points at 4, 12, ..., 60 on both axes
+    kwargs.setdefault("regress_ranges", ((-1, FCOS_INF),))
+    return fcos_targets(np.array(gt, np.float32), labels, (64, 64), [(8, 8)], 5, **kwargs)
+
+
+def test_fcos_targets_by_hand():
+    out = _one_level([[0, 0, 20, 20]], [3])
+    # strictly inside [0, 20]: x, y in {4, 12} -> 4 points (indices 0, 1, 8, 9), label 3; the rest background 5
+    positive = np.flatnonzero(out.labels != 5)
+    np.testing.assert_array_equal(positive, [0, 1, 8, 9])
+    np.testing.assert_array_equal(out.labels[positive], [3, 3, 3, 3])
+    # point (12, 4): l = 12, t = 4, r = 8, b = 16; centerness sqrt(8/12 * 4/16) = sqrt(1/6)
+    np.testing.assert_array_equal(out.bbox_targets[1], [12, 4, 8, 16])
+    np.testing.assert_allclose(out.centerness[[0, 1, 9]], [0.25, np.sqrt(1 / 6), 8 / 12], rtol=1e-6)
+    assert out.centerness[2] == 0 and out.gt_index[2] == -1
+    np.testing.assert_array_equal(out.points[1], [12, 4])
+    # norm_on_bbox divides by the stride 8
+    np.testing.assert_array_equal(_one_level([[0, 0, 20, 20]], [3], norm_on_bbox=True).bbox_targets[1], [1.5, .5, 1, 2])
+
+
+def test_fcos_center_sampling_by_hand():
+    # gt [0, 0, 60, 60]: all 7 x 7 points at 4..52 are inside; with radius 1.5 x stride 8 = 12 around the
+    # centre (30, 30) only x, y in {20, 28, 36} (20 - 18 = 2 > 0, 42 - 36 = 6 > 0): 9 points
+    assert (_one_level([[0, 0, 60, 60]], [0]).labels == 0).sum() == 49
+    out = _one_level([[0, 0, 60, 60]], [0], center_sampling=True)
+    np.testing.assert_array_equal(np.flatnonzero(out.labels == 0), [18, 19, 20, 26, 27, 28, 34, 35, 36])
+
+
+def test_fcos_regress_range_and_smallest_area():
+    # range (-1, 50]: max(x, 60 - x) <= 50 -> x in {12, ..., 44}: 5 x 5 points
+    assert (_one_level([[0, 0, 60, 60]], [0], regress_ranges=((-1, 50),)).labels == 0).sum() == 25
+    # two boxes contain (12, 12): the smaller (area 256 < 3600) wins; (4, 4) is only in the big one
+    out = _one_level([[0, 0, 60, 60], [8, 8, 24, 24]], [0, 1])
+    assert out.labels[9] == 1 and out.labels[0] == 0
+    np.testing.assert_array_equal(out.bbox_targets[9], [4, 4, 12, 12])
+
+
+def test_fcos_empty_and_bad_input():
+    out = fcos_targets(np.zeros((0, 4)), np.zeros(0, np.int64), (800, 1216), FCOS_SHAPES, 80)
+    assert out.labels.shape == (20267,) and np.all(out.labels == 80) and out.bbox_targets.shape == (20267, 4)
+    assert out.num_points_per_level == [15200, 3800, 950, 247, 70]
+    with pytest.raises(ValueError, match=r"level 0: stride 16 was given .* imply stride 8"):
+        fcos_targets([[0, 0, 10, 10]], [0], (800, 1216), FCOS_SHAPES, 80, strides=[16, 32, 64, 128, 256])
+    with pytest.raises(ValueError, match="gt_labels must be < num_classes"):
+        fcos_targets([[0, 0, 10, 10]], [80], (800, 1216), FCOS_SHAPES, 80)
+    with pytest.raises(ValueError, match="regress_ranges"):
+        fcos_targets([[0, 0, 10, 10]], [0], (800, 1216), FCOS_SHAPES, 80, regress_ranges=((-1, 64),))
+    with pytest.raises(ValueError, match="x2 >= x1"):
+        fcos_targets([[10, 0, 0, 10]], [0], (800, 1216), FCOS_SHAPES, 80)
+    with pytest.raises(ValueError, match="not the image shape"):
+        fcos_targets([[0, 0, 10, 10]], [0], (800, 1216), [(99, 152)], 80, regress_ranges=((-1, 64),))
+
+
+box = st.tuples(st.integers(0, 60), st.integers(0, 60), st.integers(1, 60), st.integers(1, 60)).map(
+    lambda b: [b[0], b[1], b[0] + b[2], b[1] + b[3]])
+
+
+@given(gt=st.lists(box, min_size=1, max_size=6), center_sampling=st.booleans(), norm=st.booleans(),
+       float64=st.booleans())
+def test_fcos_backends_equal_reference_and_invariants(gt, center_sampling, norm, float64):
+    gt = np.array(gt, np.float64 if float64 else np.float32)
+    labels = np.arange(gt.shape[0]) % 3
+    # 84 points: small enough for the CUDA simulator
+    kwargs = dict(image_size=(64, 64), feature_shapes=[(8, 8), (4, 4), (2, 2)], num_classes=3,
+                  regress_ranges=((-1, 16), (16, 32), (32, FCOS_INF)), center_sampling=center_sampling,
+                  norm_on_bbox=norm)
+    expected = fcos_targets(gt, labels, backend="numpy", **kwargs)
+    for backend in _fcos_assign.backends:
+        got = fcos_targets(gt, labels, backend=backend, **kwargs)
+        for name in ("labels", "bbox_targets", "centerness", "gt_index"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(expected, name), err_msg=f"{backend} {name}")
+    positive = expected.gt_index >= 0
+    assert np.all((expected.labels == 3) == ~positive)
+    assert np.all(expected.bbox_targets[positive] > 0)  # a positive point lies strictly inside its box
+    assert np.all((expected.centerness[positive] > 0) & (expected.centerness[positive] <= 1))
+    # the assigned box is the smallest of those that contain the point
+    areas = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])
+    for p in np.flatnonzero(positive)[:20]:
+        x, y = expected.points[p]
+        contains = (gt[:, 0] < x) & (gt[:, 2] > x) & (gt[:, 1] < y) & (gt[:, 3] > y)
+        assert areas[expected.gt_index[p]] >= areas[contains].min()
+
+
+def test_fcos_kernel_on_a_full_image():
+    rng = np.random.default_rng(0)
+    gt = random_boxes(rng, 30, image_size=800, max_side=600)
+    labels = rng.integers(0, 80, 30)
+    for cs in (False, True):
+        expected = fcos_targets(gt, labels, (800, 1216), FCOS_SHAPES, 80, center_sampling=cs, backend="numpy")
+        assert 0 < (expected.labels < 80).sum() < expected.labels.size
+        for backend in _fcos_assign.backends:
+            if backend == "cuda" and SIMULATED:
+                continue  # 20k points: too slow for the simulator (the property test covers cuda)
+            got = fcos_targets(gt, labels, (800, 1216), FCOS_SHAPES, 80, center_sampling=cs, backend=backend)
+            np.testing.assert_array_equal(got.gt_index, expected.gt_index, err_msg=backend)
+
+
+def test_fcos_assign_reference_matches_mmdetection_rule_written_in_torch():
+    # mmdetection's _get_targets_single re-derived independently with torch ops (areas set to INF where a
+    # point is not inside or out of range, then the argmin over ground truths)
+    torch, _ = import_torchvision()
+    rng = np.random.default_rng(1)
+    gt = random_boxes(rng, 12, image_size=300, max_side=250)
+    points = rng.uniform(0, 300, (500, 2)).astype(np.float32)
+    radius = np.full(500, 12, np.float32)
+    low, high = np.full(500, -1, np.float32), np.full(500, 128, np.float32)
+    p, g = torch.from_numpy(points), torch.from_numpy(gt)
+    xs, ys = p[:, None, 0], p[:, None, 1]
+    ltrb = torch.stack([xs - g[:, 0], ys - g[:, 1], g[:, 2] - xs, g[:, 3] - ys], -1)
+    areas = ((g[:, 2] - g[:, 0]) * (g[:, 3] - g[:, 1]))[None].repeat(500, 1)
+    areas[ltrb.min(-1).values <= 0] = FCOS_INF
+    reach = ltrb.max(-1).values
+    areas[(reach < -1) | (reach > 128)] = FCOS_INF
+    best_area, best = areas.min(1)
+    expected = torch.where(best_area == FCOS_INF, -1, best).numpy()
+    np.testing.assert_array_equal(fcos_assign_numpy(points, gt, radius, low, high, False), expected)
