@@ -8,7 +8,7 @@ and FCOS target assignment (no torchvision equivalent: mmdetection's rule) on ev
 from __future__ import annotations
 
 import numpy as np
-from harness import Case
+from harness import Case, random_boxes, torch_and_torchvision
 
 from edudet import AnchorGenerator, Matcher, fcos_targets
 from edudet.matcher import _match_boxes
@@ -18,27 +18,13 @@ SIZES = ((32,), (64,), (128,), (256,), (512,))
 RATIOS = ((0.5, 1.0, 2.0),) * 5
 
 
-def _random_boxes(rng, n, height, width, min_side=16.0, max_side=600.0):
-    wh = rng.uniform(min_side, max_side, size=(n, 2))
-    xy = rng.uniform(0, np.array([width, height]) - wh)
-    return np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
-
-
-def _torch():
-    try:
-        import torch
-        import torchvision  # noqa: F401
-    except ImportError:
-        return None
-    return torch
-
-
 def cases(quick: bool):
-    torch = _torch()
+    torch, _ = torch_and_torchvision()
     rng = np.random.default_rng(0)
     height, width = (256, 384) if quick else (800, 1216)
     shapes = [(-(-height // 2 ** k), -(-width // 2 ** k)) for k in range(2, 7)]
-    gt = _random_boxes(rng, 50, height, width)
+    # sides 16 .. 600 px; capped by the image so the --quick image (256 x 384) can hold them
+    gt = random_boxes(rng, 50, height, width, min_side=16.0, max_side=min(600.0, height, width))
     generator = AnchorGenerator(SIZES, RATIOS)
     anchors = generator((height, width), shapes)
     matcher = Matcher(0.7, 0.3, allow_low_quality_matches=True)

@@ -6,34 +6,19 @@ The headline workload is anchor matching's shape: 50 ground-truth boxes against 
 from __future__ import annotations
 
 import numpy as np
-from harness import Case
+from harness import Case, random_boxes, torch_and_torchvision
 
 from edudet import ops
 from edudet.ops.boxes import _box_iou
 
 
-def _random_boxes(rng, n, image_size=800.0, min_side=8.0, max_side=200.0):
-    wh = rng.uniform(min_side, max_side, size=(n, 2))
-    xy = rng.uniform(0, image_size - wh)
-    return np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
-
-
-def _torch():
-    try:
-        import torch
-        import torchvision
-    except ImportError:
-        return None, None
-    return torch, torchvision
-
-
 def cases(quick: bool):
-    torch, torchvision = _torch()
+    torch, torchvision = torch_and_torchvision()
     rng = np.random.default_rng(0)
     backends = [b for b in _box_iou.backends if b != "cuda"]  # CUDA copies to the device: not a CPU race
     iou_shapes = [(50, 20_000), (200, 200)] if quick else [(50, 200_000), (1_000, 1_000)]
     for n, m in iou_shapes:
-        a, b = _random_boxes(rng, n), _random_boxes(rng, m)
+        a, b = random_boxes(rng, n), random_boxes(rng, m)
         tv = None
         if torchvision is not None:
             ta, tb = torch.from_numpy(a), torch.from_numpy(b)
@@ -46,7 +31,7 @@ def cases(quick: bool):
         )
 
     n = 20_000 if quick else 200_000
-    boxes = _random_boxes(rng, n)
+    boxes = random_boxes(rng, n)
     t = torch.from_numpy(boxes) if torch is not None else None
     yield Case(
         "box_area",

@@ -18,7 +18,7 @@ import time
 import tracemalloc
 
 import numpy as np
-from harness import Case
+from harness import Case, torch_and_torchvision
 
 import edudet
 import edudet.models as models
@@ -71,31 +71,26 @@ def _stage_table(recorded, torch_times: dict[str, float] | None) -> str:
     return "\n".join(lines)
 
 
-def _faster_rcnn_cases(quick: bool):
-    height, width = (320, 480) if quick else (800, 1216)
+def _model_pair(name: str, options: dict, chw: np.ndarray, torch, torchvision):
+    """``(model, tv_model, tv_forward)``: edudet's `name` with torchvision's seeded random weights and a
+    torchvision forward pass of `chw`; without torch, edudet's own seeded weights and ``None, None``."""
+    if torch is None:
+        return getattr(models, name)(seed=0, **options), None, None
+    torch.manual_seed(0)
+    tv_model = getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None, **options).eval()
+    model = getattr(models, name)(tv_model.state_dict(), **options)
+    tensor = torch.from_numpy(chw)
+
+    def tv_forward():
+        with torch.no_grad():
+            return tv_model([tensor])
+    return model, tv_model, tv_forward
+
+
+def _faster_rcnn_cases(quick: bool, chw: np.ndarray, sizes: dict, height: int, width: int):
     # torchvision's defaults (800, 1333) for the full run; either way the scale factor is 1 (no resampling)
-    sizes = dict(min_size=320, max_size=512) if quick else {}
-    image = sample_image(height, width, seed=0)
-    chw = np.ascontiguousarray(image.transpose(2, 0, 1)).astype(np.float32) / np.float32(255)
-    try:
-        import torch
-        import torchvision
-    except ImportError:
-        torch = None
-    if torch is not None:
-        torch.manual_seed(0)
-        tv_model = torchvision.models.detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None,
-                                                                        **sizes).eval()
-        model = models.fasterrcnn_resnet50_fpn(tv_model.state_dict(), **sizes)
-        tensor = torch.from_numpy(chw)
-
-        def tv_forward():
-            with torch.no_grad():
-                return tv_model([tensor])
-    else:
-        model = models.fasterrcnn_resnet50_fpn(seed=0, **sizes)
-        tv_forward = None
-
+    torch, torchvision = torch_and_torchvision()
+    model, tv_model, tv_forward = _model_pair("fasterrcnn_resnet50_fpn", sizes, chw, torch, torchvision)
     model([chw])  # warm up: kernel imports and numba compilation
     tracemalloc.start()
     detections, recorded = model([chw], trace=True)
@@ -104,7 +99,7 @@ def _faster_rcnn_cases(quick: bool):
     torch_times = None
     if tv_forward is not None:
         tv_forward()
-        torch_times = _torch_stages(tv_model, tensor, torch)
+        torch_times = _torch_stages(tv_model, torch.from_numpy(chw), torch)
     print(f"\nFaster R-CNN R50-FPN, {height} x {width}: stage times (one traced run each; noisy on a shared machine)")
     print(_stage_table(recorded, torch_times))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -124,27 +119,10 @@ _OTHER_MODELS = [
 
 
 def _other_cases(quick: bool, chw: np.ndarray, sizes: dict, height: int, width: int):
-    try:
-        import torch
-        import torchvision
-    except ImportError:
-        torch = None
+    torch, torchvision = torch_and_torchvision()
     for name, score_keyword in _OTHER_MODELS:
         options = dict(sizes, **{score_keyword: 0.0})
-        if torch is not None:
-            torch.manual_seed(0)
-            tv_model = getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None,
-                                                                   **options).eval()
-            model = getattr(models, name)(tv_model.state_dict(), **options)
-            tensor = torch.from_numpy(chw)
-
-            def tv_forward(tv_model=tv_model, tensor=tensor):
-                with torch.no_grad():
-                    return tv_model([tensor])
-            del tv_model
-        else:
-            model = getattr(models, name)(seed=0, **options)
-            tv_forward = None
+        model, _, tv_forward = _model_pair(name, options, chw, torch, torchvision)
         detections = model([chw])  # warm up
         print(f"{name}: {len(detections[0]['boxes'])} detections at {height} x {width}", flush=True)
         del detections
@@ -157,6 +135,7 @@ def _other_cases(quick: bool, chw: np.ndarray, sizes: dict, height: int, width: 
 def cases(quick: bool):
     height, width = (320, 480) if quick else (800, 1216)
     sizes = dict(min_size=320, max_size=512) if quick else {}
-    chw = np.ascontiguousarray(sample_image(height, width, seed=0).transpose(2, 0, 1)).astype(np.float32) / np.float32(255)
-    yield from _faster_rcnn_cases(quick)
+    image = sample_image(height, width, seed=0)
+    chw = np.ascontiguousarray(image.transpose(2, 0, 1)).astype(np.float32) / np.float32(255)
+    yield from _faster_rcnn_cases(quick, chw, sizes, height, width)
     yield from _other_cases(quick, chw, sizes, height, width)

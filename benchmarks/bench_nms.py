@@ -8,33 +8,18 @@ result. The NumPy reference (quadratic, vectorised per kept box) runs on the sma
 from __future__ import annotations
 
 import numpy as np
-from harness import Case
+from harness import Case, random_boxes, torch_and_torchvision
 
 from edudet.ops.nms import _batched_nms, _nms, _soft_nms, batched_nms, nms, soft_nms
 
 
-def _random_boxes(rng, n, image_size=800.0, min_side=8.0, max_side=200.0):
-    wh = rng.uniform(min_side, max_side, size=(n, 2))
-    xy = rng.uniform(0, image_size - wh)
-    return np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
-
-
-def _torch():
-    try:
-        import torch
-        import torchvision
-    except ImportError:
-        return None, None
-    return torch, torchvision
-
-
 def cases(quick: bool):
-    torch, torchvision = _torch()
+    torch, torchvision = torch_and_torchvision()
     rng = np.random.default_rng(0)
     cpu = [b for b in _nms.backends if b != "cuda"]  # CUDA copies to the device: not a CPU race
     sizes = [2_000, 5_000] if quick else [20_000, 5_000]
     for n in sizes:
-        boxes, scores = _random_boxes(rng, n), rng.random(n).astype(np.float32)
+        boxes, scores = random_boxes(rng, n), rng.random(n).astype(np.float32)
         backends = [b for b in cpu if b != "numpy" or n <= 5_000]
         tv = None
         if torchvision is not None:
@@ -45,7 +30,7 @@ def cases(quick: bool):
                    torchvision=tv, repeat=2 if n > 10_000 else 5)
 
     n = 5_000 if quick else 20_000
-    boxes, scores = _random_boxes(rng, n), rng.random(n).astype(np.float32)
+    boxes, scores = random_boxes(rng, n), rng.random(n).astype(np.float32)
     idxs = rng.integers(0, 80, size=n)
     backends = [b for b in _batched_nms.backends if b != "cuda" and (b != "numpy" or n <= 5_000)]
     tv = None
@@ -57,7 +42,7 @@ def cases(quick: bool):
                torchvision=tv)
 
     n = 1_000 if quick else 3_000
-    boxes, scores = _random_boxes(rng, n), rng.random(n).astype(np.float32)
+    boxes, scores = random_boxes(rng, n), rng.random(n).astype(np.float32)
     for method in ("linear", "gaussian"):
         yield Case("soft_nms", f"{n:,} boxes, {method}, float32 (mmcv semantics; no torchvision op)",
                    edudet={be: (lambda be=be, m=method: soft_nms(boxes, scores, 0.3, 0.5, 1e-3, m, backend=be))

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 
 @dataclass
 class Case:
@@ -104,3 +106,22 @@ def format_first_calls(results: list[Result]) -> str:
                 lines.append(f"| {r.op} | {r.workload} | {backend} | {first * 1e3:.0f} | {steady * 1e3:.2f} | "
                              f"{max(first - steady, 0) * 1e3:.0f} |")
     return "\n".join(lines)
+
+
+# inputs the benchmark modules share ------------------------------------------------------------------------
+def torch_and_torchvision():
+    """``(torch, torchvision)``, or ``(None, None)`` where they are not installed (edudet rows only)."""
+    try:
+        import torch
+        import torchvision
+    except ImportError:
+        return None, None
+    return torch, torchvision
+
+
+def random_boxes(rng: np.random.Generator, n: int, height: float = 800.0, width: float = 800.0,
+                 min_side: float = 8.0, max_side: float = 200.0) -> np.ndarray:
+    """(n, 4) float32 ``(x1, y1, x2, y2)`` boxes inside a `height` x `width` image, sides uniform in [min, max]."""
+    wh = rng.uniform(min_side, max_side, size=(n, 2))
+    xy = rng.uniform(0, np.array([width, height]) - wh)
+    return np.concatenate([xy, xy + wh], axis=1).astype(np.float32)

@@ -135,14 +135,12 @@ def _panels(model, recorded, image, image_size, seed):
 
     rng = np.random.default_rng(seed)
     to_original = lambda boxes: resize_boxes(boxes, image_size, image.shape[:2])  # noqa: E731
+    shapes = [shape[-2:] for shape in recorded["backbone.fpn"].outputs.values()]
     if recorded.stages[3].name == "rpn.head":
-        names = [k for k in recorded["backbone.fpn"].outputs]
-        shapes = [recorded["backbone.fpn"].outputs[k][-2:] for k in names]
         anchors = _anchor_sample(recorded["rpn.anchors"].arrays["anchors"], shapes, 2, rng)
         proposals = recorded["rpn.filter_proposals"].arrays["proposals[0]"][:30]
         return [("a sample of anchors (3 ratios per location, 5 levels)", "boxes", to_original(anchors), "tab:orange"),
                 (f"top {len(proposals)} RPN proposals", "boxes", to_original(proposals), "tab:cyan")]
-    shapes = [shape[-2:] for shape in recorded["backbone.fpn"].outputs.values()]
     anchors = recorded["anchors"].arrays["anchors"]
     per_location = model.anchor_generator.num_anchors_per_location()[0]
     if per_location == 1:  # FCOS: the anchors' centres are the points, (j * stride, i * stride)

@@ -1,9 +1,10 @@
 # cython: language_level=3
 """RoIPool maxima in Cython: same signature as `edudet.ops.roi_pool.roi_pool_numpy`.
 
-OpenMP `prange` over channels; for each channel one image plane at a time, pooling every RoI of that image
-while the plane is in cache. Each bin starts at -FLT_MAX and keeps a value only if strictly larger (NaN
-never is); an empty bin is 0: torchvision's rule. Fused types: one copy for float32, one for float64.
+OpenMP `prange` over channels (dynamic chunks of 4: a busy core takes fewer); for each channel one image plane
+at a time, pooling every RoI of that image while the plane is in cache. Each bin starts at -FLT_MAX and keeps
+a value only if strictly larger (NaN never is); an empty bin is 0: torchvision's rule. Fused types: one copy
+for float32, one for float64.
 """
 import numpy as np
 
@@ -25,7 +26,7 @@ cdef void _pool_plane(const real[:, ::1] plane, const int64_t[::1] order, int64_
     cdef int64_t t, k, hs, he, ws, we, h, w
     cdef Py_ssize_t ph, pw
     cdef Py_ssize_t pooled_h = h_start.shape[1], pooled_w = w_start.shape[1]
-    cdef real best, value
+    cdef real b0, b1, b2, b3
     cdef const real* row
     for t in range(first, last):
         k = order[t]
@@ -38,14 +39,27 @@ cdef void _pool_plane(const real[:, ::1] plane, const int64_t[::1] order, int64_
                 if he <= hs or we <= ws:
                     out[k, c, ph, pw] = 0
                     continue
-                best = lowest
+                # four running maxima over interleaved columns: the compare-select chains run in parallel.
+                # Each is a select, never a branch (NaN is never greater); the max does not depend on the order
+                b0 = lowest
+                b1 = lowest
+                b2 = lowest
+                b3 = lowest
                 for h in range(hs, he):
                     row = &plane[h, 0]
-                    for w in range(ws, we):
-                        value = row[w]
-                        # a select, not a branch: the compiler keeps it branch-free (NaN is never greater)
-                        best = value if value > best else best
-                out[k, c, ph, pw] = best
+                    w = ws
+                    while w + 4 <= we:
+                        b0 = row[w] if row[w] > b0 else b0
+                        b1 = row[w + 1] if row[w + 1] > b1 else b1
+                        b2 = row[w + 2] if row[w + 2] > b2 else b2
+                        b3 = row[w + 3] if row[w + 3] > b3 else b3
+                        w = w + 4
+                    while w < we:
+                        b0 = row[w] if row[w] > b0 else b0
+                        w = w + 1
+                b0 = b1 if b1 > b0 else b0
+                b2 = b3 if b3 > b2 else b2
+                out[k, c, ph, pw] = b2 if b2 > b0 else b0
 
 
 def _roi_pool(const real[:, :, :, ::1] input, const int64_t[::1] order, const int64_t[::1] starts,
@@ -53,7 +67,7 @@ def _roi_pool(const real[:, :, :, ::1] input, const int64_t[::1] order, const in
               const int64_t[:, ::1] w_end, real lowest, real[:, :, :, ::1] out):
     cdef Py_ssize_t c, n
     cdef Py_ssize_t num_images = input.shape[0], channels = input.shape[1]
-    for c in prange(channels, nogil=True, schedule="static"):
+    for c in prange(channels, nogil=True, schedule="dynamic", chunksize=4):
         for n in range(num_images):
             _pool_plane(input[n, c], order, starts[n], starts[n + 1], c, h_start, h_end, w_start, w_end,
                         lowest, out)

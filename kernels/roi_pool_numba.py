@@ -31,12 +31,31 @@ def _roi_pool(input, order, starts, h_start, h_end, w_start, w_end, lowest, out)
                         if he <= hs or we <= ws:
                             out[k, c, ph, pw] = 0
                             continue
-                        best = lowest
+                        # four running maxima over interleaved columns: the compare-select chains run in
+                        # parallel. Selects, not branches (NaN is never greater); the max ignores the order
+                        b0 = lowest
+                        b1 = lowest
+                        b2 = lowest
+                        b3 = lowest
                         for h in range(hs, he):
-                            for w in range(ws, we):
-                                value = plane[h, w]
-                                best = value if value > best else best  # a select: NaN is never greater
-                        out[k, c, ph, pw] = best
+                            w = ws
+                            while w + 4 <= we:
+                                v0 = plane[h, w]
+                                v1 = plane[h, w + 1]
+                                v2 = plane[h, w + 2]
+                                v3 = plane[h, w + 3]
+                                b0 = v0 if v0 > b0 else b0
+                                b1 = v1 if v1 > b1 else b1
+                                b2 = v2 if v2 > b2 else b2
+                                b3 = v3 if v3 > b3 else b3
+                                w += 4
+                            while w < we:
+                                v0 = plane[h, w]
+                                b0 = v0 if v0 > b0 else b0
+                                w += 1
+                        b0 = b1 if b1 > b0 else b0
+                        b2 = b3 if b3 > b2 else b2
+                        out[k, c, ph, pw] = b2 if b2 > b0 else b0
     return out
 
 

@@ -9,29 +9,15 @@ import pytest
 import edudet.models as models
 from edudet.demo import sample_image
 from edudet.ops import box_iou
-from tests.helpers import import_torchvision
+from tests.model_parity import assert_top_detections_match, parity_image, torchvision_detector, traced_detections
 
 SMALL = dict(min_size=320, max_size=512, box_score_thresh=0.0)
 
 
 @pytest.fixture(scope="module")
 def run():
-    torch, torchvision = import_torchvision()
-    torch.set_num_threads(2)
-    torch.manual_seed(0)
-    tv_model = torchvision.models.detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None,
-                                                                    **SMALL).eval()
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for module in tv_model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):  # identity statistics would hide folding mistakes
-                n = module.num_features
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
-                module.weight.copy_(torch.rand(n, generator=generator) * 0.5 + 0.5)
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
-    image = sample_image(240, 320, seed=3)  # (H, W, 3) uint8
-    tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255
+    torch, _, tv_model = torchvision_detector("fasterrcnn_resnet50_fpn", **SMALL)
+    image, tensor = parity_image(torch)
     with torch.no_grad():
         image_list, _ = tv_model.transform([tensor])
         features = tv_model.backbone(image_list.tensors)
@@ -46,8 +32,7 @@ def run():
               detections={k: v.numpy() for k, v in detections.items()})
 
     model = models.fasterrcnn_resnet50_fpn(tv_model.state_dict(), **SMALL)
-    with models.trace(keep_arrays=True) as recorded:
-        ours = model([image])[0]
+    ours, recorded = traced_detections(model, image)
     return dict(tv=tv, model=model, trace=recorded, detections=ours, image=image, tv_model=tv_model)
 
 
@@ -89,16 +74,7 @@ def test_proposals(run):
 
 
 def test_detections_match_torchvision(run):
-    ours, tv = run["detections"], run["tv"]["detections"]
-    top = min(30, len(tv["boxes"]))
-    assert top >= 10
-    iou = box_iou(tv["boxes"][:top], ours["boxes"])
-    matched = 0
-    for i in range(top):
-        same_score = np.abs(ours["scores"] - tv["scores"][i]) < 1e-3
-        match = (iou[i] > 0.99) & (ours["labels"] == tv["labels"][i]) & same_score
-        matched += bool(match.any())
-    assert matched >= 0.9 * top, f"only {matched} of torchvision's top {top} detections matched"
+    assert_top_detections_match(run["detections"], run["tv"]["detections"])
 
 
 def test_output_types(run):

@@ -13,9 +13,7 @@ from edudet.anchors import AnchorGenerator
 from edudet.demo import sample_image
 from edudet.models.fcos import linear_decode
 from edudet.models.layers import GroupNorm
-from edudet.models.rpn import flatten_level
-from edudet.ops import box_iou
-from tests.helpers import import_torchvision
+from tests.model_parity import assert_head_outputs_match, assert_top_detections_match, one_stage_run
 
 SMALL = dict(min_size=320, max_size=512, score_thresh=0.0)
 
@@ -86,40 +84,9 @@ def test_linear_decode_properties(seed):
 
 
 # parity with torchvision ----------------------------------------------------------------------------------
-def _randomise_norms(model, torch):
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)):
-                n = module.weight.shape[0]
-                if isinstance(module, torch.nn.BatchNorm2d):  # identity statistics would hide folding mistakes
-                    module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-                    module.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
-                module.weight.copy_(torch.rand(n, generator=generator) * 0.5 + 0.5)
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
-
-
 @pytest.fixture(scope="module")
 def run():
-    torch, torchvision = import_torchvision()
-    torch.set_num_threads(2)
-    torch.manual_seed(0)
-    tv_model = torchvision.models.detection.fcos_resnet50_fpn(weights=None, weights_backbone=None, **SMALL).eval()
-    _randomise_norms(tv_model, torch)
-    image = sample_image(240, 320, seed=3)
-    tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255
-    with torch.no_grad():
-        image_list, _ = tv_model.transform([tensor])
-        features = list(tv_model.backbone(image_list.tensors).values())
-        head = tv_model.head(features)
-        anchors = tv_model.anchor_generator(image_list, features)[0]
-        detections = tv_model([tensor])[0]
-    tv = dict(features=[f.numpy() for f in features], head={k: v.numpy() for k, v in head.items()},
-              anchors=anchors.numpy(), detections={k: v.numpy() for k, v in detections.items()})
-    model = models.fcos_resnet50_fpn(tv_model.state_dict(), **SMALL)
-    with models.trace(keep_arrays=True) as recorded:
-        ours = model([image])[0]
-    return dict(tv=tv, model=model, trace=recorded, detections=ours, tv_model=tv_model)
+    return one_stage_run("fcos_resnet50_fpn", **SMALL)
 
 
 def test_fpn_levels(run):
@@ -132,13 +99,8 @@ def test_fpn_levels(run):
 
 
 def test_head_outputs(run):
-    stage = run["trace"]["head"].arrays
     tv = run["tv"]["head"]
-    for name, per_anchor in (("cls_logits", 91), ("bbox_regression", 4), ("bbox_ctrness", 1)):
-        ours = np.concatenate([flatten_level(stage[f"{name}[{i}]"], per_anchor) for i in range(5)], axis=1)
-        assert ours.shape == tv[name].shape
-        np.testing.assert_allclose(ours, tv[name], rtol=0, atol=1e-4 * max(1.0, np.abs(tv[name]).max()),
-                                   err_msg=name)
+    assert_head_outputs_match(run["trace"]["head"], tv, {"cls_logits": 91, "bbox_regression": 4, "bbox_ctrness": 1})
     assert (tv["bbox_regression"] >= 0).all()  # the ReLU on the distances
 
 
@@ -148,14 +110,7 @@ def test_anchors_exact(run):
 
 def test_detections_match_torchvision(run):
     ours, tv = run["detections"], run["tv"]["detections"]
-    top = min(30, len(tv["boxes"]))
-    assert top >= 10
-    iou = box_iou(tv["boxes"][:top], ours["boxes"])
-    matched = 0
-    for i in range(top):
-        match = (iou[i] > 0.99) & (ours["labels"] == tv["labels"][i]) & (np.abs(ours["scores"] - tv["scores"][i]) < 1e-3)
-        matched += bool(match.any())
-    assert matched >= 0.9 * top, f"only {matched} of torchvision's top {top} detections matched"
+    assert_top_detections_match(ours, tv)
     assert len(ours["boxes"]) == len(tv["boxes"]) == 100  # detections_per_img
 
 
@@ -167,7 +122,8 @@ def test_output_types_and_trace(run):
     names = [s.name for s in run["trace"].stages]
     assert names == ["transform", "backbone.body", "backbone.fpn", "head", "anchors", "postprocess",
                      "transform.postprocess"]
-    # C3..C5 only (returned layers 2, 3, 4); one anchor per location: 40*56 + 20*28 + 10*14 + 5*7 + 3*4 = 2240 + 560 + 140 + 35 + 12 = 2987
+    # C3..C5 only (returned layers 2, 3, 4); one anchor per location:
+    # 40*56 + 20*28 + 10*14 + 5*7 + 3*4 = 2240 + 560 + 140 + 35 + 12 = 2987
     assert [k for k in run["trace"]["backbone.body"].outputs] == ["C[0]", "C[1]", "C[2]"]
     assert run["trace"]["anchors"].outputs["anchors"] == (2987, 4)
 
@@ -187,7 +143,8 @@ def test_no_detections_and_batches(run):
 
 def test_weights_round_trip_and_strict(run, tmp_path):
     state = run["tv_model"].state_dict()
-    assert models.architecture_of(state) == "fcos_resnet50_fpn" and models.num_classes_of(state, "fcos_resnet50_fpn") == 91
+    assert models.architecture_of(state) == "fcos_resnet50_fpn"
+    assert models.num_classes_of(state, "fcos_resnet50_fpn") == 91
     path = run["model"].save(tmp_path / "fcos.npz")
     again = models.load(path)
     assert isinstance(again, models.FCOS) and again.score_thresh == 0.0

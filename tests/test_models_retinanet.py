@@ -5,13 +5,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import edudet.models as models
-from edudet.demo import sample_image
 from edudet.models.one_stage import HeadTower
 from edudet.models.retinanet import retinanet_anchor_generator
-from edudet.models.rpn import flatten_level
 from edudet.models.weights import normalize_state_dict, random_state_dict
-from edudet.ops import box_iou
-from tests.helpers import import_torchvision
+from tests.model_parity import assert_head_outputs_match, assert_top_detections_match, one_stage_run
 
 SMALL = dict(min_size=320, max_size=512, score_thresh=0.0)
 
@@ -54,43 +51,11 @@ def test_tower_is_relu_of_convs(seed):
 # parity with torchvision ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def run():
-    torch, torchvision = import_torchvision()
-    torch.set_num_threads(2)
-    torch.manual_seed(0)
-    tv_model = torchvision.models.detection.retinanet_resnet50_fpn(weights=None, weights_backbone=None,
-                                                                   **SMALL).eval()
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for module in tv_model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                n = module.num_features
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
-                module.weight.copy_(torch.rand(n, generator=generator) * 0.5 + 0.5)
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
-    image = sample_image(240, 320, seed=3)
-    tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255
-    with torch.no_grad():
-        image_list, _ = tv_model.transform([tensor])
-        features = list(tv_model.backbone(image_list.tensors).values())
-        head = tv_model.head(features)
-        anchors = tv_model.anchor_generator(image_list, features)[0]
-        detections = tv_model([tensor])[0]
-    tv = dict(head={k: v.numpy() for k, v in head.items()}, anchors=anchors.numpy(),
-              detections={k: v.numpy() for k, v in detections.items()})
-    model = models.retinanet_resnet50_fpn(tv_model.state_dict(), **SMALL)
-    with models.trace(keep_arrays=True) as recorded:
-        ours = model([image])[0]
-    return dict(tv=tv, model=model, trace=recorded, detections=ours, tv_model=tv_model)
+    return one_stage_run("retinanet_resnet50_fpn", **SMALL)
 
 
 def test_head_and_anchors(run):
-    stage = run["trace"]["head"].arrays
-    for name, per_anchor in (("cls_logits", 91), ("bbox_regression", 4)):
-        ours = np.concatenate([flatten_level(stage[f"{name}[{i}]"], per_anchor) for i in range(5)], axis=1)
-        expected = run["tv"]["head"][name]
-        assert ours.shape == expected.shape
-        np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-4 * max(1.0, np.abs(expected).max()), err_msg=name)
+    assert_head_outputs_match(run["trace"]["head"], run["tv"]["head"], {"cls_logits": 91, "bbox_regression": 4})
     anchors = run["trace"]["anchors"].arrays["anchors"]
     assert anchors.shape == (9 * 2987, 4)  # 9 per location of P3..P7 (40 x 56 ... 3 x 4)
     np.testing.assert_array_equal(anchors, run["tv"]["anchors"])
@@ -98,14 +63,7 @@ def test_head_and_anchors(run):
 
 def test_detections_match_torchvision(run):
     ours, tv = run["detections"], run["tv"]["detections"]
-    top = min(30, len(tv["boxes"]))
-    assert top >= 10
-    iou = box_iou(tv["boxes"][:top], ours["boxes"])
-    matched = 0
-    for i in range(top):
-        match = (iou[i] > 0.99) & (ours["labels"] == tv["labels"][i]) & (np.abs(ours["scores"] - tv["scores"][i]) < 1e-3)
-        matched += bool(match.any())
-    assert matched >= 0.9 * top, f"only {matched} of torchvision's top {top} detections matched"
+    assert_top_detections_match(ours, tv)
     assert len(ours["boxes"]) == len(tv["boxes"]) == 300  # detections_per_img
     assert ours["labels"].dtype == np.int64 and (np.diff(ours["scores"]) <= 0).all()
 

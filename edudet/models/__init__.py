@@ -2,8 +2,9 @@
 
 ``model = edudet.models.fasterrcnn_resnet50_fpn(weights="frcnn.npz")``; ``model([image])`` returns one
 ``{"boxes", "labels", "scores"}`` dict per image (plus ``"masks"`` for ``maskrcnn_resnet50_fpn``). Also
-``fcos_resnet50_fpn`` and ``retinanet_resnet50_fpn``, the one-stage detectors. Weights come from ``python -m edudet convert model.pth
-out.npz`` (the only step that needs torch) or ``model.save(path)``; ``edudet.models.load(path)`` reads them.
+``fcos_resnet50_fpn`` and ``retinanet_resnet50_fpn``, the one-stage detectors. Weights come from
+``python -m edudet convert model.pth out.npz`` (the only step that needs torch) or ``model.save(path)``;
+``edudet.models.load(path)`` reads them.
 
 Reading order: layers.py (convolution as a matrix product, folded batch norm), transform.py, resnet.py,
 fpn.py, rpn.py, roi_heads.py, generalized_rcnn.py, faster_rcnn.py, mask_rcnn.py; then one_stage.py,
@@ -51,8 +52,9 @@ def num_classes_of(state, architecture: str) -> int | None:
 def load(path, **overrides):
     """A model from an ``.npz`` written by ``model.save`` or ``python -m edudet convert``.
 
-    The file's constructor arguments are used (for a converted checkpoint, `num_classes` is read from the
-    box predictor's shape); keyword `overrides` replace them, e.g. ``load(path, box_score_thresh=0.3)``.
+    The file names its detector and constructor arguments (a file without them is recognised from its
+    keys, `architecture_of`, and `num_classes` read from the classifier's shape); keyword `overrides`
+    replace them, e.g. ``load(path, box_score_thresh=0.3)`` (``score_thresh`` for RetinaNet and FCOS).
     """
     state, config = load_npz(path)
     config = dict(config)

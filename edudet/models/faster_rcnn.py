@@ -32,6 +32,7 @@ class FasterRCNN(GeneralizedRCNN):
     """
 
     architecture = "fasterrcnn_resnet50_fpn"
+    classifier_weight = ("roi_heads.box_predictor.cls_score.weight", 2)
 
     def __init__(self, backbone, num_classes: int = 91, *, min_size: int = 800, max_size: int = 1333,
                  image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, rpn_pre_nms_top_n_test: int = 1000,
@@ -69,13 +70,6 @@ class FasterRCNN(GeneralizedRCNN):
                              box_nms_thresh, box_detections_per_img)
         super().__init__(backbone, rpn, roi_heads, transform, config)
         self.num_classes = num_classes
-
-    def _weights_hint(self, state):
-        weight = state.get("roi_heads.box_predictor.cls_score.weight")
-        if weight is not None and weight.ndim == 2 and weight.shape[0] != self.num_classes:
-            return (f"the weights are for num_classes={weight.shape[0]} but the model was built with "
-                    f"num_classes={self.num_classes}; pass num_classes={weight.shape[0]}")
-        return None
 
 
 def resnet50_fpn_backbone() -> BackboneWithFPN:

@@ -39,11 +39,11 @@ import numpy as np
 
 from .fpn import BackboneWithFPN, FeaturePyramidNetwork, LastLevelP6P7
 from .layers import Conv2d
-from .one_stage import HeadTower, OneStageDetector, check_one_stage_arguments
+from .one_stage import DenseHead, OneStageDetector, check_one_stage_arguments
 from .resnet import resnet50_body
-from .rpn import flatten_level, sigmoid
-from .transform import IMAGENET_MEAN, IMAGENET_STD, GeneralizedRCNNTransform
-from .weights import StateModule, load_weights
+from .rpn import sigmoid
+from .transform import IMAGENET_MEAN, IMAGENET_STD
+from .weights import load_weights
 
 __all__ = ["FCOS", "FCOSHead", "fcos_resnet50_fpn", "linear_decode"]
 
@@ -65,7 +65,7 @@ def linear_decode(distances: np.ndarray, anchors: np.ndarray) -> np.ndarray:
                      centre_x + distances[:, 2] * width, centre_y + distances[:, 3] * height], axis=1)
 
 
-class FCOSHead(StateModule):
+class FCOSHead(DenseHead):
     """Levels ``(N, C, H_l, W_l)`` -> ``{"cls_logits": [(N, A K, H_l, W_l)], "bbox_regression": [(N, 4 A, H_l, W_l)],
     "bbox_ctrness": [(N, A, H_l, W_l)]}`` (one array per level; distances already through ReLU).
 
@@ -73,45 +73,19 @@ class FCOSHead(StateModule):
     ``bbox_ctrness.*`` (torchvision's ``FCOSHead``).
     """
 
+    outputs = ("cls_logits", "bbox_regression", "bbox_ctrness")
+
     def __init__(self, in_channels: int, num_anchors: int, num_classes: int, num_convs: int = 4):
-        self.num_classes = num_classes
-        self.classification_tower = HeadTower(in_channels, num_convs, group_norm=True)
-        self.cls_logits = Conv2d(in_channels, num_anchors * num_classes, 3, padding=1)
-        self.regression_tower = HeadTower(in_channels, num_convs, group_norm=True)
-        self.bbox_reg = Conv2d(in_channels, num_anchors * 4, 3, padding=1)
+        super().__init__(in_channels, num_anchors, num_classes, num_convs, group_norm=True)
         self.bbox_ctrness = Conv2d(in_channels, num_anchors, 3, padding=1)
 
-    def _parts(self):
-        return {"classification_head.conv": self.classification_tower, "regression_head.conv": self.regression_tower}
-
     def _convs(self):
-        return {"classification_head.cls_logits": self.cls_logits, "regression_head.bbox_reg": self.bbox_reg,
-                "regression_head.bbox_ctrness": self.bbox_ctrness}
+        return {**super()._convs(), "regression_head.bbox_ctrness": self.bbox_ctrness}
 
-    def state_shapes(self):
-        shapes = {}
-        for prefix, tower in self._parts().items():
-            shapes.update({f"{prefix}.{k}": v for k, v in tower.state_shapes().items()})
-        for name, conv in self._convs().items():
-            shapes[f"{name}.weight"], shapes[f"{name}.bias"] = conv.weight_shape, (conv.out_channels,)
-        return shapes
-
-    def load_state(self, state):
-        from .weights import sub_state
-
-        for prefix, tower in self._parts().items():
-            tower.load_state(sub_state(state, prefix))
-        for name, conv in self._convs().items():
-            conv.set_weight(state[f"{name}.weight"], state[f"{name}.bias"])
-
-    def __call__(self, features: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
-        outputs = {"cls_logits": [], "bbox_regression": [], "bbox_ctrness": []}
-        for feature in features:
-            outputs["cls_logits"].append(self.cls_logits(self.classification_tower(feature)))
-            hidden = self.regression_tower(feature)
-            outputs["bbox_regression"].append(self.bbox_reg(hidden, relu=True))
-            outputs["bbox_ctrness"].append(self.bbox_ctrness(hidden))
-        return outputs
+    def _level_outputs(self, feature):
+        hidden = self.regression_tower(feature)  # shared by the distances and the centerness
+        return {"cls_logits": self.cls_logits(self.classification_tower(feature)),
+                "bbox_regression": self.bbox_reg(hidden, relu=True), "bbox_ctrness": self.bbox_ctrness(hidden)}
 
 
 class FCOS(OneStageDetector):
@@ -130,45 +104,29 @@ class FCOS(OneStageDetector):
                  topk_candidates: int = 1000, **training_only):
         from ..anchors import AnchorGenerator
 
-        unknown = set(training_only) - _TRAINING_ONLY
-        if unknown:
-            raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)}")
-        num_classes = check_one_stage_arguments(num_classes, score_thresh, nms_thresh, detections_per_img,
-                                                topk_candidates)
         if anchor_generator is None:
             # one stride-sized square per location: its centre is the FCOS point, its size the unit of the codes
             anchor_generator = AnchorGenerator(((8,), (16,), (32,), (64,), (128,)), ((1.0,),) * 5)
-        if not isinstance(anchor_generator, AnchorGenerator):
-            raise TypeError(f"anchor_generator must be an edudet.AnchorGenerator, got {type(anchor_generator).__name__}")
+        num_classes = check_one_stage_arguments(training_only, _TRAINING_ONLY, num_classes, score_thresh, nms_thresh,
+                                                detections_per_img, topk_candidates, anchor_generator)
         if anchor_generator.num_anchors_per_location()[0] != 1:
             raise ValueError("anchor_generator must place one anchor per location for FCOS, got "
                              f"{anchor_generator.num_anchors_per_location()[0]}")
         if head is None:
             head = FCOSHead(backbone.out_channels, 1, num_classes)
-        config = dict(num_classes=num_classes, min_size=min_size, max_size=max_size,
-                      image_mean=list(map(float, image_mean)), image_std=list(map(float, image_std)),
-                      score_thresh=score_thresh, nms_thresh=nms_thresh, detections_per_img=detections_per_img,
-                      topk_candidates=topk_candidates)
-        transform = GeneralizedRCNNTransform(min_size, max_size, image_mean, image_std)
-        super().__init__(backbone, head, anchor_generator, transform, score_thresh, nms_thresh,
-                         detections_per_img, topk_candidates, config)
-        self.num_classes = num_classes
+        super().__init__(backbone, head, anchor_generator, num_classes, min_size=min_size, max_size=max_size,
+                         image_mean=image_mean, image_std=image_std, score_thresh=score_thresh,
+                         nms_thresh=nms_thresh, detections_per_img=detections_per_img,
+                         topk_candidates=topk_candidates)
 
     def level_scores(self, outputs, level, image):
-        logits = flatten_level(outputs["cls_logits"][level][image: image + 1], self.num_classes)[0]
-        centerness = flatten_level(outputs["bbox_ctrness"][level][image: image + 1], 1)[0]
+        logits = self.level_output(outputs, "cls_logits", level, image, self.num_classes)
+        centerness = self.level_output(outputs, "bbox_ctrness", level, image, 1)
         # the geometric mean of class probability and centerness (torchvision's inference score)
         return np.sqrt(sigmoid(logits) * sigmoid(centerness))
 
     def decode(self, codes, anchors):
         return linear_decode(codes, anchors)
-
-    def _weights_hint(self, state):
-        weight = state.get("head.classification_head.cls_logits.weight")
-        if weight is not None and weight.ndim == 4 and weight.shape[0] != self.num_classes:
-            return (f"the weights are for num_classes={weight.shape[0]} but the model was built with "
-                    f"num_classes={self.num_classes}; pass num_classes={weight.shape[0]}")
-        return None
 
 
 def resnet50_fpn_p3p7_backbone() -> BackboneWithFPN:

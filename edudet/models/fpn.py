@@ -13,7 +13,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .layers import Conv2d, interpolate_nearest, relu_
-from .weights import StateModule, sub_state
+from .weights import StateModule, conv_shapes, load_convs, sub_state
 
 __all__ = ["FeaturePyramidNetwork", "LastLevelMaxPool", "LastLevelP6P7", "BackboneWithFPN"]
 
@@ -33,13 +33,14 @@ class LastLevelP6P7(StateModule):
         self.p7 = Conv2d(out_channels, out_channels, 3, stride=2, padding=1)
         self.use_p5 = in_channels == out_channels  # torchvision's rule: P5 when the widths allow it
 
+    def _convs(self):
+        return {"p6": self.p6, "p7": self.p7}
+
     def state_shapes(self):
-        return {"p6.weight": self.p6.weight_shape, "p6.bias": (self.p6.out_channels,),
-                "p7.weight": self.p7.weight_shape, "p7.bias": (self.p7.out_channels,)}
+        return conv_shapes(self._convs())
 
     def load_state(self, state):
-        self.p6.set_weight(state["p6.weight"], state["p6.bias"])
-        self.p7.set_weight(state["p7.weight"], state["p7.bias"])
+        load_convs(self._convs(), state)
 
     def __call__(self, results, inputs, names):
         p6 = self.p6(results[-1] if self.use_p5 else inputs[-1])
@@ -59,20 +60,19 @@ class FeaturePyramidNetwork(StateModule):
         self.extra_blocks = extra_blocks
         self.out_channels = out_channels
 
+    def _convs(self):
+        return {f"{kind}.{i}.0": conv for kind, convs in (("inner_blocks", self.inner_blocks),
+                                                           ("layer_blocks", self.layer_blocks))
+                for i, conv in enumerate(convs)}
+
     def state_shapes(self):
-        shapes = {}
-        for kind, convs in (("inner_blocks", self.inner_blocks), ("layer_blocks", self.layer_blocks)):
-            for i, conv in enumerate(convs):
-                shapes[f"{kind}.{i}.0.weight"] = conv.weight_shape
-                shapes[f"{kind}.{i}.0.bias"] = (conv.out_channels,)
+        shapes = conv_shapes(self._convs())
         if self.extra_blocks is not None:
             shapes.update({f"extra_blocks.{k}": v for k, v in self.extra_blocks.state_shapes().items()})
         return shapes
 
     def load_state(self, state):
-        for kind, convs in (("inner_blocks", self.inner_blocks), ("layer_blocks", self.layer_blocks)):
-            for i, conv in enumerate(convs):
-                conv.set_weight(state[f"{kind}.{i}.0.weight"], state[f"{kind}.{i}.0.bias"])
+        load_convs(self._convs(), state)
         if self.extra_blocks is not None:
             self.extra_blocks.load_state(sub_state(state, "extra_blocks"))
 

@@ -2,7 +2,9 @@
 
 `GeneralizedRCNN` holds the four parts and runs them in order, recording each stage when traced; Faster
 R-CNN fills it with a ResNet-50-FPN backbone, an RPN and a box head, and Mask R-CNN adds a mask head to the
-RoI heads without changing this file. Weights use torchvision's ``state_dict`` names throughout.
+RoI heads without changing this file. The one-stage detectors (`one_stage.OneStageDetector`) keep the
+transform, backbone and weight handling and replace `detect` (RPN + RoI heads) by a dense head.
+Weights use torchvision's ``state_dict`` names throughout.
 """
 from __future__ import annotations
 
@@ -36,8 +38,20 @@ class GeneralizedRCNN(StateModule):
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
         return f"{type(self).__name__}({args})"
 
+    # two-stage heads pool RoIs from FPN levels looked up by name ("0" .. "pool"); dense heads take a list
+    features_by_name = True
+
     def __call__(self, images, trace: bool | Trace = False):
         recorder = Trace() if trace is True else trace if isinstance(trace, Trace) else current_trace()
+        batch, image_sizes, original_sizes, features = self._transform_and_backbone(images, recorder)
+        detections = self.detect(batch, image_sizes, features, recorder)
+        with recorder.stage("transform.postprocess") as stage:
+            detections = self.transform.postprocess(detections, image_sizes, original_sizes)
+            stage.add("boxes", [d["boxes"] for d in detections])
+        return (detections, recorder) if trace is True else detections
+
+    def _transform_and_backbone(self, images, recorder: Trace):
+        """The stages every detector starts with: ``(batch, image_sizes, original_sizes, features)``."""
         with recorder.stage("transform") as stage:
             batch, image_sizes, original_sizes = self.transform(images)
             stage.add("images", batch)
@@ -46,18 +60,34 @@ class GeneralizedRCNN(StateModule):
             stage.add("C", body_features)
         with recorder.stage("backbone.fpn") as stage:
             features = self.backbone.fpn(body_features)
+            if not self.features_by_name:
+                features = list(features.values())
             stage.add("P", features)
-        del body_features
+        return batch, image_sizes, original_sizes, features
+
+    def detect(self, batch: np.ndarray, image_sizes, features, recorder: Trace) -> list[dict]:
+        """The detector's own stages, from FPN features to detections in the resized images' pixels."""
         proposals, _ = self.rpn(batch.shape[-2:], image_sizes, list(features.values()), trace=recorder)
-        detections = self.roi_heads(features, proposals, image_sizes, trace=recorder)
-        with recorder.stage("transform.postprocess") as stage:
-            detections = self.transform.postprocess(detections, image_sizes, original_sizes)
-            stage.add("boxes", [d["boxes"] for d in detections])
-        return (detections, recorder) if trace is True else detections
+        return self.roi_heads(features, proposals, image_sizes, trace=recorder)
 
     # weights -------------------------------------------------------------------------------------------
+    # the classifier weight whose rows count the classes: (torchvision name, ndim); set by each detector
+    classifier_weight: tuple[str, int] | None = None
+
+    def classifier_rows_per_class(self) -> int:
+        """Rows of `classifier_weight` per class (a dense head has one per anchor of a location)."""
+        return 1
+
     def _weights_hint(self, state: Mapping[str, np.ndarray]) -> str | None:
-        """A sentence explaining the most likely cause of a mismatch (overridden by detectors)."""
+        """A sentence explaining the most likely cause of a mismatch: weights for another number of classes."""
+        if self.classifier_weight is None:
+            return None
+        name, ndim = self.classifier_weight
+        weight, rows = state.get(name), self.classifier_rows_per_class()
+        if weight is not None and weight.ndim == ndim and weight.shape[0] != rows * self.num_classes:
+            found = weight.shape[0] // rows
+            return (f"the weights are for num_classes={found} but the model was built with "
+                    f"num_classes={self.num_classes}; pass num_classes={found}")
         return None
 
     def load_state_dict(self, state_dict: Mapping, strict: bool = True) -> "GeneralizedRCNN":

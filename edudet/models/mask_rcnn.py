@@ -16,7 +16,7 @@ from .faster_rcnn import FasterRCNN, resnet50_fpn_backbone
 from .layers import Conv2d, ConvTranspose2d
 from .roi_heads import multiscale_roi_align
 from .rpn import sigmoid
-from .weights import StateModule, load_weights
+from .weights import StateModule, conv_shapes, load_convs, load_weights
 
 __all__ = ["MaskRCNN", "MaskRCNNHeads", "MaskRCNNPredictor", "maskrcnn_resnet50_fpn"]
 
@@ -34,15 +34,14 @@ class MaskRCNNHeads(StateModule):
             in_channels = width
         self.out_channels = in_channels
 
+    def _convs(self):
+        return {f"{i}.0": conv for i, conv in enumerate(self.convs)}
+
     def state_shapes(self):
-        shapes = {}
-        for i, conv in enumerate(self.convs):
-            shapes[f"{i}.0.weight"], shapes[f"{i}.0.bias"] = conv.weight_shape, (conv.out_channels,)
-        return shapes
+        return conv_shapes(self._convs())
 
     def load_state(self, state):
-        for i, conv in enumerate(self.convs):
-            conv.set_weight(state[f"{i}.0.weight"], state[f"{i}.0.bias"])
+        load_convs(self._convs(), state)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         for conv in self.convs:
@@ -64,14 +63,14 @@ class MaskRCNNPredictor(StateModule):
         self.conv5_mask = ConvTranspose2d(in_channels, dim_reduced, 2)
         self.mask_fcn_logits = Conv2d(dim_reduced, num_classes, 1)
 
+    def _convs(self):
+        return {"conv5_mask": self.conv5_mask, "mask_fcn_logits": self.mask_fcn_logits}
+
     def state_shapes(self):
-        return {"conv5_mask.weight": self.conv5_mask.weight_shape, "conv5_mask.bias": (self.conv5_mask.out_channels,),
-                "mask_fcn_logits.weight": self.mask_fcn_logits.weight_shape,
-                "mask_fcn_logits.bias": (self.num_classes,)}
+        return conv_shapes(self._convs())
 
     def load_state(self, state):
-        self.conv5_mask.set_weight(state["conv5_mask.weight"], state["conv5_mask.bias"])
-        self.mask_fcn_logits.set_weight(state["mask_fcn_logits.weight"], state["mask_fcn_logits.bias"])
+        load_convs(self._convs(), state)
 
     def __call__(self, x: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         hidden = self.conv5_mask(x, relu=True)  # (K, D, 28, 28)

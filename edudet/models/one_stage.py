@@ -15,10 +15,10 @@ import numpy as np
 from .generalized_rcnn import GeneralizedRCNN
 from .layers import Conv2d, GroupNorm
 from .rpn import flatten_level, top_n_descending
-from .trace import Trace, current_trace
-from .weights import StateModule
+from .transform import GeneralizedRCNNTransform
+from .weights import StateModule, conv_shapes, load_convs, sub_state
 
-__all__ = ["OneStageDetector", "HeadTower"]
+__all__ = ["OneStageDetector", "DenseHead", "HeadTower"]
 
 
 class HeadTower(StateModule):
@@ -43,14 +43,14 @@ class HeadTower(StateModule):
     def state_shapes(self):
         shapes = {}
         for name, conv, norm in self._names():
-            shapes[f"{name}.weight"], shapes[f"{name}.bias"] = conv.weight_shape, (conv.out_channels,)
+            shapes.update(conv_shapes({name: conv}))
             if norm is not None:
                 shapes[f"{norm[0]}.weight"] = shapes[f"{norm[0]}.bias"] = (norm[1].num_channels,)
         return shapes
 
     def load_state(self, state):
         for name, conv, norm in self._names():
-            conv.set_weight(state[f"{name}.weight"], state[f"{name}.bias"])
+            load_convs({name: conv}, state)
             if norm is not None:
                 norm[1].set_weight(state[f"{norm[0]}.weight"], state[f"{norm[0]}.bias"])
 
@@ -63,24 +63,88 @@ class HeadTower(StateModule):
         return x
 
 
+class DenseHead(StateModule):
+    """Levels ``(N, C, H_l, W_l)`` -> ``{"cls_logits": [(N, A K, H_l, W_l)], "bbox_regression": [(N, 4 A, H_l, W_l)]}``.
+
+    The part RetinaNet's and FCOS's heads share: a classification tower ending in a 3x3 conv with ``A K``
+    logits and a regression tower ending in a 3x3 conv with ``4 A`` box codes, one array per level.
+    Keys: ``classification_head.conv.*`` / ``cls_logits.*``, ``regression_head.conv.*`` / ``bbox_reg.*``
+    (torchvision's ``RetinaNetHead`` and ``FCOSHead``). A subclass adds its own convs in `_convs` and its
+    per-level outputs in `_level_outputs`.
+    """
+
+    outputs = ("cls_logits", "bbox_regression")
+
+    def __init__(self, in_channels: int, num_anchors: int, num_classes: int, num_convs: int = 4,
+                 group_norm: bool = False):
+        self.num_classes = num_classes
+        self.classification_tower = HeadTower(in_channels, num_convs, group_norm)
+        self.cls_logits = Conv2d(in_channels, num_anchors * num_classes, 3, padding=1)
+        self.regression_tower = HeadTower(in_channels, num_convs, group_norm)
+        self.bbox_reg = Conv2d(in_channels, num_anchors * 4, 3, padding=1)
+
+    def _towers(self):
+        return {"classification_head.conv": self.classification_tower, "regression_head.conv": self.regression_tower}
+
+    def _convs(self):
+        return {"classification_head.cls_logits": self.cls_logits, "regression_head.bbox_reg": self.bbox_reg}
+
+    def state_shapes(self):
+        shapes = {}
+        for prefix, tower in self._towers().items():
+            shapes.update({f"{prefix}.{k}": v for k, v in tower.state_shapes().items()})
+        shapes.update(conv_shapes(self._convs()))
+        return shapes
+
+    def load_state(self, state):
+        for prefix, tower in self._towers().items():
+            tower.load_state(sub_state(state, prefix))
+        load_convs(self._convs(), state)
+
+    def _level_outputs(self, feature: np.ndarray) -> dict[str, np.ndarray]:
+        """One level's arrays, one per name in `outputs`."""
+        return {"cls_logits": self.cls_logits(self.classification_tower(feature)),
+                "bbox_regression": self.bbox_reg(self.regression_tower(feature))}
+
+    def __call__(self, features: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+        outputs = {name: [] for name in self.outputs}
+        for feature in features:
+            for name, value in self._level_outputs(feature).items():
+                outputs[name].append(value)
+        return outputs
+
+
 class OneStageDetector(GeneralizedRCNN):
     """``model(images)`` -> one ``{"boxes": (K, 4) float32, "labels": (K,) int64, "scores": (K,) float32}`` per image.
 
     images: a list of ``(3, H, W)`` float arrays in [0, 1] or ``(H, W, 3)`` uint8 arrays. Boxes are
     ``(x1, y1, x2, y2)`` in each original image's pixels, sorted by decreasing score.
-    ``model(images, trace=True)`` returns ``(detections, trace)``. Subclasses give the head and the two
-    rules that differ: `level_scores` (class scores per anchor) and `decode` (codes -> boxes).
+    ``model(images, trace=True)`` returns ``(detections, trace)``. The transform, backbone and weights are
+    `GeneralizedRCNN`'s; `detect` runs the head, the anchors and the filter above. Subclasses give the head
+    and the two rules that differ: `level_scores` (class scores per anchor) and `decode` (codes -> boxes).
     """
 
-    def __init__(self, backbone, head, anchor_generator, transform, score_thresh: float, nms_thresh: float,
-                 detections_per_img: int, topk_candidates: int, config=None):
+    features_by_name = False
+    classifier_weight = ("head.classification_head.cls_logits.weight", 4)
+
+    def __init__(self, backbone, head, anchor_generator, num_classes: int, *, min_size: int, max_size: int,
+                 image_mean, image_std, score_thresh: float, nms_thresh: float, detections_per_img: int,
+                 topk_candidates: int):
+        config = dict(num_classes=num_classes, min_size=min_size, max_size=max_size,
+                      image_mean=list(map(float, image_mean)), image_std=list(map(float, image_std)),
+                      score_thresh=score_thresh, nms_thresh=nms_thresh, detections_per_img=detections_per_img,
+                      topk_candidates=topk_candidates)
+        transform = GeneralizedRCNNTransform(min_size, max_size, image_mean, image_std)
         super().__init__(backbone, None, None, transform, config)
-        self.head, self.anchor_generator = head, anchor_generator
+        self.head, self.anchor_generator, self.num_classes = head, anchor_generator, num_classes
         self.score_thresh, self.nms_thresh = float(score_thresh), float(nms_thresh)
         self.detections_per_img, self.topk_candidates = int(detections_per_img), int(topk_candidates)
 
     def children(self):
         return {"backbone": self.backbone, "head": self.head}
+
+    def classifier_rows_per_class(self) -> int:
+        return self.anchor_generator.num_anchors_per_location()[0]
 
     # the two rules a detector defines -------------------------------------------------------------------
     def level_scores(self, outputs: dict, level: int, image: int) -> np.ndarray:
@@ -92,18 +156,8 @@ class OneStageDetector(GeneralizedRCNN):
         raise NotImplementedError
 
     # the forward pass ------------------------------------------------------------------------------------
-    def __call__(self, images, trace: bool | Trace = False):
-        recorder = Trace() if trace is True else trace if isinstance(trace, Trace) else current_trace()
-        with recorder.stage("transform") as stage:
-            batch, image_sizes, original_sizes = self.transform(images)
-            stage.add("images", batch)
-        with recorder.stage("backbone.body") as stage:
-            body_features = self.backbone.body(batch)
-            stage.add("C", body_features)
-        with recorder.stage("backbone.fpn") as stage:
-            features = list(self.backbone.fpn(body_features).values())
-            stage.add("P", features)
-        del body_features
+    def detect(self, batch, image_sizes, features, recorder):
+        """FPN levels (a list) -> detections in the resized images' pixels: head, anchors, postprocess."""
         with recorder.stage("head") as stage:
             outputs = self.head(features)
             for name, value in outputs.items():
@@ -117,14 +171,16 @@ class OneStageDetector(GeneralizedRCNN):
         with recorder.stage("postprocess") as stage:
             detections = self.postprocess_detections(outputs, level_anchors, image_sizes)
             stage.add("boxes", [d["boxes"] for d in detections])
-        with recorder.stage("transform.postprocess") as stage:
-            detections = self.transform.postprocess(detections, image_sizes, original_sizes)
-            stage.add("boxes", [d["boxes"] for d in detections])
-        return (detections, recorder) if trace is True else detections
+        return detections
+
+    @staticmethod
+    def level_output(outputs: dict, name: str, level: int, image: int, values_per_anchor: int) -> np.ndarray:
+        """(H W A, values_per_anchor): head output `name` of one level of one image, in the anchors' order."""
+        return flatten_level(outputs[name][level][image: image + 1], values_per_anchor)[0]
 
     def level_codes(self, outputs: dict, level: int, image: int) -> np.ndarray:
         """(H W A, 4) box codes of one level of one image, in the anchors' order."""
-        return flatten_level(outputs["bbox_regression"][level][image: image + 1], 4)[0]
+        return self.level_output(outputs, "bbox_regression", level, image, 4)
 
     def postprocess_detections(self, outputs: dict, level_anchors: list[np.ndarray], image_sizes) -> list[dict]:
         from ..ops import batched_nms, clip_boxes_to_image
@@ -154,14 +210,24 @@ class OneStageDetector(GeneralizedRCNN):
         return results
 
 
-def check_one_stage_arguments(num_classes, score_thresh, nms_thresh, detections_per_img, topk_candidates):
-    """The shared keyword checks of RetinaNet and FCOS (ValueError naming the argument)."""
-    from .._validate import check_scalar
+def check_one_stage_arguments(training_only, allowed, num_classes, score_thresh, nms_thresh, detections_per_img,
+                              topk_candidates, anchor_generator):
+    """The shared keyword checks of RetinaNet and FCOS (TypeError / ValueError naming the argument).
 
+    Returns `num_classes` as an int.
+    """
+    from .._validate import check_scalar
+    from ..anchors import AnchorGenerator
+
+    unknown = set(training_only) - allowed
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)}")
     num_classes = check_scalar(num_classes, "num_classes", low=1, integer=True)
     check_scalar(score_thresh, "score_thresh", low=0, high=1)
     check_scalar(nms_thresh, "nms_thresh", low=0, high=1)
     check_scalar(detections_per_img, "detections_per_img", low=1, integer=True)
     check_scalar(topk_candidates, "topk_candidates", low=1, integer=True)
+    if not isinstance(anchor_generator, AnchorGenerator):
+        raise TypeError("anchor_generator must be an edudet.AnchorGenerator, "
+                        f"got {type(anchor_generator).__name__}")
     return num_classes
-

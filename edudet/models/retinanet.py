@@ -12,15 +12,12 @@ against their anchors and clipped; then per-class NMS at `nms_thresh` and the `d
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ..box_coder import BoxCoder
 from .fcos import resnet50_fpn_p3p7_backbone
-from .layers import Conv2d
-from .one_stage import HeadTower, OneStageDetector, check_one_stage_arguments
-from .rpn import flatten_level, sigmoid
-from .transform import IMAGENET_MEAN, IMAGENET_STD, GeneralizedRCNNTransform
-from .weights import StateModule, load_weights, sub_state
+from .one_stage import DenseHead, OneStageDetector, check_one_stage_arguments
+from .rpn import sigmoid
+from .transform import IMAGENET_MEAN, IMAGENET_STD
+from .weights import load_weights
 
 __all__ = ["RetinaNet", "RetinaNetHead", "retinanet_resnet50_fpn", "retinanet_anchor_generator"]
 
@@ -35,46 +32,16 @@ def retinanet_anchor_generator():
     return AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
 
 
-class RetinaNetHead(StateModule):
+class RetinaNetHead(DenseHead):
     """Levels ``(N, C, H_l, W_l)`` -> ``{"cls_logits": [(N, A K, H_l, W_l)], "bbox_regression": [(N, 4 A, H_l, W_l)]}``.
 
     Keys: ``classification_head.conv.{i}.0.*`` / ``cls_logits.*``, ``regression_head.conv.{i}.0.*`` /
     ``bbox_reg.*`` (torchvision's ``RetinaNetHead``; the pre-0.13 ``conv.{2 i}`` names are renamed on load).
+    The towers have no normalisation (v1).
     """
 
     def __init__(self, in_channels: int, num_anchors: int, num_classes: int, num_convs: int = 4):
-        self.num_classes = num_classes
-        self.classification_tower = HeadTower(in_channels, num_convs)
-        self.cls_logits = Conv2d(in_channels, num_anchors * num_classes, 3, padding=1)
-        self.regression_tower = HeadTower(in_channels, num_convs)
-        self.bbox_reg = Conv2d(in_channels, num_anchors * 4, 3, padding=1)
-
-    def _parts(self):
-        return {"classification_head.conv": self.classification_tower, "regression_head.conv": self.regression_tower}
-
-    def _convs(self):
-        return {"classification_head.cls_logits": self.cls_logits, "regression_head.bbox_reg": self.bbox_reg}
-
-    def state_shapes(self):
-        shapes = {}
-        for prefix, tower in self._parts().items():
-            shapes.update({f"{prefix}.{k}": v for k, v in tower.state_shapes().items()})
-        for name, conv in self._convs().items():
-            shapes[f"{name}.weight"], shapes[f"{name}.bias"] = conv.weight_shape, (conv.out_channels,)
-        return shapes
-
-    def load_state(self, state):
-        for prefix, tower in self._parts().items():
-            tower.load_state(sub_state(state, prefix))
-        for name, conv in self._convs().items():
-            conv.set_weight(state[f"{name}.weight"], state[f"{name}.bias"])
-
-    def __call__(self, features: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
-        outputs = {"cls_logits": [], "bbox_regression": []}
-        for feature in features:
-            outputs["cls_logits"].append(self.cls_logits(self.classification_tower(feature)))
-            outputs["bbox_regression"].append(self.bbox_reg(self.regression_tower(feature)))
-        return outputs
+        super().__init__(in_channels, num_anchors, num_classes, num_convs, group_norm=False)
 
 
 class RetinaNet(OneStageDetector):
@@ -90,41 +57,22 @@ class RetinaNet(OneStageDetector):
                  image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, anchor_generator=None, head=None,
                  score_thresh: float = 0.05, nms_thresh: float = 0.5, detections_per_img: int = 300,
                  topk_candidates: int = 1000, **training_only):
-        from ..anchors import AnchorGenerator
-
-        unknown = set(training_only) - _TRAINING_ONLY
-        if unknown:
-            raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)}")
-        num_classes = check_one_stage_arguments(num_classes, score_thresh, nms_thresh, detections_per_img,
-                                                topk_candidates)
         anchor_generator = anchor_generator if anchor_generator is not None else retinanet_anchor_generator()
-        if not isinstance(anchor_generator, AnchorGenerator):
-            raise TypeError(f"anchor_generator must be an edudet.AnchorGenerator, got {type(anchor_generator).__name__}")
+        num_classes = check_one_stage_arguments(training_only, _TRAINING_ONLY, num_classes, score_thresh, nms_thresh,
+                                                detections_per_img, topk_candidates, anchor_generator)
         if head is None:
             head = RetinaNetHead(backbone.out_channels, anchor_generator.num_anchors_per_location()[0], num_classes)
-        config = dict(num_classes=num_classes, min_size=min_size, max_size=max_size,
-                      image_mean=list(map(float, image_mean)), image_std=list(map(float, image_std)),
-                      score_thresh=score_thresh, nms_thresh=nms_thresh, detections_per_img=detections_per_img,
-                      topk_candidates=topk_candidates)
-        transform = GeneralizedRCNNTransform(min_size, max_size, image_mean, image_std)
-        super().__init__(backbone, head, anchor_generator, transform, score_thresh, nms_thresh,
-                         detections_per_img, topk_candidates, config)
-        self.num_classes = num_classes
+        super().__init__(backbone, head, anchor_generator, num_classes, min_size=min_size, max_size=max_size,
+                         image_mean=image_mean, image_std=image_std, score_thresh=score_thresh,
+                         nms_thresh=nms_thresh, detections_per_img=detections_per_img,
+                         topk_candidates=topk_candidates)
         self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
 
     def level_scores(self, outputs, level, image):
-        return sigmoid(flatten_level(outputs["cls_logits"][level][image: image + 1], self.num_classes)[0])
+        return sigmoid(self.level_output(outputs, "cls_logits", level, image, self.num_classes))
 
     def decode(self, codes, anchors):
         return self.box_coder.decode_single(codes, anchors)
-
-    def _weights_hint(self, state):
-        weight = state.get("head.classification_head.cls_logits.weight")
-        anchors = self.anchor_generator.num_anchors_per_location()[0]
-        if weight is not None and weight.ndim == 4 and weight.shape[0] != anchors * self.num_classes:
-            return (f"the weights are for num_classes={weight.shape[0] // anchors} but the model was built with "
-                    f"num_classes={self.num_classes}; pass num_classes={weight.shape[0] // anchors}")
-        return None
 
 
 def retinanet_resnet50_fpn(weights=None, *, num_classes: int = 91, weights_backbone=None, seed: int = 0,

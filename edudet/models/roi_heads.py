@@ -6,7 +6,8 @@ predictor gives class logits and per-class box deltas (``FastRCNNPredictor``). P
 (torchvision's ``RoIHeads.postprocess_detections``): softmax over classes, decode each class's deltas
 against the proposal (weights (10, 10, 5, 5)), clip to the image, drop the background class, keep
 ``score > score_thresh``, drop boxes with a side below 1e-2 px, NMS at `nms_thresh` separately per class,
-keep the `detections_per_img` best.
+keep the `detections_per_img` best. Mask R-CNN then runs its mask branch on those detections
+(`mask_rcnn.MaskBranch`, set as ``mask_branch``), adding ``masks`` to each result.
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import numpy as np
 from ..box_coder import BoxCoder
 from .layers import Conv2d
 from .trace import NULL_TRACE
-from .weights import StateModule
+from .weights import StateModule, conv_shapes, load_convs
 
 __all__ = ["RPNHead", "RegionProposalNetwork", "sigmoid"]
 
@@ -38,15 +38,10 @@ class RPNHead(StateModule):
         self._names = {"conv.0.0": self.conv, "cls_logits": self.cls_logits, "bbox_pred": self.bbox_pred}
 
     def state_shapes(self):
-        shapes = {}
-        for name, conv in self._names.items():
-            shapes[f"{name}.weight"] = conv.weight_shape
-            shapes[f"{name}.bias"] = (conv.out_channels,)
-        return shapes
+        return conv_shapes(self._names)
 
     def load_state(self, state):
-        for name, conv in self._names.items():
-            conv.set_weight(state[f"{name}.weight"], state[f"{name}.bias"])
+        load_convs(self._names, state)
 
     def __call__(self, features: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         logits, deltas = [], []

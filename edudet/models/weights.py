@@ -58,6 +58,20 @@ def sub_state(state: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndar
     return {key[len(head):]: value for key, value in state.items() if key.startswith(head)}
 
 
+def conv_shapes(convs: Mapping[str, object]) -> dict[str, tuple[int, ...]]:
+    """The keys of named convs with a bias (``Conv2d``, ``ConvTranspose2d``): ``{name}.weight``, ``{name}.bias``."""
+    shapes = {}
+    for name, conv in convs.items():
+        shapes[f"{name}.weight"], shapes[f"{name}.bias"] = conv.weight_shape, (conv.out_channels,)
+    return shapes
+
+
+def load_convs(convs: Mapping[str, object], state: Mapping[str, np.ndarray]) -> None:
+    """Set each named conv's weight and bias from ``state[f"{name}.weight"]``, ``state[f"{name}.bias"]``."""
+    for name, conv in convs.items():
+        conv.set_weight(state[f"{name}.weight"], state[f"{name}.bias"])
+
+
 def conv_bn_shapes(conv, conv_name: str, bn_name: str) -> dict[str, tuple[int, ...]]:
     """The keys of a bias-free conv followed by a batch norm (torchvision's ResNet layout)."""
     channels = (conv.out_channels,)
