@@ -48,7 +48,7 @@ def cython_extensions():
 
 
 setup(
-    packages=["edudet", "edudet.ops", "edudet.models", "edudet.kernels"],
+    packages=["edudet", "edudet.ops", "edudet.models", "edudet.data", "edudet.kernels"],
     package_dir={"edudet": "edudet", "edudet.kernels": "kernels"},
     package_data={"edudet": ["data/*.npz", "data/*.json"], "edudet.kernels": ["*.pyx"]},
     ext_modules=cython_extensions(),

@@ -50,7 +50,7 @@ def lessons(argv: list[str]) -> int:
                 summary = line[4:].strip()
                 break
         print(f"{path.stem:32s} {summary}")
-    print(f"\nOpen them in Jupyter: jupyter notebook {lesson_dir}  (paired .py / .ipynb via jupytext)")
+    print(f"\nOpen them in Jupyter: jupyter notebook {lesson_dir}  (the .py files are jupytext notebooks)")
     return 0
 
 
