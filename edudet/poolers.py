@@ -11,7 +11,6 @@ grid (or of a Mask R-CNN mask) stand for?
 """
 from __future__ import annotations
 
-import importlib
 import math
 from typing import Mapping, Sequence
 
@@ -19,14 +18,9 @@ import numpy as np
 
 from ._validate import as_boxes, as_image_size, as_real_array, check_scalar
 from .level_mapper import LevelMapper, check_strides, infer_scale
+from .ops.roi_align import as_feature_map, as_output_size, as_rois, roi_align
 
 __all__ = ["MultiScaleRoIAlign", "roi_grid_to_image"]
-
-
-def _roi_align_module():
-    from .ops import roi_align  # noqa: F401  (the function first, so `edudet.ops.roi_align` stays the function)
-
-    return importlib.import_module("edudet.ops.roi_align")
 
 
 class MultiScaleRoIAlign:
@@ -49,13 +43,12 @@ class MultiScaleRoIAlign:
                  canonical_scale: float = 224, canonical_level: int = 4,
                  featmap_strides: Sequence[float] | None = None, aligned: bool = False,
                  backend: str | None = None):
-        ra = _roi_align_module()
         if isinstance(featmap_names, str) or not all(isinstance(n, str) for n in featmap_names):
             raise TypeError(f"featmap_names must be a list of str, got {featmap_names!r}")
         self.featmap_names = list(featmap_names)
         if not self.featmap_names:
             raise ValueError("featmap_names must name at least one feature map")
-        self.output_size = ra.as_output_size(output_size)
+        self.output_size = as_output_size(output_size)
         self.sampling_ratio = check_scalar(sampling_ratio, "sampling_ratio", integer=True)
         self.canonical_scale = check_scalar(canonical_scale, "canonical_scale", low=0, low_inclusive=False)
         self.canonical_level = check_scalar(canonical_level, "canonical_level", integer=True)
@@ -83,9 +76,8 @@ class MultiScaleRoIAlign:
         missing = [n for n in self.featmap_names if n not in features]
         if missing:
             raise ValueError(f"features has no map named {missing}; it has {list(features)}")
-        ra = _roi_align_module()
         names = [n for n in features if n in self.featmap_names]  # dict order, as torchvision
-        maps = [ra.as_feature_map(features[n], f"features[{n!r}]") for n in names]
+        maps = [as_feature_map(features[n], f"features[{n!r}]") for n in names]
         first = maps[0]
         for n, m in zip(names, maps):
             if m.shape[:2] != first.shape[:2] or m.dtype != first.dtype:
@@ -124,8 +116,7 @@ class MultiScaleRoIAlign:
                              f"they must match (one per image)")
         self.scales, self.map_levels = self.setup_scales(names, maps, image_shapes)
         per_image = [as_boxes(b, f"boxes[{i}]") for i, b in enumerate(boxes)]
-        ra = _roi_align_module()
-        batch_index, coords = ra.as_rois(per_image, num_images, maps[0].dtype)
+        batch_index, coords = as_rois(per_image, num_images, maps[0].dtype)
         result = np.zeros((len(coords), channels, *self.output_size), dtype=maps[0].dtype)
         if len(coords) == 0:
             return result
@@ -137,7 +128,7 @@ class MultiScaleRoIAlign:
         for level, (fmap, scale) in enumerate(zip(maps, self.scales)):
             in_level = np.flatnonzero(levels == level)
             if in_level.size:
-                result[in_level] = ra.roi_align(fmap, rois[in_level], self.output_size, scale, self.sampling_ratio,
+                result[in_level] = roi_align(fmap, rois[in_level], self.output_size, scale, self.sampling_ratio,
                                                 self.aligned, backend=self.backend)
         return result
 
@@ -165,14 +156,7 @@ def roi_grid_to_image(grid_points, boxes, grid_size) -> np.ndarray:
                          f"got {tuple(points.shape)}")
     if not np.isfinite(points).all():
         raise ValueError("grid_points contains NaN or inf")
-    if isinstance(grid_size, (list, tuple, np.ndarray)):
-        if len(grid_size) != 2:
-            raise ValueError(f"grid_size must be an int or a pair (M_h, M_w), got {grid_size!r}")
-        m_h, m_w = grid_size
-    else:
-        m_h = m_w = grid_size
-    m_h = check_scalar(m_h, "grid_size[0]", low=1, integer=True)
-    m_w = check_scalar(m_w, "grid_size[1]", low=1, integer=True)
+    m_h, m_w = as_output_size(grid_size, "grid_size")
     points = np.broadcast_to(points.astype(dtype), (len(boxes), points.shape[-2], 2))
     x1, y1, x2, y2 = (boxes[:, i, None] for i in range(4))
     x_img = x1 + (points[..., 0] + dtype(0.5)) * (x2 - x1) / dtype(m_w)

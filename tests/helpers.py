@@ -1,4 +1,4 @@
-"""Helpers shared by the tests: random workloads and the torchvision import rule."""
+"""Helpers shared by the tests: random workloads and the test-dependency import rule."""
 from __future__ import annotations
 
 import os
@@ -9,15 +9,22 @@ import pytest
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def import_torchvision():
-    """(torch, torchvision), or skip locally when missing; in CI a missing torchvision is a failure."""
+def require(module: str, needed_for: str = "these tests"):
+    """Import a test dependency: skipped locally when missing, a failure in CI (nothing may be skipped there)."""
+    import importlib
+
     try:
-        import torch
-        import torchvision
+        return importlib.import_module(module)
     except ImportError as err:  # pragma: no cover - depends on the environment
         if IN_CI:
-            pytest.fail(f"parity tests need torch and torchvision in CI: {err}")
-        pytest.skip(f"torchvision not installed: {err}")
+            pytest.fail(f"{needed_for} need {module} in CI: {err}")
+        pytest.skip(f"{module} not installed: {err}")
+
+
+def import_torchvision():
+    """(torch, torchvision), or skip locally when missing; in CI a missing torchvision is a failure."""
+    torch = require("torch", "parity tests")
+    torchvision = require("torchvision", "parity tests")
     torch.set_num_threads(1)
     return torch, torchvision
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import edudet
 from edudet.eval import IOU_THRESHOLDS, RECALL_THRESHOLDS, STAT_NAMES, mean_average_precision
-from helpers import IN_CI, random_boxes
+from helpers import random_boxes, require
 
 
 def image(boxes=(), labels=None, scores=None, **extra):
@@ -252,14 +252,9 @@ def test_bad_input(predictions, ground_truths, error, match):
 
 def import_pycocotools():
     """(COCO, COCOeval), or skip locally when missing; in CI a missing pycocotools is a failure."""
-    try:
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        if IN_CI:
-            pytest.fail(f"the eval parity tests need pycocotools in CI: {err}")
-        pytest.skip(f"pycocotools not installed: {err}")
-    return COCO, COCOeval
+    coco = require("pycocotools.coco", "the eval parity tests")
+    cocoeval = require("pycocotools.cocoeval", "the eval parity tests")
+    return coco.COCO, cocoeval.COCOeval
 
 
 def pycocotools_stats(predictions, ground_truths, categories=(1, 2, 3)):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import IN_CI, import_torchvision
+from helpers import import_torchvision, require
 
 LESSON_DIR = Path(__file__).resolve().parent.parent / "lessons"
 LESSONS = sorted(LESSON_DIR.glob("[0-9][0-9]_*.py"))
@@ -37,12 +37,7 @@ def _ids(path: Path) -> str:
 
 def _require(module: str):
     """A test dependency (pyproject [test]): skipped locally when missing, a failure in CI."""
-    try:
-        return __import__(module)
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        if IN_CI:
-            pytest.fail(f"the lesson tests need {module} in CI: {err}")
-        pytest.skip(f"{module} not installed: {err}")
+    return require(module, "the lesson tests")
 
 
 def _read(path: Path):
