@@ -1,5 +1,6 @@
 """Whole-model benchmarks: Faster R-CNN, Mask R-CNN, RetinaNet and FCOS (R50-FPN) forward passes, edudet
-(NumPy + BLAS) against torchvision on the CPU.
+(NumPy + BLAS) against torchvision on the CPU, and the shipped shapes Mask R-CNN (R18-FPN, 256 x 256) with
+its trained weights in both libraries.
 
 Both models hold the same weights (torchvision's seeded random init) and see the same 800 x 1216 image
 (scale factor 1, no padding: the FPN levels are 200 x 304 down to 13 x 19). Besides the table row, the
@@ -132,10 +133,35 @@ def _other_cases(quick: bool, chw: np.ndarray, sizes: dict, height: int, width: 
         del model, tv_forward
 
 
+def _shapes_case():
+    """The shipped shapes detector on an evaluation image, its weights loaded into the torchvision twin too."""
+    from edudet.data import ShapesDataset
+    from edudet.models.light import SHAPES_WEIGHTS, torchvision_model
+    from edudet.models.weights import load_npz
+
+    model = models.shapes_detector()
+    image, _ = ShapesDataset(1, seed=2)[0]
+    model([image])  # warm up
+    tv_forward = None
+    torch, _ = torch_and_torchvision()
+    if torch is not None:
+        tv_model = torchvision_model("maskrcnn_resnet18_fpn").eval()
+        state, _ = load_npz(SHAPES_WEIGHTS)
+        tv_model.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in state.items()}, strict=False)
+        tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255
+
+        def tv_forward():
+            with torch.no_grad():
+                return tv_model([tensor])
+    yield Case("maskrcnn_resnet18_fpn", "256x256 forward, 1 image, shipped shapes weights",
+               edudet={_default_backend(): lambda: model([image])}, torchvision=tv_forward, repeat=10)
+
+
 def cases(quick: bool):
     height, width = (320, 480) if quick else (800, 1216)
     sizes = dict(min_size=320, max_size=512) if quick else {}
     image = sample_image(height, width, seed=0)
     chw = np.ascontiguousarray(image.transpose(2, 0, 1)).astype(np.float32) / np.float32(255)
+    yield from _shapes_case()
     yield from _faster_rcnn_cases(quick, chw, sizes, height, width)
     yield from _other_cases(quick, chw, sizes, height, width)

@@ -1,11 +1,14 @@
-"""``python -m edudet demo [--model fasterrcnn|maskrcnn|fcos|retinanet]``: a detector in NumPy on a generated
-image, stage by stage, drawn to a PNG (anchors and proposals, FCOS's points, Mask R-CNN's masks).
+"""``python -m edudet demo``: a trained detector in NumPy on a generated image, stage by stage, drawn to a PNG.
 
-The image is made here (coloured shapes on a textured background; nothing is downloaded or shipped).
-Without ``--weights`` the model has seeded random weights: every stage runs exactly as with trained
-weights, but the detections mean nothing. Real weights: convert torchvision's COCO checkpoint once with
-``python -m edudet convert fasterrcnn_resnet50_fpn_coco.pth frcnn.npz`` and pass ``--weights frcnn.npz``
-(the file says which detector it holds).
+By default: the light Mask R-CNN shipped with edudet (ResNet-18-FPN, trained on `edudet.data.shapes` by
+``tools/train_shapes.py``) on a new generated image of circles, squares and triangles; it prints each
+stage, the detections and how many ground-truth shapes they found, and draws the ground truth, anchors,
+proposals and the detections with their masks.
+
+``--weights file.npz``: any converted checkpoint (``python -m edudet convert model.pth file.npz``; the file
+says which detector it holds), e.g. torchvision's COCO Faster R-CNN, on a 480 x 640 sample image.
+``--random [--model fasterrcnn|maskrcnn|fcos|retinanet|shapes]``: seeded random weights (default Faster
+R-CNN R50-FPN): every stage runs exactly as with trained weights, but the detections mean nothing.
 """
 from __future__ import annotations
 
@@ -74,10 +77,13 @@ def _anchor_sample(anchors: np.ndarray, feature_shapes, per_level: int, rng, per
     return np.concatenate(picked)
 
 
-def _draw(path: Path, image: np.ndarray, panels, detections, labels_text, masks, title: str) -> None:
-    """One panel per ``(title, kind, array, colour)``: kind "boxes" draws (K, 4) boxes, "points" (K, 2)
-    points coloured by level (array then is a list of per-level arrays); the last panel shows the detections
-    and, when given, their masks with opacity 0.6 x probability (the most probable mask wins a pixel)."""
+def _draw(path: Path, image: np.ndarray, panels, detections, labels_text, masks, title: str,
+          margin: float = 0.25) -> None:
+    """One panel per ``(title, kind, array, colour)`` or ``(title, kind, array, colour, texts)``: kind "boxes"
+    draws (K, 4) boxes (labelled with `texts` when given), "points" (K, 2) points coloured by level (array
+    then is a list of per-level arrays); the last panel shows the detections and, when given, their masks
+    with opacity 0.6 x probability (the most probable mask wins a pixel). `margin`: the view extends this
+    fraction of the image past each side (anchors reach outside the image)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,9 +91,10 @@ def _draw(path: Path, image: np.ndarray, panels, detections, labels_text, masks,
     from matplotlib.patches import Rectangle
 
     panels = list(panels) + [(f"{len(detections)} detections" + (" with masks" if masks is not None else ""),
-                              "boxes", detections, "tab:red")]
+                              "boxes", detections, "tab:red", labels_text)]
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5.6))
-    for axis, (name, kind, array, colour) in zip(np.atleast_1d(axes), panels):
+    for axis, (name, kind, array, colour, *texts) in zip(np.atleast_1d(axes), panels):
+        texts = texts[0] if texts else []
         axis.imshow(image)
         if kind == "points":
             cmap = plt.get_cmap("viridis")
@@ -107,12 +114,12 @@ def _draw(path: Path, image: np.ndarray, panels, detections, labels_text, masks,
                 axis.imshow(overlay)
             for i, (x1, y1, x2, y2) in enumerate(array):
                 axis.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=1.2))
-                if array is detections and i < len(labels_text):
-                    axis.text(x1, y1, labels_text[i], fontsize=7, color="white", va="bottom",
+                if i < len(texts):
+                    axis.text(x1, y1, texts[i], fontsize=7, color="white", va="bottom",
                               bbox=dict(facecolor=colour, alpha=0.7, pad=1, linewidth=0))
         axis.set_title(name)
-        axis.set_xlim(-0.25 * image.shape[1], 1.25 * image.shape[1])
-        axis.set_ylim(1.25 * image.shape[0], -0.25 * image.shape[0])
+        axis.set_xlim(-margin * image.shape[1], (1 + margin) * image.shape[1])
+        axis.set_ylim((1 + margin) * image.shape[0], -margin * image.shape[0])
         axis.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
@@ -122,11 +129,15 @@ def _draw(path: Path, image: np.ndarray, panels, detections, labels_text, masks,
 
 # --model name -> (builder name, title, score keyword)
 _MODELS = {
+    "shapes": ("maskrcnn_resnet18_fpn", "Mask R-CNN R18-FPN (shapes)", "box_score_thresh"),
     "fasterrcnn": ("fasterrcnn_resnet50_fpn", "Faster R-CNN R50-FPN", "box_score_thresh"),
     "maskrcnn": ("maskrcnn_resnet50_fpn", "Mask R-CNN R50-FPN", "box_score_thresh"),
     "fcos": ("fcos_resnet50_fpn", "FCOS R50-FPN", "score_thresh"),
     "retinanet": ("retinanet_resnet50_fpn", "RetinaNet R50-FPN", "score_thresh"),
+    "fasterrcnn_r18": ("fasterrcnn_resnet18_fpn", "Faster R-CNN R18-FPN", "box_score_thresh"),
 }
+# the demo's own image seeds for the shapes data: training used 1, evaluation 2 and 3 (tools/train_shapes.py)
+DEMO_DATA_SEED = 7
 
 
 def _panels(model, recorded, image, image_size, seed):
@@ -139,7 +150,9 @@ def _panels(model, recorded, image, image_size, seed):
     if recorded.stages[3].name == "rpn.head":
         anchors = _anchor_sample(recorded["rpn.anchors"].arrays["anchors"], shapes, 2, rng)
         proposals = recorded["rpn.filter_proposals"].arrays["proposals[0]"][:30]
-        return [("a sample of anchors (3 ratios per location, 5 levels)", "boxes", to_original(anchors), "tab:orange"),
+        per_location = model.rpn.anchor_generator.num_anchors_per_location()[0]
+        return [(f"a sample of anchors ({per_location} per location, {len(shapes)} levels)", "boxes",
+                 to_original(anchors), "tab:orange"),
                 (f"top {len(proposals)} RPN proposals", "boxes", to_original(proposals), "tab:cyan")]
     anchors = recorded["anchors"].arrays["anchors"]
     per_location = model.anchor_generator.num_anchors_per_location()[0]
@@ -154,59 +167,129 @@ def _panels(model, recorded, image, image_size, seed):
              to_original(sample), "tab:orange")]
 
 
+def _match_summary(result, keep, target) -> str:
+    """How many ground-truth shapes a kept detection of the right class covers with IoU >= 0.5 (greedy, by score)."""
+    from edudet.ops import box_iou
+
+    boxes, labels = result["boxes"][keep], result["labels"][keep]
+    if len(target["boxes"]) == 0 or len(boxes) == 0:
+        return f"0 of {len(target['boxes'])} ground-truth shapes found; {len(boxes)} detections"
+    iou = box_iou(boxes, target["boxes"])
+    iou[labels[:, None] != target["labels"][None, :]] = 0.0
+    found = np.zeros(len(target["boxes"]), bool)
+    false_positives = 0
+    for row in iou:  # detections come sorted by score
+        row = np.where(found, 0.0, row)
+        if row.max() >= 0.5:
+            found[row.argmax()] = True
+        else:
+            false_positives += 1
+    return (f"{found.sum()} of {len(found)} ground-truth shapes found (IoU >= 0.5, right class); "
+            f"{false_positives} detection(s) matching none")
+
+
+def _architecture_in(path) -> str:
+    """The detector an ``.npz`` says it holds ("" when it does not say), without reading its weights."""
+    import json
+
+    from edudet.models.weights import CONFIG_KEY
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
+    with np.load(path, allow_pickle=False) as data:  # entries are read lazily: only the config is
+        return json.loads(str(data[CONFIG_KEY])).get("architecture", "") if CONFIG_KEY in data.files else ""
+
+
+def _build_model(args, say):
+    """(model, title, weights description, random?) from --weights / --random / --model."""
+    import edudet.models as models
+
+    if args.weights:
+        say(f"loading weights from {args.weights}")
+        small = _architecture_in(args.weights).endswith("resnet18_fpn")
+        # ResNet-50 models run at 512 px here (torchvision: 800) to keep the demo quick; small ones at their own size
+        min_size = args.min_size or (None if small else 512)
+        options = ({} if min_size is None
+                   else dict(min_size=min_size, max_size=args.max_size or round(min_size * 1333 / 800)))
+        model = models.load(args.weights, **options)
+        title = next((t for b, t, _ in _MODELS.values() if b == model.architecture), model.architecture)
+        return model, title, Path(args.weights).name, False
+    name = args.model or ("fasterrcnn" if args.random else "shapes")
+    builder_name, title, score_keyword = _MODELS[name]
+    light = builder_name.endswith("resnet18_fpn")
+    min_size = args.min_size or 512
+    options = {} if light and args.min_size is None else dict(min_size=min_size,
+                                                              max_size=args.max_size or round(min_size * 1333 / 800))
+    if name == "shapes" and not args.random:
+        say(f"edudet demo: {title}, a NumPy forward pass, with the weights shipped in edudet "
+            "(trained on generated shapes by tools/train_shapes.py)")
+        return models.shapes_detector(**options), title, "shipped shapes weights", False
+    say(f"edudet demo: {title}, a NumPy forward pass (torchvision's semantics and weights)")
+    say(f"NOTE: the model has seeded RANDOM weights (seed {args.seed}). Every stage runs as it would with "
+        "trained weights, but the detections are meaningless. Trained weights: run the demo without --random "
+        f"and --model (the shipped shapes detector), or `python -m edudet convert {builder_name}_coco.pth "
+        "model.npz` and pass --weights model.npz.")
+    if light:
+        options["num_classes"] = 4
+    model = getattr(models, builder_name)(seed=args.seed, **{score_keyword: 0.0}, **options)
+    return model, title, "RANDOM weights", True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="edudet demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=sorted(_MODELS), default="fasterrcnn",
-                        help="which detector (default fasterrcnn; ignored with --weights, whose file names it)")
-    parser.add_argument("--weights", help="an .npz from `python -m edudet convert` (default: seeded random weights)")
+    parser.add_argument("--model", choices=sorted(_MODELS), default=None,
+                        help="which detector (default: shapes, the shipped trained one; fasterrcnn with --random; "
+                             "ignored with --weights, whose file names it)")
+    parser.add_argument("--weights", help="an .npz from `python -m edudet convert` or model.save")
+    parser.add_argument("--random", action="store_true",
+                        help="seeded random weights (every stage runs; the detections mean nothing)")
     parser.add_argument("--out", default="edudet_demo.png", help="where to write the annotated PNG")
-    parser.add_argument("--min-size", type=int, default=512, help="short side after resizing (torchvision: 800)")
+    parser.add_argument("--min-size", type=int, default=None,
+                        help="short side after resizing (default: the model's own; 512 for random R50 models)")
     parser.add_argument("--max-size", type=int, default=None, help="long side limit (default: 1333/800 x min-size)")
     parser.add_argument("--image", help="a PNG of your own instead of the generated image")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and the generated image")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the generated image and the random weights")
     parser.add_argument("--score-thresh", type=float, default=None,
                         help="detections to draw: score above this (default 0.5; random weights: the top 10)")
     args = parser.parse_args(argv)
-    if args.min_size < 32:
+    if args.weights and args.random:
+        parser.error("--weights and --random exclude each other")
+    if args.min_size is not None and args.min_size < 32:
         parser.error("--min-size must be at least 32")
-    max_size = args.max_size or int(round(args.min_size * 1333 / 800))
+    if args.seed < 0:
+        parser.error("--seed must be >= 0")
 
     import edudet.models as models
+    from edudet.data import shapes
 
     say = lambda text: print(text, flush=True)  # noqa: E731
-    builder_name, title_name, score_keyword = _MODELS[args.model]
     start = time.perf_counter()
-    options = dict(min_size=args.min_size, max_size=max_size)
-    if args.weights:
-        say(f"loading weights from {args.weights}")
-        model = models.load(args.weights, **options)
-        builder_name = model.architecture
-        title_name = next(t for b, t, _ in _MODELS.values() if b == builder_name)
-        random_weights = False
-    else:
-        say(f"edudet demo: {title_name}, a NumPy forward pass (torchvision's semantics and weights)")
-        say(f"NOTE: no --weights given, so the model has seeded RANDOM weights (seed {args.seed}). Every stage "
-            "runs as it would with trained weights, but the detections are meaningless. For real ones run "
-            f"`python -m edudet convert {builder_name}_coco.pth model.npz` and pass --weights model.npz.")
-        model = getattr(models, builder_name)(seed=args.seed, **{score_keyword: 0.0}, **options)
-        random_weights = True
+    model, title_name, weights_name, random_weights = _build_model(args, say)
     say(f"model ready in {time.perf_counter() - start:.1f} s: {model!r}")
 
+    # a shapes detector sees images like those it was trained on, with their ground truth
+    shapes_model = model.num_classes == len(shapes.CLASSES)
+    target = None
     if args.image:
         import matplotlib.image
 
         image = matplotlib.image.imread(args.image)
         image = (image[..., :3] * 255).round().astype(np.uint8) if image.dtype != np.uint8 else image[..., :3]
         say(f"image: {args.image}, {image.shape[0]} x {image.shape[1]}")
+    elif shapes_model:
+        size = int(model.config.get("min_size", 256)) if args.min_size is None else 256
+        image, target = shapes.make_image((DEMO_DATA_SEED, args.seed), image_size=size)
+        say(f"image: generated shapes image {args.seed} (data seed {DEMO_DATA_SEED}: not seen in training), "
+            f"{size} x {size}, {len(target['labels'])} shapes")
     else:
         image = sample_image(480, 640, seed=args.seed)
         say("image: generated, 480 x 640 (coloured shapes on a textured background)")
 
     def progress(stage):
-        shapes = ", ".join(f"{k} {' x '.join(map(str, v))}" for k, v in list(stage.outputs.items())[:2])
+        shapes_text = ", ".join(f"{k} {' x '.join(map(str, v))}" for k, v in list(stage.outputs.items())[:2])
         more = f" (+{len(stage.outputs) - 2} more)" if len(stage.outputs) > 2 else ""
-        say(f"  {stage.name:24s} {stage.seconds * 1e3:8.1f} ms   {shapes}{more}")
+        say(f"  {stage.name:24s} {stage.seconds * 1e3:8.1f} ms   {shapes_text}{more}")
 
     say("running the forward pass:")
     with models.trace(progress=progress, keep_arrays=True) as recorded:
@@ -226,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         threshold = 0.5 if args.score_thresh is None else args.score_thresh
         keep = np.nonzero(result["scores"] > threshold)[0]
         say(f"{len(keep)} detections with score > {threshold}")
-    names = COCO_CATEGORIES if model.num_classes == len(COCO_CATEGORIES) else None
+    names = (COCO_CATEGORIES if model.num_classes == len(COCO_CATEGORIES)
+             else shapes.CLASSES if shapes_model else None)
     labels_text = []
     for i in keep:
         label = int(result["labels"][i])
@@ -234,13 +318,18 @@ def main(argv: list[str] | None = None) -> int:
         labels_text.append(f"{name} {result['scores'][i]:.2f}")
         box = ", ".join(f"{v:.0f}" for v in result["boxes"][i])
         say(f"  {name:16s} {result['scores'][i]:.3f}  [{box}]")
+    if target is not None:
+        say(_match_summary(result, keep, target))
+        truth = [shapes.CLASSES[int(label)] for label in target["labels"]]
+        panels.insert(0, (f"ground truth: {len(truth)} shapes", "boxes", target["boxes"], "tab:green", truth))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    title = (f"{title_name} in NumPy, {'RANDOM weights' if random_weights else Path(args.weights).name}; "
+    title = (f"{title_name} in NumPy, {weights_name}; "
              f"input {image.shape[0]} x {image.shape[1]} -> {resized[0]} x {resized[1]} padded, "
              f"{recorded.total_seconds:.1f} s")
     masks = result["masks"][keep] if "masks" in result else None
-    _draw(out, image, panels, result["boxes"][keep], labels_text, masks, title)
+    # the light model's anchors (16-128 px, 3 ratios) barely leave a 256-px image: a narrow margin suffices
+    _draw(out, image, panels, result["boxes"][keep], labels_text, masks, title, margin=0.1 if shapes_model else 0.25)
     say(f"wrote {out.resolve()}")
     say(f"total {time.perf_counter() - start:.1f} s")
     return 0

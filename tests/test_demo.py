@@ -20,11 +20,23 @@ def test_coco_categories():
     assert len(COCO_CATEGORIES) == 91 and COCO_CATEGORIES[1] == "person" and COCO_CATEGORIES[90] == "toothbrush"
 
 
-def test_demo_end_to_end(tmp_path, capsys, monkeypatch):
+def test_demo_default_is_the_shipped_detector(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(["--min-size", "96", "--out", "demo/out.png"]) == 0
+    assert main(["--out", "demo/out.png"]) == 0
     out = capsys.readouterr().out
-    assert "RANDOM weights" in out
+    assert "RANDOM" not in out and "weights shipped in edudet" in out
+    # a generated shapes image with its ground truth, and how much of it the detections found
+    assert "generated shapes image 0" in out and "ground-truth shapes found" in out
+    for stage in ("transform", "backbone.fpn", "rpn.filter_proposals", "roi_heads.mask_head", "| total"):
+        assert stage in out
+    assert (tmp_path / "demo" / "out.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_random_keeps_the_old_behaviour(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--random", "--min-size", "96", "--out", "demo/out.png"]) == 0
+    out = capsys.readouterr().out
+    assert "RANDOM weights" in out and "Faster R-CNN R50-FPN" in out
     for stage in ("transform", "backbone.fpn", "rpn.filter_proposals", "roi_heads.box_head", "| total"):
         assert stage in out
     assert "wrote" in out
@@ -49,3 +61,5 @@ def test_demo_bad_arguments():
         main(["--min-size", "8"])
     with pytest.raises(FileNotFoundError):
         main(["--weights", "/nonexistent/weights.npz"])
+    with pytest.raises(SystemExit):
+        main(["--weights", "w.npz", "--random"])

@@ -57,7 +57,7 @@ def test_lessons_exist_and_are_numbered():
     assert LESSONS, f"no lessons found in {LESSON_DIR}"
     numbers = [int(path.name[:2]) for path in LESSONS]
     assert len(set(numbers)) == len(numbers), f"two lessons share a number: {[p.name for p in LESSONS]}"
-    assert all(1 <= n <= 10 for n in numbers), f"lessons are numbered 01..10: {[p.name for p in LESSONS]}"
+    assert all(1 <= n <= 99 for n in numbers), f"lessons are numbered 01..99: {[p.name for p in LESSONS]}"
     for path in LESSONS:
         assert re.fullmatch(r"\d\d_[a-z0-9_]+\.py", path.name), f"{path.name}: name lessons NN_topic.py"
 

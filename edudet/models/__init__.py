@@ -2,41 +2,49 @@
 
 ``model = edudet.models.fasterrcnn_resnet50_fpn(weights="frcnn.npz")``; ``model([image])`` returns one
 ``{"boxes", "labels", "scores"}`` dict per image (plus ``"masks"`` for ``maskrcnn_resnet50_fpn``). Also
-``fcos_resnet50_fpn`` and ``retinanet_resnet50_fpn``, the one-stage detectors. Weights come from
+``fcos_resnet50_fpn`` and ``retinanet_resnet50_fpn``, the one-stage detectors, and the light
+``fasterrcnn_resnet18_fpn`` / ``maskrcnn_resnet18_fpn`` (light.py) that ``shapes_detector()`` loads with the
+weights shipped in the package (trained on `edudet.data.shapes` by ``tools/train_shapes.py``). Weights come from
 ``python -m edudet convert model.pth out.npz`` (the only step that needs torch) or ``model.save(path)``;
 ``edudet.models.load(path)`` reads them.
 
 Reading order: layers.py (convolution as a matrix product, folded batch norm), transform.py, resnet.py,
 fpn.py, rpn.py, roi_heads.py, generalized_rcnn.py, faster_rcnn.py, mask_rcnn.py; then one_stage.py,
-retinanet.py, fcos.py; weights.py and trace.py are plumbing.
+retinanet.py, fcos.py; light.py; weights.py and trace.py are plumbing.
 """
 from __future__ import annotations
 
 from .faster_rcnn import FasterRCNN, fasterrcnn_resnet50_fpn
 from .fcos import FCOS, fcos_resnet50_fpn
 from .generalized_rcnn import GeneralizedRCNN
+from .light import fasterrcnn_resnet18_fpn, maskrcnn_resnet18_fpn, shapes_detector, shapes_record
 from .mask_rcnn import MaskRCNN, maskrcnn_resnet50_fpn
 from .retinanet import RetinaNet, retinanet_resnet50_fpn
 from .trace import Trace, trace
 from .weights import load_npz
 
 __all__ = ["fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "fcos_resnet50_fpn", "retinanet_resnet50_fpn",
+           "fasterrcnn_resnet18_fpn", "maskrcnn_resnet18_fpn", "shapes_detector", "shapes_record",
            "FasterRCNN", "MaskRCNN", "FCOS", "RetinaNet", "GeneralizedRCNN", "load", "trace", "Trace",
            "architecture_of", "num_classes_of"]
 
 _BUILDERS = {"fasterrcnn_resnet50_fpn": fasterrcnn_resnet50_fpn, "maskrcnn_resnet50_fpn": maskrcnn_resnet50_fpn,
-             "fcos_resnet50_fpn": fcos_resnet50_fpn, "retinanet_resnet50_fpn": retinanet_resnet50_fpn}
+             "fcos_resnet50_fpn": fcos_resnet50_fpn, "retinanet_resnet50_fpn": retinanet_resnet50_fpn,
+             "fasterrcnn_resnet18_fpn": fasterrcnn_resnet18_fpn, "maskrcnn_resnet18_fpn": maskrcnn_resnet18_fpn}
 
 
 def architecture_of(state) -> str:
-    """Which of the four detectors a torchvision-named state dict belongs to, from its keys."""
+    """Which detector of `_BUILDERS` a torchvision-named state dict belongs to, from its keys."""
     if "head.regression_head.bbox_ctrness.weight" in state:
         return "fcos_resnet50_fpn"
     if any(key.startswith("head.classification_head.") for key in state):
         return "retinanet_resnet50_fpn"
+    # ResNet-18's basic blocks have two convs; ResNet-50's bottlenecks have a third
+    backbone = ("resnet18_fpn" if "backbone.body.layer1.0.conv2.weight" in state
+                and "backbone.body.layer1.0.conv3.weight" not in state else "resnet50_fpn")
     if any(key.startswith("roi_heads.mask_predictor.") for key in state):
-        return "maskrcnn_resnet50_fpn"
-    return "fasterrcnn_resnet50_fpn"
+        return f"maskrcnn_{backbone}"
+    return f"fasterrcnn_{backbone}"
 
 
 def num_classes_of(state, architecture: str) -> int | None:

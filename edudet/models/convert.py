@@ -42,8 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("output", help="the .npz to write")
     parser.add_argument("--architecture", default="auto",
                         choices=["auto", "fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "fcos_resnet50_fpn",
-                                 "retinanet_resnet50_fpn"],
+                                 "retinanet_resnet50_fpn", "fasterrcnn_resnet18_fpn", "maskrcnn_resnet18_fpn"],
                         help="the detector the checkpoint is for (default: recognised from its keys)")
+    parser.add_argument("--half", action="store_true",
+                        help="store conv and linear weights as float16 (half the file; each weight rounded to "
+                             "11 significant bits; loaded back as float32)")
+    parser.add_argument("--bn-eps", type=float, default=None,
+                        help="the batch norms' epsilon (default 1e-5, torchvision's layers); torchvision's COCO_V1 "
+                             "Faster R-CNN, Mask R-CNN and RetinaNet weights run with 0: pass --bn-eps 0 for them")
     args = parser.parse_args(argv)
     try:
         import torch  # noqa: F401
@@ -62,11 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     architecture = architecture_of(state) if args.architecture == "auto" else args.architecture
     num_classes = num_classes_of(state, architecture) or 91
     try:
-        model = _BUILDERS[architecture](state, num_classes=num_classes)
+        options = {} if args.bn_eps is None else {"bn_eps": args.bn_eps}
+        model = _BUILDERS[architecture](state, num_classes=num_classes, **options)
     except ValueError as err:
         print(f"edudet convert: {args.checkpoint} is not a {architecture} checkpoint: {err}", file=sys.stderr)
         return 1
-    path = model.save(args.output)
+    path = model.save(args.output, half=args.half)
     print(f"wrote {path} ({architecture}, {len(model.state_dict())} arrays, num_classes={num_classes})")
     return 0
 

@@ -28,9 +28,13 @@ _TRAINING_ONLY = {
 class FasterRCNN(GeneralizedRCNN):
     """Faster R-CNN: a backbone with ``out_channels``, an RPN on every level, a two-layer box head.
 
-    Keyword arguments and defaults are torchvision's (``FasterRCNN``'s inference ones).
+    Keyword arguments and defaults are torchvision's (``FasterRCNN``'s inference ones). Three more describe
+    parts torchvision takes as objects: `anchor_sizes` (one tuple of sizes per FPN level, ``"pool"``
+    included) and `aspect_ratios` (the same on every level) for its ``rpn_anchor_generator``, and
+    `representation_size`, the width of ``TwoMLPHead``. The RoI pooler uses every backbone level but ``"pool"``.
     """
 
+    kind = "fasterrcnn"
     architecture = "fasterrcnn_resnet50_fpn"
     classifier_weight = ("roi_heads.box_predictor.cls_score.weight", 2)
 
@@ -38,7 +42,8 @@ class FasterRCNN(GeneralizedRCNN):
                  image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, rpn_pre_nms_top_n_test: int = 1000,
                  rpn_post_nms_top_n_test: int = 1000, rpn_nms_thresh: float = 0.7, rpn_score_thresh: float = 0.0,
                  box_score_thresh: float = 0.05, box_nms_thresh: float = 0.5, box_detections_per_img: int = 100,
-                 **training_only):
+                 anchor_sizes=((32,), (64,), (128,), (256,), (512,)), aspect_ratios=(0.5, 1.0, 2.0),
+                 representation_size: int = 1024, **training_only):
         from ..anchors import AnchorGenerator
 
         unknown = set(training_only) - _TRAINING_ONLY
@@ -52,41 +57,57 @@ class FasterRCNN(GeneralizedRCNN):
                             ("rpn_post_nms_top_n_test", rpn_post_nms_top_n_test),
                             ("box_detections_per_img", box_detections_per_img)):
             check_scalar(value, name, low=1, integer=True)
+        representation_size = check_scalar(representation_size, "representation_size", low=1, integer=True)
+        levels = [str(i) for i in range(len(backbone.body.out_channels))]  # the FPN levels before "pool"
+        anchor_sizes = [[float(s) if float(s) != int(s) else int(s) for s in sizes] for sizes in anchor_sizes]
+        if len(anchor_sizes) != len(levels) + 1:
+            raise ValueError(f"anchor_sizes must have one entry per FPN level ({len(levels) + 1} with 'pool'), "
+                             f"got {len(anchor_sizes)}")
+        aspect_ratios = [float(r) for r in aspect_ratios]
         config = dict(num_classes=num_classes, min_size=min_size, max_size=max_size,
                       image_mean=list(map(float, image_mean)), image_std=list(map(float, image_std)),
                       rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=rpn_post_nms_top_n_test,
                       rpn_nms_thresh=rpn_nms_thresh, rpn_score_thresh=rpn_score_thresh,
                       box_score_thresh=box_score_thresh, box_nms_thresh=box_nms_thresh,
-                      box_detections_per_img=box_detections_per_img)
+                      box_detections_per_img=box_detections_per_img, anchor_sizes=anchor_sizes,
+                      aspect_ratios=aspect_ratios, representation_size=representation_size)
         transform = GeneralizedRCNNTransform(min_size, max_size, image_mean, image_std)
         channels = backbone.out_channels
-        # one size per level (32 px on P2 ... 512 px on P6), three aspect ratios everywhere
-        anchor_generator = AnchorGenerator(((32,), (64,), (128,), (256,), (512,)), ((0.5, 1.0, 2.0),) * 5)
-        rpn = RegionProposalNetwork(anchor_generator, RPNHead(channels, 3), rpn_pre_nms_top_n_test,
-                                    rpn_post_nms_top_n_test, rpn_nms_thresh, rpn_score_thresh)
-        box_roi_pool = multiscale_roi_align(["0", "1", "2", "3"], 7, 2)
-        box_head = TwoMLPHead(channels * 7 * 7, 1024)
-        roi_heads = RoIHeads(box_roi_pool, box_head, FastRCNNPredictor(1024, num_classes), box_score_thresh,
-                             box_nms_thresh, box_detections_per_img)
+        # by default one size per level (32 px on P2 ... 512 px on P6), three aspect ratios everywhere
+        anchor_generator = AnchorGenerator(anchor_sizes, (aspect_ratios,) * len(anchor_sizes))
+        rpn = RegionProposalNetwork(anchor_generator, RPNHead(channels, len(aspect_ratios) * len(anchor_sizes[0])),
+                                    rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test, rpn_nms_thresh, rpn_score_thresh)
+        box_roi_pool = multiscale_roi_align(levels, 7, 2)
+        box_head = TwoMLPHead(channels * 7 * 7, representation_size)
+        roi_heads = RoIHeads(box_roi_pool, box_head, FastRCNNPredictor(representation_size, num_classes),
+                             box_score_thresh, box_nms_thresh, box_detections_per_img)
         super().__init__(backbone, rpn, roi_heads, transform, config)
         self.num_classes = num_classes
+        self.feature_levels = levels
+        self.architecture = f"{self.kind}_{getattr(backbone, 'name', 'resnet50_fpn')}"
 
 
-def resnet50_fpn_backbone() -> BackboneWithFPN:
+def resnet50_fpn_backbone(bn_eps: float = 1e-5) -> BackboneWithFPN:
     """ResNet-50 C2..C5 -> FPN P2..P5 (256 channels) plus P6 by max-pooling (``"pool"``)."""
-    body = resnet50_body()
+    body = resnet50_body(bn_eps=check_bn_eps(bn_eps))
     return BackboneWithFPN(body, FeaturePyramidNetwork(body.out_channels, 256, LastLevelMaxPool()))
 
 
+def check_bn_eps(bn_eps) -> float:
+    return float(check_scalar(bn_eps, "bn_eps", low=0, high=1))
+
+
 def fasterrcnn_resnet50_fpn(weights=None, *, num_classes: int = 91, weights_backbone=None, seed: int = 0,
-                            **kwargs) -> FasterRCNN:
+                            bn_eps: float = 1e-5, **kwargs) -> FasterRCNN:
     """Faster R-CNN ResNet-50-FPN with torchvision's keywords (``min_size=800``, ``box_score_thresh=0.05``, ...).
 
     weights: None (seeded random weights, torchvision's initialisation rules: for learning, not detecting),
     a path to an ``.npz`` written by ``model.save`` or ``python -m edudet convert``, or a mapping of
     torchvision parameter names to arrays/tensors. edudet downloads nothing, so `weights_backbone` must be
-    None (the backbone comes with `weights`).
+    None (the backbone comes with `weights`). `bn_eps`: the batch norms' epsilon, 1e-5 as torchvision's
+    layers; torchvision runs its COCO_V1 Faster R-CNN, Mask R-CNN and RetinaNet weights with 0 (pass
+    ``bn_eps=0``, or ``--bn-eps 0`` to ``python -m edudet convert``, for exactly its numbers).
     """
     if weights_backbone is not None:
         raise ValueError("weights_backbone must be None: edudet downloads nothing; pass full weights as weights=")
-    return load_weights(FasterRCNN(resnet50_fpn_backbone(), num_classes=num_classes, **kwargs), weights, seed)
+    return load_weights(FasterRCNN(resnet50_fpn_backbone(bn_eps), num_classes=num_classes, **kwargs), weights, seed)

@@ -129,20 +129,23 @@ class FCOS(OneStageDetector):
         return linear_decode(codes, anchors)
 
 
-def resnet50_fpn_p3p7_backbone() -> BackboneWithFPN:
+def resnet50_fpn_p3p7_backbone(bn_eps: float = 1e-5) -> BackboneWithFPN:
     """ResNet-50 C3..C5 -> FPN P3..P5 (256 channels) plus P6, P7 from P5 (``LastLevelP6P7(256, 256)``)."""
-    body = resnet50_body(returned_layers=(2, 3, 4))
+    from .faster_rcnn import check_bn_eps
+
+    body = resnet50_body(returned_layers=(2, 3, 4), bn_eps=check_bn_eps(bn_eps))
     return BackboneWithFPN(body, FeaturePyramidNetwork(body.out_channels, 256, LastLevelP6P7(256, 256)))
 
 
 def fcos_resnet50_fpn(weights=None, *, num_classes: int = 91, weights_backbone=None, seed: int = 0,
-                      **kwargs) -> FCOS:
+                      bn_eps: float = 1e-5, **kwargs) -> FCOS:
     """FCOS ResNet-50-FPN with torchvision's keywords (``min_size=800``, ``score_thresh=0.2``, ...).
 
     weights: None (seeded random weights with torchvision's initialisation rules), a path to an ``.npz``
     (``model.save`` or ``python -m edudet convert``), or a mapping of torchvision names to arrays/tensors.
-    `weights_backbone` must be None: edudet downloads nothing.
+    `weights_backbone` must be None: edudet downloads nothing. `bn_eps` as for `fasterrcnn_resnet50_fpn`
+    (torchvision runs its FCOS COCO weights with the default 1e-5).
     """
     if weights_backbone is not None:
         raise ValueError("weights_backbone must be None: edudet downloads nothing; pass full weights as weights=")
-    return load_weights(FCOS(resnet50_fpn_p3p7_backbone(), num_classes=num_classes, **kwargs), weights, seed)
+    return load_weights(FCOS(resnet50_fpn_p3p7_backbone(bn_eps), num_classes=num_classes, **kwargs), weights, seed)

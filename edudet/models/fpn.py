@@ -93,8 +93,8 @@ class FeaturePyramidNetwork(StateModule):
 class BackboneWithFPN(StateModule):
     """A backbone body (returning C2..C5) followed by an FPN: ``(N, 3, H, W)`` -> OrderedDict of P levels."""
 
-    def __init__(self, body, fpn: FeaturePyramidNetwork):
-        self.body, self.fpn = body, fpn
+    def __init__(self, body, fpn: FeaturePyramidNetwork, name: str = "resnet50_fpn"):
+        self.body, self.fpn, self.name = body, fpn, name
         self.out_channels = fpn.out_channels
 
     def children(self):

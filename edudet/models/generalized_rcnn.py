@@ -29,6 +29,9 @@ class GeneralizedRCNN(StateModule):
     def __init__(self, backbone, rpn, roi_heads, transform, config: Mapping | None = None):
         self.backbone, self.rpn, self.roi_heads, self.transform = backbone, rpn, roi_heads, transform
         self.config = dict(config or {})
+        bn_eps = getattr(getattr(backbone, "body", None), "bn_eps", 1e-5)
+        if bn_eps != 1e-5:  # recorded only when it differs from torchvision's default
+            self.config["bn_eps"] = bn_eps
         self._state: dict[str, np.ndarray] = {}
 
     def children(self):
@@ -116,8 +119,17 @@ class GeneralizedRCNN(StateModule):
         """The loaded weights under torchvision's names (batch norms unfolded, as given), float32."""
         return dict(self._state)
 
-    def save(self, path):
-        """Write the weights and the constructor arguments to an ``.npz`` (read back by `edudet.models.load`)."""
-        return save_npz(path, self._state, {"architecture": self.architecture, **self.config})
+    def save(self, path, half: bool = False):
+        """Write the weights and the constructor arguments to an ``.npz`` (read back by `edudet.models.load`).
+
+        ``half=True`` stores the conv and linear weights (every array of 2 or more dimensions) as float16,
+        halving the file; vectors (biases, batch-norm statistics) stay float32, and loading gives float32.
+        """
+        with np.errstate(over="ignore"):  # overflow is reported below, by name
+            state = {k: v.astype(np.float16) if half and v.ndim >= 2 else v for k, v in self._state.items()}
+        too_large = [k for k, v in state.items() if not np.isfinite(v).all()]
+        if too_large:
+            raise ValueError(f"half=True: {', '.join(too_large[:5])} exceed float16's range (65504); save in float32")
+        return save_npz(path, state, {"architecture": self.architecture, **self.config})
 
     architecture = "generalized_rcnn"

@@ -110,7 +110,9 @@ def fold_batch_norm(conv: Conv2d, weight, bias, running_mean, running_var, eps: 
     """Fold an inference batch norm that follows `conv` into its weights: ``y = scale (conv x) + shift``.
 
     ``scale = weight / sqrt(running_var + eps)``, ``shift = bias - running_mean scale`` (computed in float64,
-    then stored as float32); torchvision's BatchNorm2d and FrozenBatchNorm2d both use eps = 1e-5.
+    then stored as float32); torchvision's BatchNorm2d and FrozenBatchNorm2d both use eps = 1e-5, except
+    that torchvision sets eps = 0 when it loads the COCO_V1 weights of Faster/Mask R-CNN and RetinaNet
+    (their original training used 0): the models' `bn_eps` keyword.
     """
     scale = np.asarray(weight, np.float64) / np.sqrt(np.asarray(running_var, np.float64) + eps)
     shift = np.asarray(bias, np.float64) - np.asarray(running_mean, np.float64) * scale

@@ -112,35 +112,41 @@ class MaskRCNN(FasterRCNN):
     """Mask R-CNN: `FasterRCNN` plus the mask branch (see the module docstring); results gain ``masks``.
 
     Keyword arguments and defaults are torchvision's ``MaskRCNN``: Faster R-CNN's, and `mask_roi_pool`,
-    `mask_head`, `mask_predictor` (None: the standard 14 x 14 pooler, four 256 convs, 256-wide predictor; or
-    edudet objects of those kinds).
+    `mask_head`, `mask_predictor` (None: the standard 14 x 14 pooler, convs of widths `mask_layers` (four of
+    256), a `mask_dim_reduced`-wide predictor (256); or edudet objects of those kinds).
     """
 
+    kind = "maskrcnn"
     architecture = "maskrcnn_resnet50_fpn"
 
     def __init__(self, backbone, num_classes: int = 91, *, mask_roi_pool=None, mask_head=None, mask_predictor=None,
-                 **kwargs):
+                 mask_layers=(256, 256, 256, 256), mask_dim_reduced: int = 256, **kwargs):
         super().__init__(backbone, num_classes, **kwargs)
         from ..poolers import MultiScaleRoIAlign
 
+        mask_layers = [int(w) for w in mask_layers]
+        if not mask_layers or min(mask_layers) < 1:
+            raise ValueError(f"mask_layers must be a non-empty list of positive widths, got {mask_layers}")
+        mask_dim_reduced = int(mask_dim_reduced)
+        self.config.update(mask_layers=mask_layers, mask_dim_reduced=mask_dim_reduced)
         if mask_roi_pool is None:
-            mask_roi_pool = multiscale_roi_align(["0", "1", "2", "3"], 14, 2)
+            mask_roi_pool = multiscale_roi_align(self.feature_levels, 14, 2)
         if not isinstance(mask_roi_pool, MultiScaleRoIAlign):
             raise TypeError(f"mask_roi_pool must be an edudet.MultiScaleRoIAlign, got {type(mask_roi_pool).__name__}")
         if mask_head is None:
-            mask_head = MaskRCNNHeads(backbone.out_channels, (256, 256, 256, 256))
+            mask_head = MaskRCNNHeads(backbone.out_channels, mask_layers)
         if not isinstance(mask_head, MaskRCNNHeads):
             raise TypeError(f"mask_head must be an edudet MaskRCNNHeads, got {type(mask_head).__name__}")
         if mask_predictor is None:
-            mask_predictor = MaskRCNNPredictor(mask_head.out_channels, 256, self.num_classes)
+            mask_predictor = MaskRCNNPredictor(mask_head.out_channels, mask_dim_reduced, self.num_classes)
         if not isinstance(mask_predictor, MaskRCNNPredictor):
             raise TypeError(f"mask_predictor must be an edudet MaskRCNNPredictor, got {type(mask_predictor).__name__}")
         self.roi_heads.mask_branch = MaskBranch(mask_roi_pool, mask_head, mask_predictor)
 
 
 def maskrcnn_resnet50_fpn(weights=None, *, num_classes: int = 91, weights_backbone=None, seed: int = 0,
-                          **kwargs) -> MaskRCNN:
-    """Mask R-CNN ResNet-50-FPN with torchvision's keywords; `weights` as for `fasterrcnn_resnet50_fpn`."""
+                          bn_eps: float = 1e-5, **kwargs) -> MaskRCNN:
+    """Mask R-CNN ResNet-50-FPN with torchvision's keywords; `weights`, `bn_eps` as for `fasterrcnn_resnet50_fpn`."""
     if weights_backbone is not None:
         raise ValueError("weights_backbone must be None: edudet downloads nothing; pass full weights as weights=")
-    return load_weights(MaskRCNN(resnet50_fpn_backbone(), num_classes=num_classes, **kwargs), weights, seed)
+    return load_weights(MaskRCNN(resnet50_fpn_backbone(bn_eps), num_classes=num_classes, **kwargs), weights, seed)

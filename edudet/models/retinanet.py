@@ -76,8 +76,10 @@ class RetinaNet(OneStageDetector):
 
 
 def retinanet_resnet50_fpn(weights=None, *, num_classes: int = 91, weights_backbone=None, seed: int = 0,
-                           **kwargs) -> RetinaNet:
-    """RetinaNet ResNet-50-FPN (v1) with torchvision's keywords; `weights` as for `fcos_resnet50_fpn`."""
+                           bn_eps: float = 1e-5, **kwargs) -> RetinaNet:
+    """RetinaNet ResNet-50-FPN (v1) with torchvision's keywords; `weights` as for `fcos_resnet50_fpn`, `bn_eps`
+    as for `fasterrcnn_resnet50_fpn` (0 for torchvision's COCO_V1 weights)."""
     if weights_backbone is not None:
         raise ValueError("weights_backbone must be None: edudet downloads nothing; pass full weights as weights=")
-    return load_weights(RetinaNet(resnet50_fpn_p3p7_backbone(), num_classes=num_classes, **kwargs), weights, seed)
+    return load_weights(RetinaNet(resnet50_fpn_p3p7_backbone(bn_eps), num_classes=num_classes, **kwargs), weights,
+                        seed)

@@ -79,12 +79,12 @@ def conv_bn_shapes(conv, conv_name: str, bn_name: str) -> dict[str, tuple[int, .
             f"{bn_name}.running_mean": channels, f"{bn_name}.running_var": channels}
 
 
-def load_conv_bn(conv, state: Mapping[str, np.ndarray], conv_name: str, bn_name: str) -> None:
+def load_conv_bn(conv, state: Mapping[str, np.ndarray], conv_name: str, bn_name: str, eps: float = 1e-5) -> None:
     from .layers import fold_batch_norm
 
     conv.set_weight(state[f"{conv_name}.weight"])
     fold_batch_norm(conv, state[f"{bn_name}.weight"], state[f"{bn_name}.bias"],
-                    state[f"{bn_name}.running_mean"], state[f"{bn_name}.running_var"])
+                    state[f"{bn_name}.running_mean"], state[f"{bn_name}.running_var"], eps)
 
 
 def _as_array(value, key: str) -> np.ndarray:
