@@ -137,7 +137,6 @@ def _shapes_case():
     """The shipped shapes detector on an evaluation image, its weights loaded into the torchvision twin too."""
     from edudet.data import ShapesDataset
     from edudet.models.light import SHAPES_WEIGHTS, torchvision_model
-    from edudet.models.weights import load_npz
 
     model = models.shapes_detector()
     image, _ = ShapesDataset(1, seed=2)[0]
@@ -145,9 +144,7 @@ def _shapes_case():
     tv_forward = None
     torch, _ = torch_and_torchvision()
     if torch is not None:
-        tv_model = torchvision_model("maskrcnn_resnet18_fpn").eval()
-        state, _ = load_npz(SHAPES_WEIGHTS)
-        tv_model.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in state.items()}, strict=False)
+        tv_model = torchvision_model("maskrcnn_resnet18_fpn", weights=SHAPES_WEIGHTS).eval()
         tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255
 
         def tv_forward():

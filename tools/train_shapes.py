@@ -65,18 +65,6 @@ def evaluate_edudet(npz: Path, dataset) -> dict:
     return mean_average_precision(predictions, ground_truths(dataset))
 
 
-def load_shipped(model, npz: Path) -> None:
-    """Load an edudet ``.npz`` into the torchvision twin (only BatchNorm2d's step counters are absent)."""
-    from edudet.models.weights import load_npz
-
-    state, _ = load_npz(npz)
-    missing, unexpected = model.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in state.items()},
-                                                strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise ValueError(f"{npz} does not fit the torchvision twin: missing {missing}, unexpected {unexpected}")
-
-
 def learning_rate(step: int, args) -> float:
     if step < args.warmup:
         return args.lr * (0.001 + 0.999 * step / args.warmup)
@@ -129,8 +117,8 @@ def finish(args, checkpoint: Path, run_dir: Path, training: dict) -> None:
     model = torchvision_model(ARCHITECTURE, num_classes=4)
     model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
     tv_float32 = evaluate_torchvision(model, evaluation)
-    load_shipped(model, npz)  # the float16-rounded weights edudet ships, back in torchvision
-    tv = evaluate_torchvision(model, evaluation)
+    # the float16-rounded weights edudet ships, back in torchvision
+    tv = evaluate_torchvision(torchvision_model(ARCHITECTURE, num_classes=4, weights=npz), evaluation)
     ed = evaluate_edudet(npz, evaluation)
     keys = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
     record = {

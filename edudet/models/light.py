@@ -82,11 +82,13 @@ def shapes_record() -> dict:
     return json.loads(SHAPES_WEIGHTS.with_suffix(".json").read_text())
 
 
-def torchvision_model(architecture: str = "maskrcnn_resnet18_fpn", num_classes: int = 4, **kwargs):
-    """The torchvision twin of `fasterrcnn_resnet18_fpn` / `maskrcnn_resnet18_fpn` (random init, BatchNorm2d).
+def torchvision_model(architecture: str = "maskrcnn_resnet18_fpn", num_classes: int = 4, weights=None, **kwargs):
+    """The torchvision twin of `fasterrcnn_resnet18_fpn` / `maskrcnn_resnet18_fpn` (BatchNorm2d layers).
 
-    Keyword arguments are passed to torchvision's ``FasterRCNN`` / ``MaskRCNN`` (training ones included);
-    the light sizes are fixed here, exactly as the edudet builders fix them. Needs torch and torchvision.
+    weights: None (torchvision's random init) or an edudet ``.npz`` (e.g. `SHAPES_WEIGHTS`) loaded into it;
+    only BatchNorm2d's ``num_batches_tracked`` training counters, which edudet files do not keep, stay as
+    initialised. Keyword arguments are passed to torchvision's ``FasterRCNN`` / ``MaskRCNN`` (training ones
+    included); the light sizes are fixed here, exactly as the edudet builders fix them. Needs torch.
     """
     from torchvision.models import resnet18
     from torchvision.models.detection import FasterRCNN, MaskRCNN
@@ -114,8 +116,26 @@ def torchvision_model(architecture: str = "maskrcnn_resnet18_fpn", num_classes: 
                   box_head=TwoMLPHead(FPN_CHANNELS * 7 * 7, representation),
                   box_predictor=FastRCNNPredictor(representation, num_classes), **config)
     if architecture == "fasterrcnn_resnet18_fpn":
-        return FasterRCNN(body, None, **common)
-    layers, reduced = MASK_DEFAULTS["mask_layers"], MASK_DEFAULTS["mask_dim_reduced"]
-    return MaskRCNN(body, None, mask_roi_pool=MultiScaleRoIAlign(names, 14, 2),
-                    mask_head=MaskRCNNHeads(FPN_CHANNELS, layers, 1),
-                    mask_predictor=MaskRCNNPredictor(layers[-1], reduced, num_classes), **common)
+        model = FasterRCNN(body, None, **common)
+    else:
+        layers, reduced = MASK_DEFAULTS["mask_layers"], MASK_DEFAULTS["mask_dim_reduced"]
+        model = MaskRCNN(body, None, mask_roi_pool=MultiScaleRoIAlign(names, 14, 2),
+                         mask_head=MaskRCNNHeads(FPN_CHANNELS, layers, 1),
+                         mask_predictor=MaskRCNNPredictor(layers[-1], reduced, num_classes), **common)
+    if weights is not None:
+        _load_into_torch(model, weights)
+    return model
+
+
+def _load_into_torch(model, path) -> None:
+    import numpy as np
+    import torch
+
+    from .weights import load_npz
+
+    state, _ = load_npz(path)
+    missing, unexpected = model.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in state.items()},
+                                                strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise ValueError(f"{path} does not fit the torchvision model: missing {missing}, unexpected {unexpected}")
