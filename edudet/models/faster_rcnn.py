@@ -59,6 +59,7 @@ class FasterRCNN(GeneralizedRCNN):
             check_scalar(value, name, low=1, integer=True)
         representation_size = check_scalar(representation_size, "representation_size", low=1, integer=True)
         levels = [str(i) for i in range(len(backbone.body.out_channels))]  # the FPN levels before "pool"
+        # plain lists of numbers (whole sizes as ints), so the saved JSON config reads as written
         anchor_sizes = [[float(s) if float(s) != int(s) else int(s) for s in sizes] for sizes in anchor_sizes]
         if len(anchor_sizes) != len(levels) + 1:
             raise ValueError(f"anchor_sizes must have one entry per FPN level ({len(levels) + 1} with 'pool'), "
