@@ -40,3 +40,45 @@ def random_boxes(rng: np.random.Generator, n: int, image_size: float = 800.0, mi
 def backends_of(dispatcher) -> list[str]:
     """Backends a Dispatcher can run here (cuda only under the simulator or with a GPU)."""
     return dispatcher.backends
+
+
+# --- running what might crash in a child interpreter -------------------------------------------------------
+CHILD_MEMORY_LIMIT_MB = 6144  # address-space cap: numba/LLVM and torch reserve a lot of virtual memory
+
+_CHILD_PRELUDE = """
+import os, sys, traceback, resource
+limit = {limit} * 2**20
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+"""
+
+
+def run_in_child(source: str, *, timeout: float = 900, memory_limit_mb: int = CHILD_MEMORY_LIMIT_MB):
+    """Run Python `source` in a fresh interpreter under an address-space cap; returns CompletedProcess.
+
+    A segfault or abort there is a negative returncode here, a failed test instead of a lost test run.
+    """
+    import subprocess
+    import sys
+    import textwrap
+
+    code = _CHILD_PRELUDE.format(limit=int(memory_limit_mb)) + textwrap.dedent(source)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def assert_child_ok(source: str, **kwargs) -> str:
+    """`run_in_child(source)` must exit 0 (no crash, no uncaught exception); returns its stdout.
+
+    The message gives the signal or exit code and the child's last output, so a crash names the case that
+    was running (print a line before each case in `source`).
+    """
+    import signal
+
+    result = run_in_child(source, **kwargs)
+    if result.returncode != 0:
+        how = (f"killed by {signal.Signals(-result.returncode).name}" if result.returncode < 0
+               else f"exit code {result.returncode}")
+        raise AssertionError(f"child interpreter {how}\n--- stdout (tail) ---\n{result.stdout[-3000:]}"
+                             f"\n--- stderr (tail) ---\n{result.stderr[-3000:]}")
+    return result.stdout
