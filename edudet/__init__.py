@@ -33,13 +33,14 @@ _EXPORTS = {
     "MultiScaleRoIAlign": "poolers",
     "roi_grid_to_image": "poolers",
     "available_backends": "_dispatch",
+    "backends_for": "_dispatch",
 }
 
 __all__ = ["ops", "__version__", *_EXPORTS]
 
 
 def __getattr__(name: str):
-    if name in ("ops", "models", "viz", "data", "eval"):
+    if name in ("ops", "models", "viz", "data", "eval", "testing"):
         module = importlib.import_module(f".{name}", __name__)
         globals()[name] = module
         return module

@@ -16,6 +16,10 @@ import os
 from functools import lru_cache
 
 BACKENDS = ("numpy", "numba", "cython", "cuda")
+# the modules that declare a Dispatcher (imported by `backends_for` / `dispatchers`, never by `import edudet`)
+OP_MODULES = ("edudet.ops.boxes", "edudet.ops.nms", "edudet.ops.roi_align", "edudet.ops.roi_pool",
+              "edudet.matcher", "edudet.targets")
+_REGISTRY: dict = {}
 # backend=None picks the first usable of these (CUDA is never picked implicitly: data lives on the host)
 DEFAULT_PREFERENCE = ("cython", "numba", "numpy")
 
@@ -39,7 +43,13 @@ def _backend_usable(name: str) -> bool:
             kernels_dir = Path(importlib.import_module("edudet.kernels").__file__).parent
         except ImportError:
             return False
-        return any(kernels_dir.glob(f"*_cython{suffix}") for suffix in EXTENSION_SUFFIXES)
+        built = [p for suffix in EXTENSION_SUFFIXES for p in kernels_dir.glob(f"*_cython{suffix}")]
+        for path in built[:1]:  # a built extension must also load (a stale build for another numpy may not)
+            try:
+                importlib.import_module(f"edudet.kernels.{path.name.split('.')[0]}")
+            except ImportError:
+                return False
+        return bool(built)
     if name == "cuda":
         if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
             return _backend_usable("numba")
@@ -73,6 +83,7 @@ class Dispatcher:
         self.preference = tuple(preference)
         self._targets = {"numpy": reference, **targets}
         self._loaded = {"numpy": reference}
+        _REGISTRY[op] = self
 
     @property
     def backends(self) -> list[str]:
@@ -111,3 +122,20 @@ class Dispatcher:
     def get(self, backend: str | None):
         """The implementation for `backend` (a name or ``None``)."""
         return self._load(self.resolve(backend))
+
+
+def dispatchers() -> dict:
+    """Every op's Dispatcher by op name (imports the op modules; for tests, benchmarks and docs)."""
+    for module in OP_MODULES:
+        importlib.import_module(module)
+    # only edudet's own ops (a Dispatcher built elsewhere, e.g. in a test, registers too)
+    return {op: d for op, d in _REGISTRY.items()
+            if getattr(d._targets["numpy"], "__module__", "").startswith("edudet.")}
+
+
+def backends_for(op: str) -> list[str]:
+    """The backends usable here for one op, e.g. ``backends_for("nms") -> ['numpy', 'numba', 'cython']``."""
+    table = dispatchers()
+    if op not in table:
+        raise ValueError(f"unknown op {op!r}; choose one of {sorted(table)}")
+    return table[op].backends

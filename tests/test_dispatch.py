@@ -52,3 +52,31 @@ def test_ops_named_like_their_modules_are_functions():
     import edudet.ops.roi_align  # noqa: F401
 
     assert callable(ops.nms) and callable(ops.roi_align) and callable(ops.roi_pool)
+
+
+def test_backends_for_names_every_op():
+    from edudet._dispatch import dispatchers
+
+    table = dispatchers()
+    assert {"box_iou", "nms", "batched_nms", "soft_nms", "roi_align", "roi_pool", "match_boxes"} <= set(table)
+    assert edudet.backends_for("nms") == table["nms"].backends
+    assert edudet.backends_for("nms")[0] == "numpy"
+    with pytest.raises(ValueError, match="unknown op 'nope'; choose one of"):
+        edudet.backends_for("nope")
+
+
+def test_ci_runs_every_cpu_backend():
+    # Without built extensions or numba the backend-equality tests would compare numpy with numpy and pass:
+    # in CI that is a failure, not a quiet pass.
+    from helpers import IN_CI
+    from edudet._dispatch import dispatchers
+
+    missing = [b for b in ("numba", "cython") if b not in ops.available_backends()]
+    per_op = {op: [b for b in ("numba", "cython") if b in d._targets and b not in d.backends]
+              for op, d in dispatchers().items()}
+    per_op = {op: gone for op, gone in per_op.items() if gone}
+    if IN_CI:
+        assert not missing, f"CI must run the {missing} backend(s): build the Cython kernels / install numba"
+        assert not per_op, f"ops whose kernels do not import in CI: {per_op}"
+    elif missing or per_op:
+        pytest.skip(f"not every CPU backend is usable here: missing {missing}, per op {per_op}")
