@@ -80,3 +80,15 @@ def test_ci_runs_every_cpu_backend():
         assert not per_op, f"ops whose kernels do not import in CI: {per_op}"
     elif missing or per_op:
         pytest.skip(f"not every CPU backend is usable here: missing {missing}, per op {per_op}")
+
+
+def test_default_backend_follows_measurement():
+    # Numba measured ahead of Cython for these ops; Cython for the rest (edudet/_dispatch.py MEASURED_PREFERENCE)
+    from edudet._dispatch import dispatchers
+
+    table = dispatchers()
+    for op in ("match_boxes", "fcos_assign", "soft_nms"):
+        assert table[op].preference[0] == "numba"
+    assert table["nms"].preference[0] == "cython"
+    if "numba" in table["soft_nms"].backends:
+        assert table["soft_nms"].resolve(None) == "numba"
