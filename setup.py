@@ -1,7 +1,8 @@
 """Build edudet: the pure-Python package plus one Cython extension per `kernels/*_cython.pyx`.
 
 `kernels/` is installed as the subpackage `edudet.kernels`, so users only ever import `edudet`.
-Every `.pyx` there is compiled with OpenMP (for `prange`) when the compiler supports it.
+Every `.pyx` there is compiled with OpenMP (for `prange`) when the compiler supports it. Without a working C
+compiler edudet still installs, without the Cython backend (one warning); the other backends cover every op.
 """
 import glob
 import os
@@ -9,6 +10,31 @@ import sys
 
 import numpy
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+
+class OptionalBuildExt(build_ext):
+    """Build the Cython kernels where a C compiler works; otherwise install without them, warning once."""
+
+    warned = False
+
+    def run(self):
+        try:
+            super().run()
+        except Exception as err:  # no compiler at all (DistutilsPlatformError and friends)
+            self._warn(err)
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except Exception as err:  # CCompilerError, DistutilsExecError, a missing cc: skip this kernel
+            self._warn(err)
+
+    def _warn(self, err):
+        if not OptionalBuildExt.warned:
+            OptionalBuildExt.warned = True
+            print(f"WARNING: edudet's Cython kernels could not be compiled ({err}); installing without the "
+                  "'cython' backend. Every op still runs with backend='numba' or 'numpy'.", file=sys.stderr)
 
 def openmp_flags():
     if sys.platform == "win32":
@@ -28,8 +54,8 @@ def cython_extensions():
                 name,
                 [pyx],
                 include_dirs=[numpy.get_include()],
-                extra_compile_args=["-O3"] + compile_args,
-                extra_link_args=link_args,
+                extra_compile_args=["-O3", "-g0"] + compile_args,  # no debug symbols in the wheel
+                extra_link_args=link_args + ([] if sys.platform in ("win32", "darwin") else ["-s"]),
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
             )
         )
@@ -52,5 +78,6 @@ setup(
     package_dir={"edudet": "edudet", "edudet.kernels": "kernels"},
     package_data={"edudet": ["data/*.npz", "data/*.json"], "edudet.kernels": ["*.pyx"]},
     ext_modules=cython_extensions(),
+    cmdclass={"build_ext": OptionalBuildExt},
     zip_safe=False,
 )
