@@ -11,6 +11,7 @@ Two conventions live here:
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -54,6 +55,12 @@ class BoxCoder:
     ``dh = wh log(g_h / p_h)``. Decoding inverts this, clamping ``dw, dh`` (after dividing by the weights)
     at ``bbox_xform_clip`` so that ``exp`` cannot overflow on a wild prediction. torchvision's Faster R-CNN
     uses weights (1, 1, 1, 1) in the RPN and (10, 10, 5, 5) in the box head.
+
+    Boxes (references, proposals, anchors) are coordinates and must lie in [-1e15, 1e15]; deltas are not
+    coordinates and may be any finite value. Extreme but valid input never gives inf or NaN silently: where
+    a delta or decoded coordinate overflows its dtype (torchvision returns the same inf) a `RuntimeWarning`
+    names the first such row, and every edudet op refuses such boxes by name. Only zero-width or zero-height
+    boxes in `encode` give torchvision's inf/NaN deltas without a warning (see there).
     """
 
     def __init__(self, weights: Sequence[float], bbox_xform_clip: float = _DEFAULT_CLIP):
@@ -73,7 +80,9 @@ class BoxCoder:
         reference_boxes: (N, 4) targets, proposals: (N, 4) anchors or proposals, both ``(x1, y1, x2, y2)``
         (torchvision's argument order). Returns (N, 4) ``(dx, dy, dw, dh)`` in the promoted float dtype.
         Lists of per-image arrays are accepted too and give a list back. A zero-width or zero-height box
-        gives inf or NaN deltas, as in torchvision: remove such boxes first (`remove_small_boxes`).
+        gives inf or NaN deltas, as in torchvision (the RPN's all-zero targets of an image without ground
+        truth rely on it): remove such boxes first (`remove_small_boxes`). Between boxes of positive size a
+        delta that overflows (a proposal of side 1e-310 against a box 1e15 wide) is inf, with a `RuntimeWarning`.
         """
         if _is_per_image_list(reference_boxes):
             if not _is_per_image_list(proposals) or len(proposals) != len(reference_boxes):
@@ -91,7 +100,7 @@ class BoxCoder:
         wx, wy, ww, wh = (gt.dtype.type(w) for w in self.weights)
         ex_w, ex_h, ex_x, ex_y = _widths_heights_centres(anchors)
         gt_w, gt_h, gt_x, gt_y = _widths_heights_centres(gt)
-        with np.errstate(divide="ignore", invalid="ignore"):  # degenerate boxes give inf/NaN, as torchvision
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # degenerate boxes: inf/NaN
             targets = np.stack(
                 [
                     wx * (gt_x - ex_x) / ex_w,
@@ -101,7 +110,15 @@ class BoxCoder:
                 ],
                 axis=1,
             )
-        return targets.astype(common_float_dtype(gt, anchors), copy=False)
+        targets = targets.astype(common_float_dtype(gt, anchors), copy=False)
+        positive = (ex_w > 0) & (ex_h > 0) & (gt_w > 0) & (gt_h > 0)
+        overflowing = np.flatnonzero(positive & ~np.isfinite(targets).all(axis=1))
+        if overflowing.size:
+            i = int(overflowing[0])
+            warnings.warn(f"encoding reference_boxes[{i}] = {gt[i].tolist()} against proposals[{i}] = "
+                          f"{anchors[i].tolist()} overflows {targets.dtype} to inf/NaN deltas ({overflowing.size} "
+                          f"row(s)): their sizes or positions are too far apart", RuntimeWarning, stacklevel=2)
+        return targets
 
     def encode_single(self, reference_boxes, proposals) -> np.ndarray:
         """`encode` on one (N, 4) pair of arrays (torchvision's name for the single-tensor form)."""
@@ -110,7 +127,12 @@ class BoxCoder:
         return self.encode(reference_boxes, proposals)
 
     def decode_single(self, rel_codes, boxes) -> np.ndarray:
-        """Boxes from deltas: rel_codes (N, 4k) against boxes (N, 4) -> (N, 4k) ``(x1, y1, x2, y2)`` groups."""
+        """Boxes from deltas: rel_codes (N, 4k) against boxes (N, 4) -> (N, 4k) ``(x1, y1, x2, y2)`` groups.
+
+        rel_codes are not coordinates (any finite value); boxes are (within +-1e15). A decoded coordinate
+        that overflows (|dx| near 1e23 in float32, or a huge `bbox_xform_clip`) is inf, as in torchvision,
+        with a `RuntimeWarning` naming the row.
+        """
         codes = as_real_array(rel_codes, "rel_codes")
         if codes.ndim != 2 or codes.shape[1] % 4 or codes.shape[1] == 0:
             raise ValueError(f"rel_codes must have shape (N, 4k), got {tuple(codes.shape)}")
@@ -127,12 +149,23 @@ class BoxCoder:
         dy = codes[:, 1::4] / wy
         dw = np.minimum(codes[:, 2::4] / ww, self.bbox_xform_clip)
         dh = np.minimum(codes[:, 3::4] / wh, self.bbox_xform_clip)
-        pred_ctr_x = dx * widths[:, None] + ctr_x[:, None]
-        pred_ctr_y = dy * heights[:, None] + ctr_y[:, None]
-        half_w = dtype(0.5) * (_exp(dw) * widths[:, None])
-        half_h = dtype(0.5) * (_exp(dh) * heights[:, None])
-        out = np.stack([pred_ctr_x - half_w, pred_ctr_y - half_h, pred_ctr_x + half_w, pred_ctr_y + half_h], axis=2)
-        return out.reshape(codes.shape[0], codes.shape[1])
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked below, by row
+            pred_ctr_x = dx * widths[:, None] + ctr_x[:, None]
+            pred_ctr_y = dy * heights[:, None] + ctr_y[:, None]
+            half_w = dtype(0.5) * (_exp(dw) * widths[:, None])
+            half_h = dtype(0.5) * (_exp(dh) * heights[:, None])
+            out = np.stack([pred_ctr_x - half_w, pred_ctr_y - half_h, pred_ctr_x + half_w, pred_ctr_y + half_h],
+                           axis=2)
+        out = out.reshape(codes.shape[0], codes.shape[1])
+        overflowing = np.flatnonzero(~np.isfinite(out).all(axis=1))
+        if overflowing.size:
+            i = int(overflowing[0])
+            largest = float(np.max(np.abs(codes[i])))
+            warnings.warn(f"decoding rel_codes[{i}] (largest |delta| {largest:.3g}) against boxes[{i}] = "
+                          f"{refs[i].tolist()} overflows {out.dtype} to inf/NaN ({overflowing.size} row(s), "
+                          f"bbox_xform_clip = {self.bbox_xform_clip:.4g}): such deltas describe no usable box",
+                          RuntimeWarning, stacklevel=2)
+        return out
 
     def decode(self, rel_codes, boxes) -> np.ndarray:
         """Boxes from deltas.

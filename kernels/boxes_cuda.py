@@ -14,23 +14,35 @@ two; under ``NUMBA_ENABLE_CUDASIM=1`` (the simulator, slow: small inputs only) t
 from __future__ import annotations
 
 import numpy as np
-from numba import cuda
+from numba import cuda, float32, float64
 
 _BLOCK = (32, 8)  # 256 threads; 32 along the contiguous axis = one warp per row segment
 
 
-@cuda.jit
-def _box_iou_kernel(boxes1, area1, boxes2, area2, out):
-    j, i = cuda.grid(2)
-    if i >= boxes1.shape[0] or j >= boxes2.shape[0]:
-        return
-    a1 = area1[i]
-    zero = a1 - a1  # +0 of the boxes' dtype (x - x for finite x); a 0.0 literal would promote float32
-    w = max(min(boxes1[i, 2], boxes2[j, 2]) - max(boxes1[i, 0], boxes2[j, 0]), zero)
-    h = max(min(boxes1[i, 3], boxes2[j, 3]) - max(boxes1[i, 1], boxes2[j, 1]), zero)
-    inter = w * h
-    union = a1 + area2[j] - inter
-    out[i, j] = inter / union if union > zero else zero
+def _make_kernel(box_type):
+    @cuda.jit
+    def box_iou_kernel(boxes1, area1, boxes2, area2, out):
+        j, i = cuda.grid(2)
+        if i >= boxes1.shape[0] or j >= boxes2.shape[0]:
+            return
+        a1 = area1[i]
+        zero = box_type(0)  # +0 of the boxes' dtype: a 0.0 literal would promote float32 to float64
+        w = max(min(boxes1[i, 2], boxes2[j, 2]) - max(boxes1[i, 0], boxes2[j, 0]), zero)
+        h = max(min(boxes1[i, 3], boxes2[j, 3]) - max(boxes1[i, 1], boxes2[j, 1]), zero)
+        inter = w * h
+        union = a1 + area2[j] - inter
+        out[i, j] = inter / union if union > zero else zero
+
+    return box_iou_kernel
+
+
+_kernels = {}
+
+
+def _kernel(dtype):
+    if dtype not in _kernels:
+        _kernels[dtype] = _make_kernel(float32 if dtype == np.float32 else float64)
+    return _kernels[dtype]
 
 
 def _areas(boxes: np.ndarray) -> np.ndarray:
@@ -44,6 +56,6 @@ def box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
         return np.zeros((n, m), dtype=boxes1.dtype)
     out = cuda.device_array((n, m), dtype=boxes1.dtype)
     grid = ((m + _BLOCK[0] - 1) // _BLOCK[0], (n + _BLOCK[1] - 1) // _BLOCK[1])
-    _box_iou_kernel[grid, _BLOCK](cuda.to_device(boxes1), cuda.to_device(_areas(boxes1)),
-                                  cuda.to_device(boxes2), cuda.to_device(_areas(boxes2)), out)
+    _kernel(boxes1.dtype.type)[grid, _BLOCK](cuda.to_device(boxes1), cuda.to_device(_areas(boxes1)),
+                                             cuda.to_device(boxes2), cuda.to_device(_areas(boxes2)), out)
     return out.copy_to_host()

@@ -36,7 +36,9 @@ def _row_iou(ax1, ay1, ax2, ay2, area1, bx1, by1, bx2, by2, area2, out):
     """IoU of one box against a run of columns. A loop from 0 over its own slices (rather than over a
     start..stop range of the full arrays) and numpy's error model (no ZeroDivisionError branch) are what
     let LLVM vectorise it."""
-    zero = area1 - area1  # +0 of the boxes' dtype: a bare 0.0 literal would promote float32 to float64
+    # +0 of the boxes' dtype (a bare 0.0 literal would promote float32 to float64); not area1 - area1, which
+    # is NaN for an infinite area
+    zero = out.dtype.type(0)
     for j in range(out.shape[0]):
         w = max(min(ax2, bx2[j]) - max(ax1, bx1[j]), zero)
         h = max(min(ay2, by2[j]) - max(ay1, by1[j]), zero)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 from numba import config, cuda, float32, float64, int64, njit, uint64
 
+from edudet._validate import check_allocation
+
 THREADS = 64  # one bit per column box in a uint64 word
 
 if config.ENABLE_CUDASIM:  # the simulator computes in NumPy scalars: plain products round once already
@@ -73,8 +75,10 @@ def _make_mask_kernel(box_type, mul):
             if ih <= 0:
                 continue
             inter = mul(iw, ih)
-            # the earlier (row) box's area first, as torchvision adds them; float IoU vs double threshold
-            if inter / (area + col_areas[c] - inter) > iou_threshold:
+            # the earlier (row) box's area first, as torchvision adds them; float IoU vs double threshold;
+            # a zero union (underflowing areas) is IoU 0, as in the reference
+            union = area + col_areas[c] - inter
+            if union > 0 and inter / union > iou_threshold:
                 bits |= uint64(1) << uint64(c)
         masks[row, col_block] = bits
 
@@ -115,6 +119,7 @@ def _greedy_on_gpu(boxes, scores, labels, iou_threshold):
     areas = (sorted_boxes[:, 2] - sorted_boxes[:, 0]) * (sorted_boxes[:, 3] - sorted_boxes[:, 1])
     n = sorted_boxes.shape[0]
     n_blocks = (n + THREADS - 1) // THREADS
+    check_allocation((n, n_blocks), 8, f"the CUDA nms's (N, N / 64) suppression bitmasks (boxes: N = {n})")
     # words below the diagonal are never written and never read (the scan starts at a row's own block)
     masks = cuda.device_array((n, n_blocks), dtype=np.uint64)
     _mask_kernel(boxes.dtype.type)[(n_blocks, n_blocks), THREADS](

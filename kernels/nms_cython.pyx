@@ -5,28 +5,40 @@ The same algorithm as `nms_numba` (read its module docstring for why the grid is
 filed in every grid cell their extent touches, a candidate tests only the kept boxes filed in the cells
 of its core. Typed memoryviews over float/double (fused), loops without the GIL. Floating-point
 contraction is off (``-ffp-contract=off``) so that ``a + b - w * h`` rounds like torchvision's kernel.
+As in `nms_numba`, any finite input is safe even in a direct call: cell counts are clamped, an overflowing
+span falls back to one cell (no pruning), and a zero union (underflowing areas) is IoU 0.
 """
 import numpy as np
 
 cimport numpy as cnp
 from cython cimport floating
-from libc.math cimport exp, fabs, INFINITY
+from libc.math cimport exp, fabs, INFINITY, isfinite
 from libc.stdint cimport int64_t
 
 cnp.import_array()
 
 cdef double CELL_FRACTION = 0.2  # cells of about 0.2x the mean box side (see nms_numba)
 cdef int64_t MAX_FILINGS_PER_BOX = 64
+cdef double MAX_CELLS_PER_AXIS = 4096.0
 
 
 cdef inline int64_t _cell(double v, double origin, double inv_cell, int64_t n_cells) noexcept nogil:
-    """floor((v - origin) / cell) clamped to [0, n_cells - 1]: monotone in v."""
+    """floor((v - origin) / cell) clamped to [0, n_cells - 1]: monotone in v, and a NaN is cell 0."""
     cdef double f = (v - origin) * inv_cell
-    if f <= 0.0:
+    if not f > 0.0:
         return 0
     if f >= n_cells - 1:
         return n_cells - 1
     return <int64_t>f
+
+
+cdef inline int64_t _cell_count(double span, double cell) noexcept nogil:
+    """Cells of size `cell` covering `span`, in [1, 4097] for any input; NaN or 0 (a span or cell that is not
+    finite) gives one cell, the plain loop (see nms_numba._cell_count)."""
+    cdef double q = span / cell
+    if not q > 0.0:
+        return 1
+    return <int64_t>(q if q < MAX_CELLS_PER_AXIS else MAX_CELLS_PER_AXIS) + 1
 
 
 cdef inline double _core_fraction(double iou_threshold) noexcept nogil:
@@ -46,9 +58,9 @@ cdef void _greedy_nms_grid(const floating[:, ::1] boxes, const floating[::1] are
     cdef int64_t m = members.shape[0], r, i, j, k, c, e, cx, cy, nx = 0, ny = 0, filings = 0, n_valid = 0
     cdef double x_lo = INFINITY, y_lo = INFINITY, x_hi = -INFINITY, y_hi = -INFINITY
     cdef double sum_w = 0.0, sum_h = 0.0, cell_w, cell_h, inv_w = 0.0, inv_h = 0.0
-    cdef double s, w, h, slop_x, slop_y
+    cdef double s, w, h, slop_x, slop_y, span_x, span_y
     cdef int64_t cx_lo, cx_hi, cy_lo, cy_hi
-    cdef floating x1, y1, x2, y2, iw, ih, inter, area_j
+    cdef floating x1, y1, x2, y2, iw, ih, inter, union_area, area_j
     cdef bint suppressed
 
     with nogil:
@@ -66,11 +78,16 @@ cdef void _greedy_nms_grid(const floating[:, ::1] boxes, const floating[::1] are
             for r in range(m):
                 keep[members[r]] = 1
         else:
-            cell_w = max(max(CELL_FRACTION * sum_w / n_valid, (x_hi - x_lo) * 1e-6), 1e-300)
-            cell_h = max(max(CELL_FRACTION * sum_h / n_valid, (y_hi - y_lo) * 1e-6), 1e-300)
+            span_x = x_hi - x_lo
+            span_y = y_hi - y_lo
+            cell_w = max(max(CELL_FRACTION * sum_w / n_valid, span_x * 1e-6), 1e-300)
+            cell_h = max(max(CELL_FRACTION * sum_h / n_valid, span_y * 1e-6), 1e-300)
+            if not (isfinite(span_x) and isfinite(span_y) and isfinite(cell_w) and isfinite(cell_h)):
+                cell_w = INFINITY  # an overflowing span: one cell, no pruning
+                cell_h = INFINITY
             while True:
-                nx = <int64_t>min((x_hi - x_lo) / cell_w, 4096.0) + 1
-                ny = <int64_t>min((y_hi - y_lo) / cell_h, 4096.0) + 1
+                nx = _cell_count(span_x, cell_w)
+                ny = _cell_count(span_y, cell_h)
                 if nx * ny <= 4 * m + 64:
                     inv_w = 1.0 / cell_w
                     inv_h = 1.0 / cell_h
@@ -136,8 +153,10 @@ cdef void _greedy_nms_grid(const floating[:, ::1] boxes, const floating[::1] are
                         if ih <= 0:
                             continue
                         inter = iw * ih
-                        # the kept box's area first, as torchvision adds them; a float IoU vs a double threshold
-                        if inter / (areas[k] + area_j - inter) > iou_threshold:
+                        # the kept box's area first, as torchvision adds them; a float IoU vs a double threshold;
+                        # a zero union (underflowing areas) is IoU 0 (torchvision: 0 / 0 = NaN, not > t either)
+                        union_area = areas[k] + area_j - inter
+                        if union_area > 0 and inter / union_area > iou_threshold:
                             suppressed = True
                             break
                     cx += 1

@@ -1,12 +1,13 @@
 """edudet.box_coder: hand-computed cases, then properties, then parity with torchvision's BoxCoder."""
 import math
+import warnings
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edudet import BoxCoder, bbox2distance, centerness_target, distance2bbox
+from edudet import BoxCoder, bbox2distance, centerness_target, distance2bbox, ops
 from helpers import import_torchvision, random_boxes
 
 CLIP = math.log(1000 / 16)
@@ -165,6 +166,80 @@ def test_bad_input_is_rejected_with_clear_messages():
         bbox2distance(np.zeros((1, 2)), box, max_dis=2, eps=3)
     with pytest.raises(ValueError, match=r"bbox_targets must have shape \(N, 4\)"):
         centerness_target(np.zeros((3,)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# extreme values (issue 12): deltas are not coordinates, boxes are; no silent inf or NaN
+# ---------------------------------------------------------------------------------------------------------
+
+def test_huge_deltas_are_accepted_and_clipped_to_finite_boxes():
+    # deltas are not coordinates: 1e30 is a valid (if wild) prediction. dw = dh = 1e30 is clamped at
+    # log(1000/16): the 10 x 10 anchor grows to 625 x 625 around (5, 5); dw = -1e30 shrinks it to a point
+    coder = BoxCoder((1, 1, 1, 1))
+    anchors = np.array([[0, 0, 10, 10], [0, 0, 10, 10]], np.float32)
+    out = coder.decode(np.array([[0, 0, 1e30, 1e30], [0, 0, -1e30, -1e30]], np.float32), anchors)
+    np.testing.assert_allclose(out, [[5 - 312.5, 5 - 312.5, 5 + 312.5, 5 + 312.5], [5, 5, 5, 5]], rtol=1e-6)
+
+
+def test_overflowing_decodes_and_encodes_warn_instead_of_returning_inf_silently():
+    coder = BoxCoder((1, 1, 1, 1))
+    # float32: dx = 1e30 times a width of 1e15 is 1e45 > 3.4e38: inf as torchvision, but with a warning
+    # naming the row (every edudet op then refuses the inf box by name)
+    with pytest.warns(RuntimeWarning, match=r"decoding rel_codes\[1\] \(largest \|delta\| 1e\+30\) against "
+                                            r"boxes\[1\] .* overflows float32 to inf/NaN \(1 row\(s\)"):
+        out = coder.decode(np.array([[0, 0, 0, 0], [1e30, 0, 0, 0]], np.float32),
+                           np.array([[0, 0, 1, 1], [0, 0, 1e15, 1]], np.float32))
+    np.testing.assert_array_equal(out[0], [0, 0, 1, 1])
+    assert np.isinf(out[1, 0]) and np.isinf(out[1, 2])
+    with pytest.raises(ValueError, match="boxes contains NaN or inf"):
+        ops.nms(out, np.ones(2), 0.5)
+    # a clip so large that exp overflows: exp(1000) = inf in float64 too (a user's choice, flagged on use)
+    with pytest.warns(RuntimeWarning, match=r"overflows float64 to inf/NaN \(1 row\(s\), bbox_xform_clip = 1000\)"):
+        BoxCoder((1, 1, 1, 1), bbox_xform_clip=1000).decode([[0, 0, 1000.0, 0]], np.array([[0, 0, 1, 1.0]]))
+    # the same clip with a moderate delta is fine, without a warning: exp(3) * 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ok = BoxCoder((1, 1, 1, 1), bbox_xform_clip=1000).decode([[0, 0, 3.0, 0]], np.array([[0, 0, 1, 1.0]]))
+        np.testing.assert_allclose(ok, [[0.5 - math.exp(3) / 2, 0, 0.5 + math.exp(3) / 2, 1]], rtol=1e-12)
+        # zero-size boxes keep torchvision's inf deltas silently (the RPN's targets of an image without ground
+        # truth are encoded against zero boxes): documented, not an overflow
+        codes = coder.encode(np.zeros((1, 4)), np.array([[0, 0, 2, 4.0]]))
+        np.testing.assert_array_equal(codes, [[-0.5, -0.5, -np.inf, -np.inf]])
+    # encode: a proposal of side 1e-310 (subnormal) against a 1e15 box: dx = 5e14 / 1e-310 overflows
+    with pytest.warns(RuntimeWarning, match=r"encoding reference_boxes\[0\] = .* against proposals\[0\] = .* "
+                                            r"overflows float64 to inf/NaN deltas"):
+        codes = coder.encode(np.array([[0, 0, 1e15, 1e15]]), np.array([[0, 0, 1e-310, 1e-310]]))
+    assert np.isinf(codes).all()
+
+
+def test_box_inputs_use_the_coordinate_bound_and_deltas_do_not():
+    coder = BoxCoder((1, 1, 1, 1))
+    fine = np.array([[0, 0, 1e15, 1e15]])
+    with pytest.raises(ValueError, match=r"boxes has a coordinate of magnitude 2e\+15"):
+        coder.decode(np.zeros((1, 4)), fine * 2)
+    with pytest.raises(ValueError, match=r"proposals has a coordinate of magnitude 2e\+15"):
+        coder.encode(fine, fine * 2)
+    with pytest.raises(ValueError, match=r"reference_boxes has a coordinate of magnitude 2e\+15"):
+        coder.encode(fine * 2, fine)
+    with pytest.raises(ValueError, match=r"boxes has a coordinate of magnitude"):
+        coder.decode(np.zeros((1, 4)), [fine * 2])  # a list of per-image arrays
+    np.testing.assert_array_equal(coder.decode(np.zeros((1, 4)), fine), fine)  # 1e15 itself is fine
+    np.testing.assert_array_equal(coder.encode(fine, fine), np.zeros((1, 4)))
+    # a delta of -1e300 is no coordinate: dw = dh = -1e300 shrink the box to its centre (5e14, 5e14)
+    np.testing.assert_array_equal(coder.decode([[0, 0, -1e300, -1e300]], fine), [[5e14] * 4])
+
+
+@pytest.mark.filterwarnings("error")  # and without a warning
+@pytest.mark.parametrize("dtype, scale", [(np.float32, 1e-30), (np.float64, 1e-300), (np.float64, 1e-320)])
+def test_tiny_boxes_encode_and_decode_finitely(dtype, scale):
+    # sides of 1e-30 (float32) or 1e-300 / 1e-320 (float64, the last subnormal): the ratios are ordinary,
+    # target [1, 1, 3, 3] * s against [0, 0, 2, 2] * s: dx = (2s - 1s) / 2s = 0.5, dy = 0.5, dw = dh = 0
+    coder = BoxCoder((1, 1, 1, 1))
+    target = np.array([[1, 1, 3, 3]], dtype) * dtype(scale)
+    proposal = np.array([[0, 0, 2, 2]], dtype) * dtype(scale)
+    codes = coder.encode(target, proposal)
+    np.testing.assert_allclose(codes, [[0.5, 0.5, 0, 0]], atol=1e-6)
+    np.testing.assert_allclose(coder.decode(codes, proposal) / dtype(scale), target / dtype(scale), rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------------------

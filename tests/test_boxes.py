@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from edudet import ops
 from edudet.ops.boxes import _box_iou, box_iou_numpy
-from helpers import import_torchvision, random_boxes
+from helpers import assert_child_ok, import_torchvision, random_boxes
 
 BACKENDS = _box_iou.backends  # numpy, numba, cython where built, cuda under the simulator or with a GPU
 CPU_BACKENDS = [b for b in BACKENDS if b != "cuda"]
@@ -208,6 +209,149 @@ def test_bad_formats_sizes_thresholds_and_backends():
         ops.clip_boxes_to_image(boxes, (0, 800))
     with pytest.raises(ValueError, match=r"size\[1\] must be an integer"):
         ops.clip_boxes_to_image(boxes, (600, 800.5))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# extreme values and sizes (issue 12: findings 6 and 14)
+# ---------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_huge_coordinates_up_to_the_limit_give_the_reference_on_every_backend(dtype):
+    # Finding 6: the Numba and CUDA kernels took their zero as area1 - area1, which is NaN once an area
+    # overflows, and returned NaN. With coordinates up to 1e15 nothing overflows (areas <= 4e30 < 3.4e38):
+    # [-1e15, -1e15, 1e15, 1e15] vs [0, 0, 1e15, 1e15]: inter 1e30, union 4e30 + 1e30 - 1e30: IoU 0.25;
+    # the enclosing box is the first box, so GIoU = IoU = 0.25
+    a = np.array([[-1e15, -1e15, 1e15, 1e15], [0, 0, 1e15, 1e15], [-1e15, 0, -1e15 + 1e9, 1e15]], dtype=dtype)
+    expected = box_iou_numpy(a, a)
+    np.testing.assert_allclose(expected[0, 1], 0.25, rtol=1e-6)
+    np.testing.assert_allclose(ops.generalized_box_iou(a, a)[0, 1], 0.25, rtol=1e-6)
+    assert np.isfinite(ops.generalized_box_iou(a, a)).all()
+    for backend in BACKENDS:
+        assert_backend_equal(ops.box_iou(a, a, backend=backend), expected, backend)
+    with pytest.raises(ValueError, match=r"boxes2 has a coordinate of magnitude 1.1e\+15; edudet accepts"):
+        ops.box_iou(a, a * 1.1)
+    with pytest.raises(ValueError, match=r"boxes1 has a coordinate of magnitude 2e\+15"):
+        ops.generalized_box_iou(a * 2, a)
+
+
+def test_box_iou_kernels_called_directly_never_give_nan_for_overflowing_areas():
+    # beyond the public bound (a direct kernel call): areas of inf; every backend gives the reference's 0
+    assert_child_ok("""
+        import importlib, warnings
+        import numpy as np
+        from edudet.ops.boxes import _box_iou, box_iou_numpy
+        warnings.simplefilter("ignore")
+        for dtype, big in ((np.float32, 2e19), (np.float64, 1e200), (np.float64, 1e308)):
+            a = np.array([[0, 0, big, big], [0, 0, 1, 1], [-big, -big, big, big]], dtype)
+            expected = box_iou_numpy(a, a)
+            assert expected.tolist() == [[0, 0, 0], [0, 1, 0], [0, 0, 0]], expected
+            for backend in _box_iou.backends:
+                print(backend, dtype.__name__, big, flush=True)
+                kernel = _box_iou.get(backend)
+                assert np.array_equal(kernel(a, a), expected), (backend, kernel(a, a))
+        print("ok")
+    """)
+
+
+@pytest.mark.parametrize("dtype, scale", [(np.float32, 1e-30), (np.float64, 1e-300), (np.float32, 1e-44),
+                                          (np.float64, 1e-320)])
+def test_tiny_and_subnormal_boxes_give_zero_not_nan(dtype, scale):
+    # sides of `scale` (subnormal for 1e-44 and 1e-320): every area and intersection underflows to 0, so
+    # every union is 0 and every IoU 0. GIoU: the pair of identical boxes has an enclosing area of 0 too
+    # (penalty 0, GIoU 0); a tiny box against the zero-size box [1, 1, 1, 1] has union 0 (IoU 0) and
+    # enclosing box [0, 0, 1, 1] of area 1: GIoU = 0 - (1 - 0) / 1 = -1
+    tiny = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 2, 1]], dtype=dtype) * dtype(scale)
+    assert np.all(tiny[:, 2] > 0)
+    point = np.array([[1, 1, 1, 1]], dtype=dtype)
+    for backend in BACKENDS:
+        iou = ops.box_iou(tiny, tiny, backend=backend)
+        np.testing.assert_array_equal(iou, np.zeros((3, 3)), err_msg=backend)
+        assert iou.dtype == dtype
+    giou = ops.generalized_box_iou(tiny, np.concatenate([tiny, point]))
+    np.testing.assert_array_equal(giou, np.array([[0, 0, 0, -1]] * 3, dtype=dtype))
+
+
+def test_generalized_box_iou_refuses_inverted_boxes():
+    # [2, 3, 1, 1] has "area" (1 - 2) * (1 - 3) = 2: against the point [0, 0, 0, 0] (union 2, enclosing box
+    # [0, 0, 1, 1] of area 1) the formula would give 0 - (1 - 2) / 1 = +1 > IoU = 0: refused by name instead
+    with pytest.raises(ValueError, match=r"boxes2 must be \(x1, y1, x2, y2\) with x2 >= x1 and y2 >= y1; box 1 is "
+                                         r"\[2.0, 3.0, 1.0, 1.0\]"):
+        ops.generalized_box_iou(np.zeros((2, 4), np.float32), np.array([[0, 0, 0, 0], [2, 3, 1, 1]], np.float32))
+    with pytest.raises(ValueError, match=r"boxes1 must be \(x1, y1, x2, y2\)"):
+        ops.generalized_box_iou([[0, 1, 1, 0]], np.zeros((1, 4)))
+
+
+def test_box_iou_refuses_an_output_too_large_before_allocating():
+    # Finding 14: 100k x 100k float64 is 74.5 GiB; the error names both sizes, before any allocation
+    boxes = np.zeros((100_000, 4))
+    with pytest.raises(ValueError, match=r"box_iou's \(N, M\) output \(boxes1: N = 100000, boxes2: M = 100000\) "
+                                         r"would need 100000 x 100000 x 8 bytes = 74.5 GiB"):
+        ops.box_iou(boxes, boxes)
+    with pytest.raises(ValueError, match=r"generalized_box_iou's \(N, M\) output .* x 4 bytes"):
+        ops.generalized_box_iou(boxes.astype(np.float32), boxes.astype(np.float32))
+    with pytest.raises(ValueError, match="would need"):
+        ops.box_iou(boxes, boxes, backend="numpy")
+
+
+def test_numpy_references_work_in_row_chunks(monkeypatch):
+    # the (rows, M, 2) temporaries are bounded by chunking the rows; chunks of 2 x 7 pairs (4 chunks for 7
+    # rows) give exactly the single-chunk result
+    from edudet.ops import boxes as boxes_module
+
+    rng = np.random.default_rng(14)
+    a, b = random_boxes(rng, 7, dtype=np.float64, min_side=0), random_boxes(rng, 7, dtype=np.float64, min_side=0)
+    whole_iou, whole_giou = box_iou_numpy(a, b), ops.generalized_box_iou(a, b)
+    monkeypatch.setattr(boxes_module, "_PAIRS_PER_CHUNK", 14)
+    assert len(boxes_module._row_chunks(7, 7)) == 4
+    np.testing.assert_array_equal(box_iou_numpy(a, b), whole_iou)
+    np.testing.assert_array_equal(ops.generalized_box_iou(a, b), whole_giou)
+    np.testing.assert_array_equal(box_iou_numpy(a[:0], b), np.zeros((0, 7)))
+
+
+# every magnitude from float64's subnormals to beyond the coordinate limit
+MAGNITUDES = [5e-324, 1e-300, 1e-160, 1e-45, 1e-38, 1e-30, 1e-20, 1e-6, 1.0, 1e6, 1e12, 1e15, 2e15, 1e19, 1e38,
+              1e300, 1.7e308]
+
+
+@st.composite
+def extreme_box_sets(draw, max_boxes=6, dtype=None):
+    """Boxes of one or two magnitudes on a coarse grid of them (overlaps, shared edges, zero sizes)."""
+    dtype = dtype or draw(st.sampled_from([np.float32, np.float64]))
+    n = draw(st.integers(1, max_boxes))
+    scales = np.array(draw(st.lists(st.sampled_from(MAGNITUDES), min_size=1, max_size=2)), dtype=np.float64)
+    grid = draw(arrays(np.int64, (n, 4), elements=st.integers(-3, 3)))
+    with np.errstate(over="ignore", invalid="ignore"):
+        corners = grid * scales[np.arange(n) % len(scales)][:, None]
+        boxes = np.concatenate([np.minimum(corners[:, :2], corners[:, 2:]),
+                                np.maximum(corners[:, :2], corners[:, 2:])], axis=1).astype(dtype)
+    return np.nan_to_num(boxes, posinf=np.finfo(dtype).max, neginf=-np.finfo(dtype).max)
+
+
+def _outcome(call):
+    try:
+        return call()
+    except ValueError as err:
+        return str(err)
+
+
+@given(data=st.data())
+def test_extreme_values_give_the_reference_or_the_same_error_on_every_backend(data):
+    a = data.draw(extreme_box_sets())
+    b = data.draw(extreme_box_sets(dtype=a.dtype.type))
+    expected = _outcome(lambda: ops.box_iou(a, b, backend="numpy"))
+    if max(np.abs(a).max(), np.abs(b).max()) > 1e15:
+        assert "has a coordinate of magnitude" in expected
+    else:
+        assert np.all((expected >= 0) & (expected <= 1))
+        giou = ops.generalized_box_iou(a, b)
+        eps = 1e-6 if a.dtype == np.float32 else 1e-12  # finite, and within [-1, 1] up to rounding
+        assert np.all((giou >= -1 - eps) & (giou <= 1 + eps)) and giou.dtype == a.dtype
+    for backend in BACKENDS:
+        got = _outcome(lambda: ops.box_iou(a, b, backend=backend))
+        if isinstance(expected, str):
+            assert got == expected, backend
+        else:
+            assert_backend_equal(got, expected, backend)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from edudet.ops.nms import _iou_one_to_many, _nms, _soft_nms, batched_nms, nms, soft_nms
-from helpers import import_torchvision, random_boxes
+from helpers import assert_child_ok, import_torchvision, random_boxes
 
 NMS_BACKENDS = _nms.backends
 CPU_BACKENDS = [b for b in NMS_BACKENDS if b != "cuda"]
@@ -437,3 +437,191 @@ def test_batched_nms_is_per_category_nms_of_torchvision_in_float32():
     expected = expected[np.argsort(-scores[expected], kind="stable")]
     for backend in CPU_BACKENDS:
         np.testing.assert_array_equal(batched_nms(boxes, scores, idxs, 0.5, backend=backend), expected)
+
+
+# ------------------------------------------------------------------ extreme values (issue 12: 1, 7, 10, 13)
+
+def test_issue_12_overflowing_spans_are_refused_by_the_ops_and_harmless_in_the_kernels():
+    # Finding 1: a span of 1e308 - (-1e308) = inf made the grid's cell count NaN -> INT64_MIN, and the Cython
+    # and Numba kernels wrote out of bounds. The ops now refuse coordinates beyond 1e15 by name; the kernels,
+    # called directly, fall back to one cell and give the reference's answer for any finite input.
+    assert_child_ok("""
+        import importlib, warnings
+        import numpy as np
+        from edudet import ops
+        from edudet.ops.nms import _nms, batched_nms_numpy, nms_numpy
+        modules = [importlib.import_module(f"edudet.kernels.nms_{b}")
+                   for b in ("cython", "numba") if b in _nms.backends]
+        warnings.simplefilter("ignore")  # the reference overflows on 1e308 inputs too (inf * 0 and co.)
+
+        issue = [(np.array([[-1e308, 33.866, 1e308, 100], [0, -1e308, 1e19, 0]]), np.array([.87, .38])),
+                 (np.array([[-1e308, 0, 1e308, 10], [0, 0, 1, 1]]), np.array([.87, .38]))]
+        for boxes, scores in issue:
+            for backend in _nms.backends:
+                print("public op", backend, boxes.tolist(), flush=True)
+                for call in (lambda: ops.nms(boxes, scores, .5, backend=backend),
+                             lambda: ops.batched_nms(boxes, scores, [0, 0], .5, backend=backend)):
+                    try:
+                        call()
+                    except ValueError as err:
+                        assert "boxes has a coordinate of magnitude 1e+308" in str(err), err
+                    else:
+                        raise AssertionError("accepted a coordinate of 1e308")
+
+        rng = np.random.default_rng(12)
+        cases = [(b, s, "issue") for b, s in issue]
+        for trial in range(150):  # wide spans, giants among dwarfs, magnitudes up to 1e308, both dtypes
+            n = int(rng.integers(1, 40))
+            scale = 10.0 ** rng.choice([-300, -30, 0, 6, 15, 15, 19, 100, 300, 308])
+            xy = rng.uniform(-1, 1, (n, 2)) * scale * rng.choice([1e-9, 1e-3, 1.0], (n, 1))
+            wh = rng.uniform(0, 1, (n, 2)) * scale * rng.choice([1e-9, 1e-3, 1.0, 5.0], (n, 1))
+            boxes = np.concatenate([xy, xy + wh], axis=1)
+            boxes[rng.random(n) < 0.3] = boxes[0]  # duplicates: something to suppress
+            dtype = np.float32 if trial % 2 else np.float64
+            boxes = np.nan_to_num(boxes, posinf=1e308, neginf=-1e308).astype(dtype)
+            boxes = np.nan_to_num(boxes, posinf=np.finfo(dtype).max, neginf=-np.finfo(dtype).max)
+            cases.append((boxes, np.round(rng.random(n), 1).astype(dtype), f"trial {trial} scale {scale:g}"))
+        for boxes, scores, name in cases:
+            idxs = np.arange(len(boxes)) % 3
+            for threshold in (0.0, 0.5):
+                expected = nms_numpy(boxes, scores, threshold)
+                expected_batched = batched_nms_numpy(boxes, scores, idxs, threshold)
+                for module in modules:
+                    print("kernel", module.__name__, name, boxes.dtype, threshold, flush=True)
+                    assert np.array_equal(module.nms(boxes, scores, threshold), expected), (boxes, scores)
+                    assert np.array_equal(module.batched_nms(boxes, scores, idxs, threshold), expected_batched)
+        print("ok")
+    """)
+
+
+@pytest.mark.parametrize("dtype, scale", [(np.float32, 1e-30), (np.float64, 1e-300), (np.float32, 1e-20),
+                                          (np.float64, 1e-160)])
+def test_boxes_whose_areas_underflow_suppress_nothing_on_every_backend(dtype, scale):
+    # Finding 7: THREE_BOXES scaled by 1e-30 in float32: sides of 1e-29, areas 1e-58 and intersections
+    # 81e-60 underflow to 0 (float32's smallest subnormal is 1.4e-45), so the union is 0. Numba raised
+    # ZeroDivisionError; now IoU = 0 everywhere (torchvision: 0 / 0 = NaN, not > 0.5 either): all kept.
+    # At 1e-20 (areas 1e-38, subnormal but not 0) and 1e-160 in float64 the IoU is still about 81/119.
+    boxes, scores = THREE_BOXES.astype(dtype) * dtype(scale), THREE_SCORES.astype(dtype)
+    assert np.all(boxes[:, 2:] > boxes[:, :2])  # not zero-size boxes: only their areas underflow
+    expected = nms(boxes, scores, 0.5, backend="numpy")
+    assert expected.tolist() == ([0, 1, 2] if scale in (1e-30, 1e-300) else [0, 2])
+    idxs = np.array([0, 0, 1])
+    expected_batched = batched_nms(boxes, scores, idxs, 0.5, backend="numpy")
+    for backend in NMS_BACKENDS:
+        np.testing.assert_array_equal(nms(boxes, scores, 0.5, backend=backend), expected, err_msg=backend)
+        np.testing.assert_array_equal(batched_nms(boxes, scores, idxs, 0.5, backend=backend), expected_batched)
+    ref = soft_nms(boxes, scores, 0.3, backend="numpy")
+    for backend in SOFT_BACKENDS:
+        _assert_same_soft_nms(soft_nms(boxes, scores, 0.3, backend=backend), ref)
+
+
+def test_batched_nms_refuses_float_idxs_beyond_int64():
+    # Finding 10: 1e19 and -1e19 used to wrap to INT64_MIN and merge two categories (and their boxes)
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 10]], dtype=np.float32)
+    scores = np.array([0.9, 0.8], dtype=np.float32)
+    for idxs in ([1e19, -1e19], [0.0, 2.0**63], np.array([0, 2**64 - 1], dtype=np.uint64)):
+        with pytest.raises(ValueError, match="idxs holds a value beyond the int64 range"):
+            batched_nms(boxes, scores, idxs, 0.5)
+    # the largest exact floats below 2**63 are fine, and stay two categories
+    assert batched_nms(boxes, scores, [0.0, 2.0**62], 0.5).tolist() == [0, 1]
+
+
+def test_scalar_parameters_are_checked_by_name():
+    # Finding 13: NaN, inf, huge ints, 0-d arrays and non-numbers as iou_threshold / sigma / offset / method
+    boxes, scores = THREE_BOXES, THREE_SCORES
+    assert nms(boxes, scores, np.array(0.5)).tolist() == [0, 2]  # a 0-d array is a number
+    assert soft_nms(boxes, scores, np.float32(0.3), offset=np.int64(0))[1].tolist() == [0, 2, 1]
+    with pytest.raises(ValueError, match="iou_threshold must be finite"):
+        batched_nms(boxes, scores, [0, 0, 0], float("inf"))
+    with pytest.raises(ValueError, match="iou_threshold is too large to be a float"):
+        nms(boxes, scores, 10**400)
+    with pytest.raises(TypeError, match="iou_threshold must be a real number"):
+        nms(boxes, scores, np.array([0.5]))
+    with pytest.raises(TypeError, match=r"method must be a string, one of \['naive', 'linear', 'gaussian'\]"):
+        soft_nms(boxes, scores, method=["linear"])
+    with pytest.raises(TypeError, match="method must be a string"):
+        soft_nms(boxes, scores, method=None)
+    with pytest.raises(ValueError, match="sigma must be finite"):
+        soft_nms(boxes, scores, sigma=float("nan"))
+    with pytest.raises(ValueError, match="score_threshold must be finite"):
+        soft_nms(boxes, scores, score_threshold=float("inf"))
+    with pytest.raises(ValueError, match="offset must be an integer"):
+        soft_nms(boxes, scores, offset=0.5)
+    with pytest.raises(ValueError, match="offset must fit in a 64-bit integer"):
+        soft_nms(boxes, scores, offset=2**64)
+    with pytest.raises(TypeError, match="offset must be a real number"):
+        soft_nms(boxes, scores, offset=True)
+
+
+def test_coordinates_beyond_the_limit_are_refused_by_name_on_every_op():
+    # 1e15 is accepted (and exact enough: IoU of these two is 0.5 in float64), 2e15 is refused
+    boxes = np.array([[-1e15, 0, 1e15, 1], [0, 0, 1e15, 1]])
+    scores = np.array([0.9, 0.8])
+    for backend in NMS_BACKENDS:
+        assert nms(boxes, scores, 0.49, backend=backend).tolist() == [0]  # IoU = 1e15 / 2e15 = 0.5 > 0.49
+        assert nms(boxes, scores, 0.5, backend=backend).tolist() == [0, 1]
+    for call in (lambda b: nms(b, scores, 0.5), lambda b: batched_nms(b, scores, [0, 1], 0.5),
+                 lambda b: soft_nms(b, scores)):
+        with pytest.raises(ValueError, match=r"boxes has a coordinate of magnitude 2e\+15"):
+            call(boxes * 2)
+
+
+# every magnitude from float64's subnormals to beyond the coordinate limit (float32: from its subnormals)
+MAGNITUDES = [5e-324, 1e-300, 1e-160, 1e-45, 1e-38, 1e-30, 1e-20, 1e-6, 1.0, 1e6, 1e12, 1e15, 2e15, 1e19, 1e38,
+              1e300, 1.7e308]
+
+
+@st.composite
+def extreme_box_sets(draw, max_n=12):
+    """Boxes of one magnitude (or a mix of two), on a coarse grid of it so that overlaps are common."""
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    n = draw(st.integers(1, max_n))
+    scales = np.array(draw(st.lists(st.sampled_from(MAGNITUDES), min_size=1, max_size=2)), dtype=np.float64)
+    grid = draw(arrays(np.int64, (n, 4), elements=st.integers(-3, 3)))
+    scale = scales[np.arange(n) % len(scales)][:, None]
+    with np.errstate(over="ignore", invalid="ignore"):
+        corners = grid * scale
+        boxes = np.concatenate([np.minimum(corners[:, :2], corners[:, 2:]),
+                                np.maximum(corners[:, :2], corners[:, 2:])], axis=1).astype(dtype)
+    boxes = np.nan_to_num(boxes, posinf=np.finfo(dtype).max, neginf=-np.finfo(dtype).max)
+    scores = (draw(arrays(np.int64, n, elements=st.integers(0, 5))) / 5).astype(dtype)
+    return boxes, scores
+
+
+def _outcome(call):
+    """The result, or the ValueError's message: every backend must give the same one."""
+    try:
+        return call()
+    except ValueError as err:
+        return str(err)
+
+
+@given(data=extreme_box_sets(), threshold=st.sampled_from([0.0, 0.3, 0.5, 0.9]))
+def test_extreme_values_give_the_reference_or_the_same_error_on_every_backend(data, threshold):
+    boxes, scores = data
+    idxs = np.arange(len(boxes)) % 2
+    expected = _outcome(lambda: nms(boxes, scores, threshold, backend="numpy"))
+    if np.abs(boxes).max() > 1e15:
+        assert "boxes has a coordinate of magnitude" in expected
+    expected_batched = _outcome(lambda: batched_nms(boxes, scores, idxs, threshold, backend="numpy"))
+    for backend in NMS_BACKENDS:
+        got = _outcome(lambda: nms(boxes, scores, threshold, backend=backend))
+        np.testing.assert_array_equal(got, expected, err_msg=backend)
+        got = _outcome(lambda: batched_nms(boxes, scores, idxs, threshold, backend=backend))
+        np.testing.assert_array_equal(got, expected_batched, err_msg=backend)
+    expected_soft = _outcome(lambda: soft_nms(boxes, scores, threshold, backend="numpy"))
+    for backend in SOFT_BACKENDS:
+        got = _outcome(lambda: soft_nms(boxes, scores, threshold, backend=backend))
+        if isinstance(expected_soft, str):
+            assert got == expected_soft, backend
+        else:
+            _assert_same_soft_nms(got, expected_soft)
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="numba.cuda (or its simulator) unavailable")
+def test_cuda_nms_refuses_bitmasks_too_large_before_allocating():
+    # Finding 14: 190,000 boxes need 190,000 x ceil(190,000 / 64) = 2969 words of 8 bytes = 4.2 GiB of masks
+    boxes = np.tile(np.array([[0, 0, 10, 10]], np.float32), (190_000, 1))
+    with pytest.raises(ValueError, match=r"CUDA nms's \(N, N / 64\) suppression bitmasks \(boxes: N = 190000\) "
+                                         r"would need 190000 x 2969 x 8 bytes = 4.2 GiB"):
+        nms(boxes, np.ones(190_000, np.float32), 0.5, backend="cuda")

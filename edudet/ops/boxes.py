@@ -4,6 +4,11 @@ Boxes are (N, 4) arrays in ``(x1, y1, x2, y2)`` format with ``0 <= x1 <= x2`` an
 unless said otherwise; width is ``x2 - x1`` (no +1: continuous coordinates, as in torchvision).
 float32 and float64 are preserved; integer boxes compute in float32.
 
+Coordinates must lie in [-1e15, 1e15] (`edudet._validate.COORDINATE_LIMIT`; larger ones raise a `ValueError`
+naming the argument): then no width, area, union or enclosing area can overflow, in float32 either, and every
+backend gives the reference's values. Tiny boxes are fine too: where areas underflow to 0 (sides of 1e-30
+in float32, 1e-300 in float64) a zero union gives IoU 0, never NaN and never a division by zero.
+
 `box_iou` has fast twins under `edudet.kernels` (``boxes_numba``, ``boxes_cython``, ``boxes_cuda``);
 the functions here are the NumPy reference a learner reads first.
 """
@@ -12,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._dispatch import Dispatcher
-from .._validate import as_boxes, as_image_size, check_scalar, common_float_dtype
+from .._validate import as_boxes, as_image_size, check_allocation, check_scalar, common_float_dtype
 
 __all__ = [
     "box_area",
@@ -24,6 +29,9 @@ __all__ = [
 ]
 
 _FORMATS = ("xyxy", "xywh", "cxcywh")
+# The NumPy references work on row chunks of about this many pairs: their (rows, M, 2) temporaries then stay
+# at tens of MB, whatever N and M (only the (N, M) output grows with them).
+_PAIRS_PER_CHUNK = 1 << 20
 
 
 def box_area(boxes, fmt: str = "xyxy") -> np.ndarray:
@@ -62,10 +70,19 @@ def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return out
 
 
+def _row_chunks(n: int, m: int):
+    """Slices of the rows 0..n, each holding about `_PAIRS_PER_CHUNK` of the n x m pairs."""
+    step = max(1, _PAIRS_PER_CHUNK // max(m, 1))
+    return [slice(start, start + step) for start in range(0, n, step)]
+
+
 def box_iou_numpy(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
     """NumPy reference of `box_iou` on clean (N, 4) and (M, 4) arrays of one float dtype."""
-    inter, union = _box_inter_union(boxes1, boxes2)
-    return _safe_divide(inter, union)
+    out = np.empty((boxes1.shape[0], boxes2.shape[0]), dtype=boxes1.dtype)
+    for rows in _row_chunks(*out.shape):
+        inter, union = _box_inter_union(boxes1[rows], boxes2)
+        out[rows] = _safe_divide(inter, union)
+    return out
 
 
 _box_iou = Dispatcher(
@@ -77,10 +94,13 @@ _box_iou = Dispatcher(
 )
 
 
-def _pair(boxes1, boxes2):
+def _pair(boxes1, boxes2, op: str):
+    """Both box sets in their common float dtype, after checking that the (N, M) output fits in memory."""
     b1 = as_boxes(boxes1, "boxes1")
     b2 = as_boxes(boxes2, "boxes2")
     dtype = common_float_dtype(b1, b2)
+    check_allocation((b1.shape[0], b2.shape[0]), np.dtype(dtype).itemsize,
+                     f"{op}'s (N, M) output (boxes1: N = {b1.shape[0]}, boxes2: M = {b2.shape[0]})")
     return b1.astype(dtype, copy=False), b2.astype(dtype, copy=False)
 
 
@@ -89,14 +109,16 @@ def box_iou(boxes1, boxes2, fmt: str = "xyxy", backend: str | None = None) -> np
 
     boxes1: (N, 4), boxes2: (M, 4), both in `fmt` (``'xyxy'`` by default, or ``'xywh'``, ``'cxcywh'``).
     Returns (N, M) with ``iou[i, j] = area(b1_i ∩ b2_j) / area(b1_i ∪ b2_j)`` in [0, 1]; a pair whose
-    union has zero area (two degenerate boxes) gets 0, where torchvision gives NaN. float64 if either input
-    is float64, else float32. xywh and cxcywh boxes are converted to xyxy first, so their areas can differ
-    from torchvision's ``w * h`` in the last bit. `backend`: None (the fastest CPU one), "numpy", "numba",
-    "cython" or "cuda".
+    union has zero area (two degenerate boxes, or boxes so tiny that their areas underflow to 0) gets 0,
+    where torchvision gives NaN. float64 if either input is float64, else float32. Coordinates beyond
+    +-1e15 raise a `ValueError`, and so does an (N, M) output above edudet's allocation limit (4 GiB by
+    default, ``EDUDET_MAX_BYTES``): the message gives the sizes. xywh and cxcywh boxes are converted to
+    xyxy first, so their areas can differ from torchvision's ``w * h`` in the last bit. `backend`: None (the
+    fastest CPU one), "numpy", "numba", "cython" or "cuda".
     """
     _check_format(fmt, "fmt")
     kernel = _box_iou.get(backend)
-    b1, b2 = _pair(boxes1, boxes2)
+    b1, b2 = _pair(boxes1, boxes2, "box_iou")
     if fmt != "xyxy":
         b1, b2 = _to_xyxy(b1, fmt), _to_xyxy(b2, fmt)
     if b1.shape[0] == 0 or b2.shape[0] == 0:
@@ -109,12 +131,27 @@ def generalized_box_iou(boxes1, boxes2) -> np.ndarray:
 
     boxes1: (N, 4), boxes2: (M, 4) ``(x1, y1, x2, y2)``. Returns (N, M) in [-1, 1], float64 if either
     input is float64, else float32: ``giou = iou - (area(C) - union) / area(C)`` with C the smallest box
-    enclosing both. Where the union has zero area the IoU is 0, and where C has zero area (the same point
-    twice) the penalty is 0; torchvision gives NaN for both.
+    enclosing both. Where the union has zero area (degenerate boxes, or areas that underflow to 0) the IoU
+    is 0, and where C has zero area (the same point twice) the penalty is 0; torchvision gives NaN for both.
+    So two tiny disjoint boxes whose areas underflow but whose enclosing box does not get -1. Inverted
+    boxes (``x2 < x1`` or ``y2 < y1``) raise a `ValueError`: their "areas" are meaningless here (GIoU could
+    exceed IoU). Same coordinate bound and allocation check as `box_iou`; computed in row chunks, so the
+    temporaries stay small.
     """
-    b1, b2 = _pair(boxes1, boxes2)
-    if b1.shape[0] == 0 or b2.shape[0] == 0:
-        return np.zeros((b1.shape[0], b2.shape[0]), dtype=b1.dtype)
+    b1, b2 = _pair(boxes1, boxes2, "generalized_box_iou")
+    for boxes, name in ((b1, "boxes1"), (b2, "boxes2")):
+        inverted = np.flatnonzero((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1]))
+        if inverted.size:
+            i = int(inverted[0])
+            raise ValueError(f"{name} must be (x1, y1, x2, y2) with x2 >= x1 and y2 >= y1; box {i} is "
+                             f"{boxes[i].tolist()}")
+    out = np.empty((b1.shape[0], b2.shape[0]), dtype=b1.dtype)
+    for rows in _row_chunks(*out.shape):
+        out[rows] = _generalized_box_iou(b1[rows], b2)
+    return out
+
+
+def _generalized_box_iou(b1: np.ndarray, b2: np.ndarray) -> np.ndarray:
     inter, union = _box_inter_union(b1, b2)
     iou = _safe_divide(inter, union)
     enclosing_lt = np.minimum(b1[:, None, :2], b2[None, :, :2])

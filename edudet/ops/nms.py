@@ -10,8 +10,11 @@ IoU is computed exactly as torchvision's CPU kernel computes it, in the boxes' d
 ``(x2 - x1) * (y2 - y1)``, intersection sides ``min(x2) - max(x1)`` clamped at 0,
 ``iou = inter / (area_i + area_j - inter)``, and the comparison ``iou > iou_threshold`` made in double
 precision (a float32 IoU against a float64 threshold, as C++ promotes it). A pair that does not overlap
-never suppresses: where torchvision divides 0 by 0 (two zero-area boxes) it gets NaN, and ``NaN > t`` is
-false, so "no overlap, no suppression" gives identical results without ever producing a NaN.
+never suppresses, and a pair whose union is 0 has IoU 0: where torchvision divides 0 by 0 (two zero-area
+boxes, or boxes so small that their areas underflow, e.g. sides of 1e-30 in float32 or 1e-300 in float64)
+it gets NaN, and ``NaN > t`` is false, so edudet gives identical results without ever producing a NaN or
+dividing by zero. Coordinates are limited to [-1e15, 1e15] (`edudet._validate.COORDINATE_LIMIT`; larger
+ones raise a `ValueError` naming `boxes`), so no width, area or union can overflow, in float32 either.
 """
 from __future__ import annotations
 
@@ -34,15 +37,16 @@ def _areas(boxes: np.ndarray, offset: int = 0) -> np.ndarray:
 
 
 def _iou_one_to_many(box: np.ndarray, area, others: np.ndarray, other_areas: np.ndarray) -> np.ndarray:
-    """IoU of one box with each of `others`, with torchvision's arithmetic; 0 wherever they do not overlap."""
+    """IoU of one box with each of `others`, with torchvision's arithmetic; 0 wherever they do not overlap
+    or their union is 0 (areas that underflow)."""
     w = np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0])
     h = np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1])
-    overlapping = (w > 0) & (h > 0)
     inter = w * h
-    iou = np.zeros_like(inter)
     # (area + other_areas) - inter, in that order: float addition is not associative and we want
     # torchvision's exact rounding
-    np.divide(inter, area + other_areas - inter, out=iou, where=overlapping)
+    union = area + other_areas - inter
+    iou = np.zeros_like(inter)
+    np.divide(inter, union, out=iou, where=(w > 0) & (h > 0) & (union > 0))
     return iou
 
 
@@ -70,8 +74,10 @@ def nms_numpy(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np
 def batched_nms_numpy(boxes: np.ndarray, scores: np.ndarray, idxs: np.ndarray, iou_threshold: float) -> np.ndarray:
     """NumPy reference of `batched_nms`: plain NMS inside each category, then one merge by score."""
     keep = np.zeros(len(scores), dtype=bool)
-    for category in np.unique(idxs):
-        members = np.flatnonzero(idxs == category)
+    # one sort groups the categories (a scan per category would be quadratic with many categories)
+    by_category = np.argsort(idxs, kind="stable")
+    sorted_idxs = idxs[by_category]
+    for members in np.split(by_category, np.flatnonzero(sorted_idxs[1:] != sorted_idxs[:-1]) + 1):
         keep[members[nms_numpy(boxes[members], scores[members], iou_threshold)]] = True
     kept = np.flatnonzero(keep)
     return kept[_descending_order(scores[kept])].astype(np.int64)
@@ -241,6 +247,8 @@ def soft_nms(boxes, scores, iou_threshold: float = 0.3, sigma: float = 0.5, scor
     (mmcv calls ``expf``; for float32 the numba backend does too, as LLVM turns one into the other: the
     weights of those can differ from the other backends' by one float32 ulp, rarely).
     """
+    if not isinstance(method, str):  # a list or array would not even hash
+        raise TypeError(f"method must be a string, one of {list(SOFT_NMS_METHODS)}, got {type(method).__name__}")
     if method not in SOFT_NMS_METHODS:
         raise ValueError(f"method must be one of {list(SOFT_NMS_METHODS)}, got {method!r}")
     kernel = _soft_nms.get(backend)
