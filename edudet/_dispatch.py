@@ -18,7 +18,8 @@ from functools import lru_cache
 BACKENDS = ("numpy", "numba", "cython", "cuda")
 # the modules that declare a Dispatcher (imported by `backends_for` / `dispatchers`, never by `import edudet`)
 OP_MODULES = ("edudet.ops.boxes", "edudet.ops.nms", "edudet.ops.roi_align", "edudet.ops.roi_pool",
-              "edudet.matcher", "edudet.targets")
+              "edudet.matcher", "edudet.targets", "edudet.ops.rotated",
+              "edudet.ops.roi_align_rotated")
 _REGISTRY: dict = {}
 # backend=None picks the first usable of these (CUDA is never picked implicitly: data lives on the host)
 DEFAULT_PREFERENCE = ("cython", "numba", "numpy")
@@ -122,6 +123,8 @@ class Dispatcher:
             return "numpy"
         if not isinstance(backend, str):
             raise TypeError(f"backend must be a str or None, got {type(backend).__name__}")
+        if backend == "numpy":  # the reference is always there: no need to import every kernel to say so
+            return backend
         usable = self.backends
         if backend not in usable:
             raise ValueError(f"{self.op}: backend {backend!r} is not usable here; choose one of {usable}")

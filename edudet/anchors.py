@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._validate import as_image_size, check_scalar
+from ._validate import COORDINATE_LIMIT, as_image_size, check_allocation, check_scalar
 from .level_mapper import check_feature_shapes, check_strides
 
 __all__ = ["AnchorGenerator", "grid_points"]
@@ -22,6 +22,10 @@ def _level_strides(image_size, feature_shapes, strides):
     """Per-level ``(stride_h, stride_w)``: the caller's (checked), else torchvision's ``H // h, W // w``."""
     shapes = check_feature_shapes(feature_shapes, image_size)
     if strides is not None:
+        if isinstance(strides, np.ndarray) and strides.ndim >= 1:
+            strides = strides.tolist()
+        if not isinstance(strides, (list, tuple)):
+            raise TypeError(f"strides must be a list with one stride per level, got {type(strides).__name__}")
         checked = check_strides(strides, shapes, image_size)
         return shapes, [(s, s) for s in checked]
     # integer division, not a power of two: an 800-px image with a 13-row P6 gets stride 61, as torchvision
@@ -35,6 +39,29 @@ def _shifts(shape, stride, dtype):
     shift_y = np.arange(h, dtype=np.int64) * stride_h
     xs, ys = np.meshgrid(shift_x, shift_y)  # "xy" indexing: rows are y, so x varies fastest
     return np.stack([xs.reshape(-1), ys.reshape(-1)], axis=1).astype(dtype)
+
+
+def _float_dtype(dtype):
+    """float32 or float64 as a NumPy scalar type; anything else is a TypeError naming `dtype`."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype.type
+
+
+def _nested(values, name: str) -> tuple:
+    """A list/tuple/array of numbers or of per-level lists as nested tuples (arrays become lists first)."""
+    if isinstance(values, np.ndarray):
+        if values.ndim == 0:
+            raise TypeError(f"{name} must be a list (one entry per level), got a 0-d array")
+        values = values.tolist()
+    if not isinstance(values, (list, tuple)):
+        raise TypeError(f"{name} must be a list (one entry per level), got {type(values).__name__}")
+    return tuple(tuple(v.tolist()) if isinstance(v, np.ndarray) and v.ndim >= 1
+                 else tuple(v) if isinstance(v, (list, tuple)) else v for v in values)
 
 
 class AnchorGenerator:
@@ -57,15 +84,15 @@ class AnchorGenerator:
 
     def __init__(self, sizes=((128, 256, 512),), aspect_ratios=((0.5, 1.0, 2.0),), rounding: bool = True,
                  center_offset: float = 0.0):
-        sizes = tuple(sizes)
+        sizes = _nested(sizes, "sizes")
         if not sizes:
             raise ValueError("sizes must name at least one size per level, got ()")
-        if not isinstance(sizes[0], (list, tuple)):  # torchvision's shorthand: one size per level
+        if not isinstance(sizes[0], tuple):  # torchvision's shorthand: one size per level
             sizes = tuple((s,) for s in sizes)
-        aspect_ratios = tuple(aspect_ratios)
+        aspect_ratios = _nested(aspect_ratios, "aspect_ratios")
         if not aspect_ratios:
             raise ValueError("aspect_ratios must not be empty")
-        if not isinstance(aspect_ratios[0], (list, tuple)):  # one ratio set shared by every level
+        if not isinstance(aspect_ratios[0], tuple):  # one ratio set shared by every level
             aspect_ratios = (aspect_ratios,) * len(sizes)
         if len(aspect_ratios) != len(sizes):
             raise ValueError(
@@ -74,14 +101,24 @@ class AnchorGenerator:
             tuple(check_scalar(s, f"sizes[{i}][{j}]", low=0, low_inclusive=False) for j, s in enumerate(level))
             for i, level in enumerate(sizes))
         self.aspect_ratios = tuple(
-            tuple(check_scalar(r, f"aspect_ratios[{i}][{j}]", low=0, low_inclusive=False) for j, r in enumerate(level))
+            # beyond 1e30 (or below 1e-30) a side exceeds any coordinate, or float32 overflows
+            tuple(check_scalar(r, f"aspect_ratios[{i}][{j}]", low=0, low_inclusive=False, high=1e30)
+                  for j, r in enumerate(level))
             for i, level in enumerate(aspect_ratios))
         for i, (s, r) in enumerate(zip(self.sizes, self.aspect_ratios)):
             if not s or not r:
                 raise ValueError(f"level {i} needs at least one size and one aspect ratio")
+        if not isinstance(rounding, (bool, np.bool_)):
+            raise TypeError(f"rounding must be a bool, got {type(rounding).__name__}")
         self.rounding = bool(rounding)
         self.center_offset = check_scalar(center_offset, "center_offset", low=0, high=1)
         self.cell_anchors = [self.generate_anchors(s, r) for s, r in zip(self.sizes, self.aspect_ratios)]
+        for i, base in enumerate(self.cell_anchors):
+            # e.g. size 1e20, or ratio 1e40 (its sqrt overflows float32): refused like any huge coordinate
+            if not np.all(np.abs(base) <= COORDINATE_LIMIT):
+                largest = base[np.argmax(np.abs(base).max(axis=1))].tolist()
+                raise ValueError(f"sizes[{i}] and aspect_ratios[{i}] give base anchors beyond +-{COORDINATE_LIMIT:.0e} "
+                                 f"(edudet's coordinate limit), e.g. {largest}")
 
     def __repr__(self) -> str:
         return (f"AnchorGenerator(sizes={self.sizes}, aspect_ratios={self.aspect_ratios}, "
@@ -122,9 +159,16 @@ class AnchorGenerator:
         if len(feature_shapes) != len(self.cell_anchors):
             raise ValueError(f"got {len(feature_shapes)} feature maps but the generator describes "
                              f"{len(self.cell_anchors)} levels (sizes / aspect_ratios); they must match")
-        if np.dtype(dtype) not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+        dtype = _float_dtype(dtype)
         shapes, level_strides = _level_strides(image_size, feature_shapes, strides)
+        if num_images is not None:
+            num_images = check_scalar(num_images, "num_images", low=0, integer=True)
+        per_location = self.num_anchors_per_location()
+        num_anchors = sum(h * w * n for (h, w), n in zip(shapes, per_location))
+        copies = 1 if num_images is None else max(1, num_images)
+        check_allocation((copies, num_anchors, 4), np.dtype(dtype).itemsize,
+                         f"AnchorGenerator's anchors, (A, 4) per image (A = {num_anchors} over every level of "
+                         f"feature_shapes) x num_images")
         levels = []
         for shape, stride, base in zip(shapes, level_strides, self.cell_anchors):
             shifts = _shifts(shape, stride, np.float32)
@@ -136,7 +180,6 @@ class AnchorGenerator:
         anchors = np.concatenate(levels).astype(dtype, copy=False)
         if num_images is None:
             return anchors
-        num_images = check_scalar(num_images, "num_images", low=0, integer=True)
         return [anchors.copy() for _ in range(num_images)]
 
 
@@ -153,14 +196,16 @@ def grid_points(image_size, feature_shapes, strides=None, offset=0.5, dtype=np.f
     image_size = as_image_size(image_size)
     if not isinstance(feature_shapes, (list, tuple)):
         raise TypeError(f"feature_shapes must be a list of (h, w) pairs, got {type(feature_shapes).__name__}")
-    if np.dtype(dtype) not in (np.float32, np.float64):
-        raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+    dtype = _float_dtype(dtype)
     fcos = isinstance(offset, str)
     if fcos and offset != "fcos":
         raise ValueError(f"offset must be a number in [0, 1] or 'fcos', got {offset!r}")
     if not fcos:
         offset = check_scalar(offset, "offset", low=0, high=1)
     shapes, level_strides = _level_strides(image_size, feature_shapes, strides)
+    num_points = sum(h * w for h, w in shapes)
+    check_allocation((num_points, 2), np.dtype(dtype).itemsize,
+                     f"grid_points' (P, 2) points (P = {num_points} over every level of feature_shapes)")
     points = []
     for shape, (stride_h, stride_w) in zip(shapes, level_strides):
         if fcos:

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._validate import as_boxes, as_real_array, check_finite, check_scalar, common_float_dtype
+from ._validate import COORDINATE_LIMIT, as_boxes, as_real_array, check_finite, check_scalar, common_float_dtype
 
 __all__ = ["BoxCoder", "distance2bbox", "bbox2distance", "centerness_target"]
 
@@ -201,7 +201,8 @@ def distance2bbox(points, distance, max_shape=None) -> np.ndarray:
     ``(x - left, y - top, x + right, y + bottom)``, clipped to ``max_shape = (height, width)`` if given.
     """
     pts = _points(points)
-    dist = as_boxes(distance, "distance")
+    # distances are differences of two coordinates, so twice the coordinate bound
+    dist = as_boxes(distance, "distance", limit=2 * COORDINATE_LIMIT)
     if pts.shape[0] != dist.shape[0]:
         raise ValueError(f"points has {pts.shape[0]} rows but distance has {dist.shape[0]}; they must match")
     dtype = common_float_dtype(pts, dist)
@@ -245,7 +246,7 @@ def centerness_target(bbox_targets) -> np.ndarray:
     (FCOS, eq. 3), as mmdetection's FCOS head computes it for positive points. A point on or outside an
     edge (any distance ``<= 0``) gets 0, where mmdetection would give 0, NaN or a meaningless value.
     """
-    ltrb = as_boxes(bbox_targets, "bbox_targets")
+    ltrb = as_boxes(bbox_targets, "bbox_targets", limit=2 * COORDINATE_LIMIT)  # distances: twice the bound
     left_right = ltrb[:, 0::2]
     top_bottom = ltrb[:, 1::2]
     lr_min, lr_max = left_right.min(axis=1), left_right.max(axis=1)

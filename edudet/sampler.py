@@ -20,16 +20,22 @@ class BalancedPositiveNegativeSampler:
     Per image: ``num_pos = min(#positives, int(batch_size_per_image * positive_fraction))``,
     ``num_neg = min(#negatives, batch_size_per_image - num_pos)``, each drawn uniformly without
     replacement. Returns two lists of (N,) uint8 masks (1 = sampled), positives and negatives, as
-    torchvision does. `seed`: an int, a ``numpy.random.Generator`` or None (fresh entropy); the same seed
-    gives the same samples (torchvision's draws come from torch's generator, so only the counts match it).
+    torchvision does. `seed`: an int in [0, 2**63), a ``numpy.random.Generator`` or None (fresh entropy); the
+    same seed gives the same samples (torchvision's draws come from torch's generator, so only the counts match
+    it).
     """
 
     def __init__(self, batch_size_per_image: int, positive_fraction: float, seed=None):
         self.batch_size_per_image = check_scalar(batch_size_per_image, "batch_size_per_image", low=0, integer=True)
         self.positive_fraction = check_scalar(positive_fraction, "positive_fraction", low=0, high=1)
-        if seed is not None and not isinstance(seed, (int, np.integer, np.random.Generator)):
+        if isinstance(seed, np.ndarray) and seed.ndim == 0:
+            seed = seed.item()
+        if isinstance(seed, np.random.Generator) or seed is None:
+            self.rng = seed if seed is not None else np.random.default_rng()
+        elif isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)):
+            self.rng = np.random.default_rng(check_scalar(seed, "seed", low=0, integer=True))
+        else:
             raise TypeError(f"seed must be an int, a numpy.random.Generator or None, got {type(seed).__name__}")
-        self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
     def __repr__(self) -> str:
         return (f"BalancedPositiveNegativeSampler(batch_size_per_image={self.batch_size_per_image}, "
@@ -37,8 +43,10 @@ class BalancedPositiveNegativeSampler:
 
     def sample_counts(self, num_positives: int, num_negatives: int) -> tuple[int, int]:
         """``(num_pos, num_neg)`` this sampler draws from an image with that many positives and negatives."""
-        num_pos = min(int(num_positives), int(self.batch_size_per_image * self.positive_fraction))
-        num_neg = min(int(num_negatives), self.batch_size_per_image - num_pos)
+        num_positives = check_scalar(num_positives, "num_positives", low=0, integer=True)
+        num_negatives = check_scalar(num_negatives, "num_negatives", low=0, integer=True)
+        num_pos = min(num_positives, int(self.batch_size_per_image * self.positive_fraction))
+        num_neg = min(num_negatives, self.batch_size_per_image - num_pos)
         return num_pos, num_neg
 
     def __call__(self, matched_idxs):

@@ -16,16 +16,21 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from ._dispatch import Dispatcher
-from ._validate import as_boxes, as_image_size, as_int_labels, check_scalar, common_float_dtype
+from ._validate import as_boxes, as_image_size, as_int_labels, check_allocation, check_scalar, common_float_dtype
 from .anchors import grid_points
 from .box_coder import BoxCoder, centerness_target
 from .level_mapper import check_feature_shapes, check_strides, infer_stride
-from .matcher import BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS, Matcher
+from .matcher import BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS, Matcher, block_length
 
 __all__ = ["rpn_targets", "roi_head_targets", "fcos_targets", "RPNTargets", "RoIHeadTargets", "FCOSTargets",
            "fcos_assign_numpy"]
 
-FCOS_INF = 1e8  # mmdetection's "infinite" area and regression range
+# FCOS's "infinity", defined here only and passed to every fcos_assign kernel: the open upper end of the last
+# regression range, and the candidate area that means "no ground truth for this point". mmdetection uses 1e8
+# for both, which silently leaves every point of a ground truth larger than 10,000 x 10,000 px background
+# (its area is not below 1e8); a true infinity cannot collide with an area, which stays finite (coordinates
+# are within +-1e15, so areas are below 4e30, finite even in float32).
+FCOS_INF = float("inf")
 FCOS_REGRESS_RANGES = ((-1, 64), (64, 128), (128, 256), (256, 512), (512, FCOS_INF))
 
 
@@ -64,12 +69,12 @@ def rpn_targets(anchors, gt_boxes, high_threshold: float = 0.7, low_threshold: f
     boxes = as_boxes(anchors, "anchors")
     gt = _gt_boxes(gt_boxes)
     coder = BoxCoder(weights)
+    matcher = Matcher(high_threshold, low_threshold, allow_low_quality_matches)  # checked even without gt
     if gt.shape[0] == 0:
         matched_idxs = np.full(boxes.shape[0], BELOW_LOW_THRESHOLD, dtype=np.int64)
         matched = np.zeros(boxes.shape, dtype=np.float32)  # torchvision's float32 zeros, whatever the anchors
         labels = np.zeros(boxes.shape[0], dtype=np.float32)
     else:
-        matcher = Matcher(high_threshold, low_threshold, allow_low_quality_matches)
         matched_idxs = matcher.match_boxes(gt, boxes, backend=backend)
         dtype = common_float_dtype(gt, boxes)
         matched = gt.astype(dtype, copy=False)[np.maximum(matched_idxs, 0)]  # -1/-2 index gt 0, masked by labels
@@ -98,6 +103,12 @@ def roi_head_targets(proposals, gt_boxes, gt_labels, fg_iou_thresh: float = 0.5,
     props = as_boxes(proposals, "proposals")
     gt = _gt_boxes(gt_boxes)
     labels_in = _gt_labels(gt_labels, gt.shape[0])
+    matcher = Matcher(fg_iou_thresh, bg_iou_thresh, False)  # checked even without gt
+    coder = BoxCoder(weights)
+    add_gt_as_proposals = _flag(add_gt_as_proposals, "add_gt_as_proposals")
+    if sampler is not None and not callable(sampler):
+        raise TypeError(f"sampler must be a BalancedPositiveNegativeSampler (a callable) or None, "
+                        f"got {type(sampler).__name__}")
     dtype = props.dtype.type
     gt = gt.astype(dtype, copy=False)  # torchvision casts the ground truth to the proposals' dtype
     if add_gt_as_proposals:
@@ -108,7 +119,7 @@ def roi_head_targets(proposals, gt_boxes, gt_labels, fg_iou_thresh: float = 0.5,
         labels = np.zeros(n, dtype=np.int64)
         gt_for_rows = np.zeros((1, 4), dtype=dtype)
     else:
-        matches = Matcher(fg_iou_thresh, bg_iou_thresh, False).match_boxes(gt, props, backend=backend)
+        matches = matcher.match_boxes(gt, props, backend=backend)
         matched_idxs = np.maximum(matches, 0)
         labels = labels_in[matched_idxs]
         labels[matches == BELOW_LOW_THRESHOLD] = 0
@@ -118,16 +129,35 @@ def roi_head_targets(proposals, gt_boxes, gt_labels, fg_iou_thresh: float = 0.5,
         pos, neg = sampler([labels])
         keep = np.flatnonzero(pos[0] | neg[0])
         props, matched_idxs, labels = props[keep], matched_idxs[keep], labels[keep]
-    targets = BoxCoder(weights).encode(gt_for_rows[matched_idxs], props)
+    targets = coder.encode(gt_for_rows[matched_idxs], props)
     return RoIHeadTargets(props, matched_idxs, labels, targets)
 
 
-def fcos_assign_numpy(points, gt, radius_stride, range_low, range_high, center_sampling):
+def fcos_assign_numpy(points, gt, radius_stride, range_low, range_high, center_sampling, no_candidate_area,
+                      block_bytes: int | None = None):
     """NumPy reference of the FCOS assignment: (P,) int64 index of each point's ground truth, -1 for none.
 
     points (P, 2), gt (G, 4), and per point: radius_stride (``stride * radius``), range_low, range_high,
-    all of one float dtype. The (P, G) arrays below are what the fast twins avoid.
+    all of one float dtype; no_candidate_area: `FCOS_INF` in that dtype (a candidate's area must be below it).
+    The (points, G) arrays below are what the fast twins avoid; here they are built a block of points at a
+    time (~24 temporaries per pair, `matcher.REFERENCE_BLOCK_BYTES` per block), so memory stays bounded.
     """
+    areas = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])
+    block = block_length(24 * gt.shape[0] * gt.itemsize, points.shape[0], block_bytes)
+    out = np.empty(points.shape[0], dtype=np.int64)
+    for start in range(0, points.shape[0], block):
+        rows = slice(start, start + block)
+        candidate = _fcos_candidates(points[rows], gt, radius_stride[rows], range_low[rows], range_high[rows],
+                                     center_sampling)
+        candidate_areas = np.where(candidate, areas[None, :], no_candidate_area)
+        best = candidate_areas.argmin(axis=1)  # the smallest box wins an ambiguous point; first index on ties
+        found = candidate_areas[np.arange(best.shape[0]), best] < no_candidate_area
+        out[rows] = np.where(found, best, -1)
+    return out
+
+
+def _fcos_candidates(points, gt, radius_stride, range_low, range_high, center_sampling):
+    """(P, G) bool: ground truth g may be assigned to point p (inside it, or its centre region, and in range)."""
     xs, ys = points[:, 0:1], points[:, 1:2]
     left, top = xs - gt[None, :, 0], ys - gt[None, :, 1]
     right, bottom = gt[None, :, 2] - xs, gt[None, :, 3] - ys
@@ -145,12 +175,7 @@ def fcos_assign_numpy(points, gt, radius_stride, range_low, range_high, center_s
     else:
         inside = ltrb.min(axis=-1) > 0
     reach = ltrb.max(axis=-1)  # the longest side distance decides the level, not the box size
-    in_range = (reach >= range_low[:, None]) & (reach <= range_high[:, None])
-    areas = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])
-    candidate_areas = np.where(inside & in_range, areas[None, :], points.dtype.type(FCOS_INF))
-    best = candidate_areas.argmin(axis=1)  # the smallest box wins an ambiguous point; first index on ties
-    found = candidate_areas[np.arange(points.shape[0]), best] != points.dtype.type(FCOS_INF)
-    return np.where(found, best, -1).astype(np.int64)
+    return inside & (reach >= range_low[:, None]) & (reach <= range_high[:, None])
 
 
 _fcos_assign = Dispatcher(
@@ -160,6 +185,49 @@ _fcos_assign = Dispatcher(
     cython="fcos_targets_cython:fcos_assign",
     cuda="fcos_targets_cuda:fcos_assign",
 )
+
+
+def _flag(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def _sequence(values, name: str) -> list:
+    """A list from a list, tuple or 1-d array (a 0-d array or a scalar is a TypeError naming `name`)."""
+    if isinstance(values, np.ndarray) and values.ndim >= 1:
+        return values.tolist()
+    if not isinstance(values, (list, tuple)):
+        raise TypeError(f"{name} must be a list with one entry per level, got {type(values).__name__}")
+    return list(values)
+
+
+def _regress_ranges(regress_ranges, num_levels: int) -> list[tuple[float, float]]:
+    """One checked ``(low, high)`` per level; either end may be -inf / +inf (FCOS_INF), never NaN."""
+    ranges = _sequence(regress_ranges, "regress_ranges")
+    if len(ranges) != num_levels:
+        raise ValueError(f"regress_ranges must hold one (low, high) pair per level ({num_levels} levels), "
+                         f"got {len(ranges)} entries")
+    out = []
+    for i, pair in enumerate(ranges):
+        try:
+            low, high = pair
+        except (TypeError, ValueError):
+            raise ValueError(f"regress_ranges[{i}] must be a (low, high) pair, got {pair!r}") from None
+        low, high = _range_end(low, f"regress_ranges[{i}][0]"), _range_end(high, f"regress_ranges[{i}][1]")
+        if high < low:
+            raise ValueError(f"regress_ranges[{i}] must have low <= high, got {(low, high)!r}")
+        out.append((low, high))
+    return out
+
+
+def _range_end(value, name: str) -> float:
+    """An end of a regression range: -inf or +inf (FCOS_INF: no bound), else a finite real (check_scalar)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, (float, np.floating)) and np.isinf(value):
+        return float(value)
+    return check_scalar(value, name)
 
 
 class FCOSTargets(NamedTuple):
@@ -187,28 +255,32 @@ def fcos_targets(gt_boxes, gt_labels, image_size, feature_shapes, num_classes: i
     divided by the stride with `norm_on_bbox`. strides: optional, checked against the shapes (``ValueError``
     naming the level); by default the power of two the shapes imply. mmdetection's defaults are
     ``center_sampling=False, norm_on_bbox=False``; its improved FCOS config turns both on (radius 1.5).
+    The last default range ends at `FCOS_INF` (infinity; mmdetection writes 1e8, which also served as its
+    "no candidate" area and so dropped every ground truth larger than 10,000 x 10,000 px: here any box
+    within the +-1e15 coordinate limit is assigned). Ranges may use -inf / inf; every other parameter must be
+    finite, else a ``ValueError`` / ``TypeError`` naming it; more points than fit in edudet's allocation
+    limit raise a ``ValueError`` giving the sizes. Memory is O(P + G) on every backend (the NumPy reference
+    works a block of points at a time).
     """
     image_size = as_image_size(image_size)
     shapes = check_feature_shapes(feature_shapes, image_size)
     if strides is None:
         level_strides = [infer_stride(s, image_size) for s in shapes]
     else:
-        level_strides = check_strides(strides, shapes, image_size)
+        level_strides = check_strides(_sequence(strides, "strides"), shapes, image_size)
     num_classes = check_scalar(num_classes, "num_classes", low=1, integer=True)
     radius = check_scalar(center_sample_radius, "center_sample_radius", low=0, low_inclusive=False)
-    ranges = [tuple(r) for r in regress_ranges]
-    if len(ranges) != len(shapes) or any(len(r) != 2 for r in ranges):
-        raise ValueError(f"regress_ranges must hold one (low, high) pair per level ({len(shapes)} levels), "
-                         f"got {regress_ranges!r}")
-    for i, (low, high) in enumerate(ranges):
-        low = check_scalar(low, f"regress_ranges[{i}][0]")
-        if check_scalar(high, f"regress_ranges[{i}][1]") < low:
-            raise ValueError(f"regress_ranges[{i}] must have low <= high, got {ranges[i]!r}")
+    center_sampling = _flag(center_sampling, "center_sampling")
+    norm_on_bbox = _flag(norm_on_bbox, "norm_on_bbox")
+    ranges = _regress_ranges(regress_ranges, len(shapes))
     gt = _gt_boxes(gt_boxes)
     labels_in = _gt_labels(gt_labels, gt.shape[0], low=0)
     if labels_in.size and labels_in.max() >= num_classes:
         raise ValueError(f"gt_labels must be < num_classes={num_classes} (mmdetection's 0-based ids), "
                          f"got {int(labels_in.max())}")
+    num_points = sum(h * w for h, w in shapes)
+    check_allocation((num_points, 4), gt.itemsize,
+                     f"fcos_targets' (P, 4) bbox_targets (P = {num_points} points over every level of feature_shapes)")
     dtype = gt.dtype.type
     per_level = grid_points(image_size, shapes, strides=level_strides, offset=offset, dtype=dtype)
     counts = [p.shape[0] for p in per_level]
@@ -222,7 +294,7 @@ def fcos_targets(gt_boxes, gt_labels, image_size, feature_shapes, num_classes: i
     kernel = _fcos_assign.get(backend)
     radius_stride = repeat([s * radius for s in level_strides])
     gt_index = kernel(points, gt, radius_stride, repeat([r[0] for r in ranges]), repeat([r[1] for r in ranges]),
-                      bool(center_sampling))
+                      center_sampling, dtype(FCOS_INF))
     positive = gt_index >= 0
     assigned = gt[np.maximum(gt_index, 0)]  # background rows take gt 0, as mmdetection's argmin over INF
     bbox_targets = np.stack([points[:, 0] - assigned[:, 0], points[:, 1] - assigned[:, 1],

@@ -2,6 +2,7 @@
 
 Each thread scans the ground truths keeping the smallest candidate area (no (P, G) temporaries). The wrapper
 copies to the device and back; it also runs under ``NUMBA_ENABLE_CUDASIM=1`` (slowly: small inputs only).
+`no_candidate_area` is `edudet.targets.FCOS_INF` (infinity): a candidate's area must be below it.
 """
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import numpy as np
 from numba import cuda
 
 _THREADS = 256
-_INF = 1e8  # mmdetection's "infinite" area: a candidate area equal to it counts as no candidate
 
 
 @cuda.jit
@@ -43,14 +43,15 @@ def _assign_kernel(points, gt, areas, center_x, center_y, radius_stride, range_l
     out[p] = best
 
 
-def fcos_assign(points, gt, radius_stride, range_low, range_high, center_sampling):
+def fcos_assign(points, gt, radius_stride, range_low, range_high, center_sampling, no_candidate_area):
     """points (P, 2), gt (G, 4) and per-point radius_stride, range_low, range_high of one float dtype -> (P,) int64."""
     dtype = gt.dtype
     areas = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])
     center_x = (gt[:, 0] + gt[:, 2]) / dtype.type(2)
     center_y = (gt[:, 1] + gt[:, 3]) / dtype.type(2)
+    inf = np.array([no_candidate_area], dtype=dtype)  # a 1-element array: the kernel compares in the input dtype
     args = [cuda.to_device(np.ascontiguousarray(a)) for a in (points, gt, areas, center_x, center_y, radius_stride,
-                                                               range_low, range_high, np.array([_INF], dtype=dtype))]
+                                                               range_low, range_high, inf)]
     out = cuda.device_array(points.shape[0], dtype=np.int64)
     _assign_kernel[math.ceil(points.shape[0] / _THREADS), _THREADS](*args, bool(center_sampling), out)
     return out.copy_to_host()

@@ -3,22 +3,22 @@
 
 One pass over points (OpenMP prange) x ground truths keeping the running smallest candidate area: no
 (P, G, 4) temporaries. Same operations and dtype as the reference, so the assignment is identical.
+`no_candidate_area` is `edudet.targets.FCOS_INF` (infinity): a candidate's area must be below it.
 """
 import numpy as np
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 
-cdef double _INF = 1e8  # mmdetection's "infinite" area: a candidate area equal to it counts as no candidate
-
 
 cdef cnp.int64_t _assign_point(const floating[:, ::1] points, const floating[:, ::1] gt, const floating[::1] areas,
                                const floating[::1] center_x, const floating[::1] center_y,
                                const floating[::1] radius_stride, const floating[::1] range_low,
-                               const floating[::1] range_high, bint center_sampling, Py_ssize_t p) noexcept nogil:
+                               const floating[::1] range_high, bint center_sampling, floating no_candidate_area,
+                               Py_ssize_t p) noexcept nogil:
     cdef floating x = points[p, 0], y = points[p, 1], r = radius_stride[p]
     cdef floating left, top, right, bottom, reach, lo, hi
-    cdef floating best_area = <floating>_INF
+    cdef floating best_area = no_candidate_area
     cdef cnp.int64_t best = -1
     cdef Py_ssize_t g
     cdef bint inside
@@ -54,7 +54,8 @@ cdef cnp.int64_t _assign_point(const floating[:, ::1] points, const floating[:, 
 
 
 def _assign(const floating[:, ::1] points, const floating[:, ::1] gt, const floating[::1] radius_stride,
-            const floating[::1] range_low, const floating[::1] range_high, bint center_sampling):
+            const floating[::1] range_low, const floating[::1] range_high, bint center_sampling,
+            floating no_candidate_area):
     gt_np = np.asarray(gt)
     cdef floating[::1] areas = np.ascontiguousarray((gt_np[:, 2] - gt_np[:, 0]) * (gt_np[:, 3] - gt_np[:, 1]))
     cdef floating[::1] center_x = np.ascontiguousarray((gt_np[:, 0] + gt_np[:, 2]) / 2)
@@ -65,10 +66,10 @@ def _assign(const floating[:, ::1] points, const floating[:, ::1] gt, const floa
     with nogil:
         for p in prange(points.shape[0], schedule="static"):
             assigned[p] = _assign_point(points, gt, areas, center_x, center_y, radius_stride, range_low, range_high,
-                                        center_sampling, p)
+                                        center_sampling, no_candidate_area, p)
     return out
 
 
-def fcos_assign(points, gt, radius_stride, range_low, range_high, center_sampling):
+def fcos_assign(points, gt, radius_stride, range_low, range_high, center_sampling, no_candidate_area):
     """points (P, 2), gt (G, 4) and per-point radius_stride, range_low, range_high of one float dtype -> (P,) int64."""
-    return _assign(points, gt, radius_stride, range_low, range_high, center_sampling)
+    return _assign(points, gt, radius_stride, range_low, range_high, center_sampling, no_candidate_area)

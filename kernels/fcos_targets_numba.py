@@ -2,30 +2,29 @@
 
 One pass over points (in parallel) x ground truths, keeping only the running smallest candidate area: the
 (P, G, 4) distance and (P, G) area temporaries of the reference are never built. Every value is computed
-with the reference's operations in the same dtype, so the assignment is identical.
+with the reference's operations in the same dtype, so the assignment is identical. `no_candidate_area` is
+`edudet.targets.FCOS_INF` (infinity) in the input dtype: a candidate's area must be below it.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
-_INF = 1e8  # mmdetection's "infinite" area: a candidate area equal to it counts as no candidate
-
 
 @njit(cache=True, parallel=True)
-def fcos_assign(points, gt, radius_stride, range_low, range_high, center_sampling):
+def fcos_assign(points, gt, radius_stride, range_low, range_high, center_sampling, no_candidate_area):
     n = points.shape[0]
     num_gt = gt.shape[0]
     areas = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])
-    center_x = (gt[:, 0] + gt[:, 2]) / 2
-    center_y = (gt[:, 1] + gt[:, 3]) / 2
-    inf = np.full(1, _INF, dtype=gt.dtype)[0]  # INF rounded to the input dtype, as the reference compares it
+    two = np.full(1, 2, dtype=gt.dtype)[0]  # halve in the input dtype, as the reference does
+    center_x = (gt[:, 0] + gt[:, 2]) / two
+    center_y = (gt[:, 1] + gt[:, 3]) / two
     out = np.empty(n, dtype=np.int64)
     for p in prange(n):
         x = points[p, 0]
         y = points[p, 1]
         r = radius_stride[p]
-        best_area = inf
+        best_area = no_candidate_area
         best = -1
         for g in range(num_gt):
             left = x - gt[g, 0]

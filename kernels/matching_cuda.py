@@ -74,6 +74,8 @@ def match_boxes(gt, boxes, high_threshold, low_threshold, allow_low_quality_matc
     """(G, 4) gt and (N, 4) boxes of one float dtype, thresholds in that dtype -> (N,) int64 matches."""
     dtype = gt.dtype
     n, num_gt = boxes.shape[0], gt.shape[0]
+    if num_gt == 0 or n == 0:  # Matcher refuses G = 0; a direct caller gets all background, never a bad read
+        return np.full(n, -1, dtype=np.int64)
     gt_area = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])
     d_gt, d_area, d_boxes = cuda.to_device(gt), cuda.to_device(gt_area), cuda.to_device(boxes)
     d_best = cuda.device_array(n, dtype=dtype)

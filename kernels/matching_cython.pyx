@@ -4,13 +4,16 @@
 Same two passes as `matching_numba`: (1) in parallel over blocks of boxes, each box's best IoU and first
 argmax, and each block's best IoU per ground truth; (2) thresholds, then low-quality matches, recomputing
 IoUs only for boxes that could tie some ground truth's best. Fused float/double, nogil, OpenMP prange.
+The argmax scan is strict and bounded: whatever the values (NaN IoUs from a caller that skips
+`Matcher.match_boxes`' checks), every index written is in range.
 """
 import numpy as np
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 
-cdef Py_ssize_t _BLOCK = 4096
+cdef Py_ssize_t _BLOCK = 4096  # boxes per parallel task: the per-block gt maxima stay small
+cdef Py_ssize_t _MAX_BLOCK_MAXIMA = 4194304  # 2**22 per-block gt maxima at most (16 MB float32), however many gts
 
 
 cdef inline floating _iou(floating ax1, floating ay1, floating ax2, floating ay2, floating area_a,
@@ -33,10 +36,10 @@ cdef inline floating _iou(floating ax1, floating ay1, floating ax2, floating ay2
 
 cdef void _best_pass(const floating[:, ::1] gt_t, const floating[:, ::1] boxes, const floating[::1] gt_area,
                      floating[:, ::1] block_gt_best, floating[::1] best, cnp.int64_t[::1] argbest,
-                     Py_ssize_t b) noexcept nogil:
+                     Py_ssize_t b, Py_ssize_t block) noexcept nogil:
     cdef Py_ssize_t n = boxes.shape[0], num_gt = gt_t.shape[1]
     cdef Py_ssize_t i, g, k
-    cdef Py_ssize_t end = (b + 1) * _BLOCK
+    cdef Py_ssize_t end = (b + 1) * block
     cdef floating ax1, ay1, ax2, ay2, area_a, v, iou
     cdef const floating* gx1 = &gt_t[0, 0]
     cdef const floating* gy1 = &gt_t[1, 0]
@@ -46,7 +49,7 @@ cdef void _best_pass(const floating[:, ::1] gt_t, const floating[:, ::1] boxes, 
     cdef floating* row = &block_gt_best[b, 0]
     if end > n:
         end = n
-    for i in range(b * _BLOCK, end):
+    for i in range(b * block, end):
         ax1 = boxes[i, 0]
         ay1 = boxes[i, 1]
         ax2 = boxes[i, 2]
@@ -87,7 +90,11 @@ cdef cnp.int64_t _final(const floating[:, ::1] gt, const floating[:, ::1] boxes,
 def _match(const floating[:, ::1] gt, const floating[:, ::1] boxes, floating high, floating low,
            bint allow_low_quality):
     cdef Py_ssize_t n = boxes.shape[0], num_gt = gt.shape[0]
-    cdef Py_ssize_t num_blocks = (n + _BLOCK - 1) // _BLOCK
+    if num_gt == 0 or n == 0:  # Matcher refuses G = 0; a direct caller gets all background, never a bad read
+        return np.full(n, -1, dtype=np.int64)
+    # many gts: fewer, longer blocks, so the (blocks, gts) partial maxima stay within _MAX_BLOCK_MAXIMA
+    cdef Py_ssize_t num_blocks = min((n + _BLOCK - 1) // _BLOCK, max(1, _MAX_BLOCK_MAXIMA // num_gt))
+    cdef Py_ssize_t block = (n + num_blocks - 1) // num_blocks
     dtype = np.float32 if floating is float else np.float64
     gt_np = np.asarray(gt)
     cdef floating[::1] gt_area = np.ascontiguousarray((gt_np[:, 2] - gt_np[:, 0]) * (gt_np[:, 3] - gt_np[:, 1]))
@@ -100,7 +107,7 @@ def _match(const floating[:, ::1] gt, const floating[:, ::1] boxes, floating hig
     cdef Py_ssize_t b, i
     with nogil:
         for b in prange(num_blocks, schedule="dynamic"):
-            _best_pass(gt_t, boxes, gt_area, block_gt_best, best, argbest, b)
+            _best_pass(gt_t, boxes, gt_area, block_gt_best, best, argbest, b, block)
     gt_best_np = np.asarray(block_gt_best).max(axis=0)
     cdef floating[::1] gt_best = gt_best_np
     cdef floating smallest_gt_best = gt_best_np.min()

@@ -6,6 +6,9 @@ thresholds and, for low-quality matches, recomputes IoUs only for the boxes that
 truth's best (best IoU >= the smallest per-gt best, and not already positive). Twice the length of the NumPy
 reference and 10-20x faster (242k anchors x 50 boxes: ~30 ms on one core against ~700 ms), because nothing
 (G, N) is ever written. prange splits blocks statically: on a busy machine one thread often beats two.
+
+Whatever the values (even NaN IoUs from a caller that skips `Matcher.match_boxes`' checks), every index
+written is in range: the argmax scan is bounded by the number of ground truths.
 """
 from __future__ import annotations
 
@@ -13,19 +16,24 @@ import numpy as np
 from numba import njit, prange
 
 _BLOCK = 4096  # boxes per parallel task: the per-block gt maxima stay small
+_MAX_BLOCK_MAXIMA = 2**22  # at most this many per-block gt maxima (16 MB in float32), however many gts
 
 
 @njit(cache=True, parallel=True)
 def match_boxes(gt, boxes, high_threshold, low_threshold, allow_low_quality_matches):
     num_gt = gt.shape[0]
     n = boxes.shape[0]
+    if num_gt == 0 or n == 0:  # Matcher refuses G = 0; a direct caller gets all background, never a bad read
+        return np.full(n, -1, dtype=np.int64)
     gx1 = gt[:, 0].copy()  # one contiguous array per coordinate: the inner loop over gts streams them
     gy1 = gt[:, 1].copy()
     gx2 = gt[:, 2].copy()
     gy2 = gt[:, 3].copy()
     gt_area = (gx2 - gx1) * (gy2 - gy1)
-    zero = gt_area[0] - gt_area[0]  # an exact 0 in the input dtype (a float literal would promote to float64)
-    num_blocks = (n + _BLOCK - 1) // _BLOCK
+    zero = np.zeros(1, dtype=gt.dtype)[0]  # a 0 in the input dtype (a float literal would promote to float64)
+    # many gts: fewer, longer blocks, so the (blocks, gts) partial maxima stay within _MAX_BLOCK_MAXIMA
+    num_blocks = min((n + _BLOCK - 1) // _BLOCK, max(1, _MAX_BLOCK_MAXIMA // num_gt))
+    block = (n + num_blocks - 1) // num_blocks
     block_gt_best = np.full((num_blocks, num_gt), -1.0, dtype=gt.dtype)
     best = np.empty(n, dtype=gt.dtype)
     argbest = np.empty(n, dtype=np.int64)
@@ -34,7 +42,7 @@ def match_boxes(gt, boxes, high_threshold, low_threshold, allow_low_quality_matc
         # ~1.5x faster than one loop with the bookkeeping interleaved
         ious = np.empty(num_gt, dtype=gt.dtype)
         row = block_gt_best[b]
-        for i in range(b * _BLOCK, min(n, (b + 1) * _BLOCK)):
+        for i in range(b * block, min(n, (b + 1) * block)):
             ax1, ay1, ax2, ay2 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
             area_a = (ax2 - ax1) * (ay2 - ay1)
             for g in range(num_gt):
@@ -48,8 +56,10 @@ def match_boxes(gt, boxes, high_threshold, low_threshold, allow_low_quality_matc
             v = ious[0]
             for g in range(1, num_gt):
                 v = max(v, ious[g])
+            # the first gt reaching the max wins a tie, as torch.max(dim=0); bounded, so a NaN v (never equal
+            # to anything) stops at the last gt instead of running off the array
             k = 0
-            while ious[k] != v:  # the first gt reaching the max wins a tie, as torch.max(dim=0)
+            while k < num_gt - 1 and ious[k] != v:
                 k += 1
             for g in range(num_gt):
                 row[g] = max(row[g], ious[g])

@@ -208,3 +208,44 @@ def test_parity_torchvision_fcos_points():
     anchors = np.concatenate(_torchvision_anchors(sizes, ((1.0,),) * 3, (800, 1216), shapes, torch.float32)[:1])
     centres = (anchors[:, :2] + anchors[:, 2:]) / 2
     np.testing.assert_array_equal(np.concatenate(grid_points((800, 1216), shapes, offset=0)), centres)
+
+
+# ---------------------------------------------------------------- extreme parameters (issue 12, findings 13, 14)
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: AnchorGenerator(np.array(32), ((1.0,),)), TypeError, "sizes must be a list"),
+    (lambda: AnchorGenerator(((32,),), 1.0), TypeError, "aspect_ratios must be a list"),
+    (lambda: AnchorGenerator(((float("nan"),),), ((1.0,),)), ValueError, r"sizes\[0\]\[0\] must be finite"),
+    (lambda: AnchorGenerator(((1e20,),), ((1.0,),)), ValueError, "coordinate limit"),
+    (lambda: AnchorGenerator(((32,),), ((1e40,),)), ValueError, r"aspect_ratios\[0\]\[0\] must be <="),
+    (lambda: AnchorGenerator(((32,),), ((1e-40,),)), ValueError, "coordinate limit"),  # w = 32 / sqrt(0) = inf
+    (lambda: AnchorGenerator(((32,),), ((1.0,),), rounding="no"), TypeError, "rounding"),
+    (lambda: AnchorGenerator(((32,),), ((1.0,),), center_offset=float("inf")), ValueError, "center_offset"),
+    (lambda: AnchorGenerator(((32,),), ((1.0,),))((8, 8), [(2, 2)], num_images=2**64), ValueError, "num_images"),
+    (lambda: AnchorGenerator(((32,),), ((1.0,),))((8, 8), [(2, 2)], num_images=np.nan), ValueError, "num_images"),
+    (lambda: AnchorGenerator(((32,),), ((1.0,),))((8, np.nan), [(2, 2)]), ValueError, r"image_size\[1\]"),
+    (lambda: AnchorGenerator(((32,),), ((1.0,),))(np.array(8), [(2, 2)]), ValueError, "image_size"),
+    (lambda: AnchorGenerator(((32,),), ((1.0,),))((8, 8), [(2, 2)], strides=np.array(4)), TypeError, "strides"),
+    (lambda: AnchorGenerator(((32,),), ((1.0,),))((8, 8), [(2, 2)], dtype="garbage"), TypeError, "dtype"),
+    (lambda: grid_points((8, 8), [(2, 2)], offset=float("nan")), ValueError, "offset must be finite"),
+    (lambda: grid_points((8, 2**64), [(2, 2)]), ValueError, r"image_size\[1\] must fit"),
+])
+def test_bad_parameters_name_the_argument(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_array_parameters_are_accepted():
+    # numpy arrays and 0-d arrays where lists and numbers are expected
+    gen = AnchorGenerator(np.array([[32.0]]), np.array([0.5, 1.0, 2.0]))
+    np.testing.assert_array_equal(gen.cell_anchors[0], AnchorGenerator(((32,),), ((0.5, 1.0, 2.0),)).cell_anchors[0])
+    anchors = gen((np.int64(8), np.array(8)), [(2, 2)], strides=np.array([4]), num_images=np.array(2))
+    assert len(anchors) == 2 and anchors[0].shape == (12, 4)
+    assert grid_points((16, 16), [(2, 2)], dtype=np.dtype("float64"))[0].dtype == np.float64
+
+
+def test_anchor_memory_is_checked_before_allocating():
+    # a 2**40-px image with a stride-8 level: (2**37)**2 = 2**74 anchors, refused by name with the sizes (the
+    # child-interpreter test in test_targets runs this under a memory cap)
+    with pytest.raises(ValueError, match=r"A = 18889465931478580854784 .*GiB"):
+        AnchorGenerator(((32,),), ((1.0,),))((2**40, 2**40), [(2**40 // 8, 2**40 // 8)])

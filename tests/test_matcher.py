@@ -5,9 +5,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edudet import Matcher, rpn_background_matches
-from edudet.matcher import _match_boxes, match_boxes_numpy
+from edudet.matcher import _match_boxes, block_length, match_boxes_numpy, match_quality_numpy
 from edudet.ops import box_iou
-from helpers import import_torchvision, random_boxes
+from helpers import assert_child_ok, import_torchvision, random_boxes
 
 BACKENDS = _match_boxes.backends
 
@@ -175,3 +175,180 @@ def test_reference_is_the_composition():
     gt, boxes = random_boxes(rng, 5), random_boxes(rng, 100)
     np.testing.assert_array_equal(match_boxes_numpy(gt, boxes, np.float32(0.7), np.float32(0.3), True),
                                   Matcher(0.7, 0.3, True)(box_iou(gt, boxes)))
+
+
+# ---------------------------------------------------------------- extreme input (issue 12, findings 2, 13, 14)
+
+def test_overflowing_ground_truth_is_refused_on_every_backend():
+    # issue 12 finding 2: a gt whose area overflows (float32 sides >= ~1.9e19, float64 1e200) made the Numba
+    # kernel's "zero" NaN and its argmax scan ran off the array; now the public boundary refuses coordinates
+    # beyond +-1e15 by name, on every backend and through every entry point (run in a child: it used to crash)
+    assert_child_ok("""
+        import numpy as np
+        from edudet import Matcher, roi_head_targets, rpn_targets
+        from edudet.matcher import _match_boxes
+        anchors = np.array([[0, 0, 10, 10], [5, 5, 20, 20]])
+        for dtype, side in [(np.float32, 2e19), (np.float32, 3e38), (np.float64, 1e200), (np.float64, 1e300)]:
+            gt = np.array([[0, 0, side, side], [0, 0, 1, 1]], dtype=dtype)
+            for backend in _match_boxes.backends:
+                for name, call in [
+                    ("match_boxes", lambda: Matcher(0.7, 0.3, True).match_boxes(gt, anchors.astype(dtype), backend)),
+                    ("rpn_targets", lambda: rpn_targets(anchors.astype(dtype), gt, backend=backend)),
+                    ("roi_head_targets", lambda: roi_head_targets(anchors.astype(dtype), gt, [1, 2], backend=backend)),
+                ]:
+                    print(name, dtype.__name__, side, backend, flush=True)
+                    try:
+                        call()
+                    except ValueError as err:
+                        assert "gt_boxes" in str(err) and "coordinate" in str(err), err
+                    else:
+                        raise AssertionError(f"{name} accepted a gt of side {side}")
+        print("ok")
+    """)
+
+
+def test_kernels_called_directly_never_index_out_of_range():
+    # a direct caller bypasses the checks: NaN coordinates, areas that overflow to inf (inf / inf IoUs are
+    # NaN), no gt at all. Whatever the values, every match is -2, -1 or a valid gt index (the old Numba argmax
+    # scan ran past the gts when the best IoU was NaN: garbage indices or a crash, hence the child)
+    assert_child_ok("""
+        import numpy as np
+        from edudet.matcher import _match_boxes, match_quality_numpy
+        nan, inf = float("nan"), float("inf")
+        cases = {
+            "area overflows": ([[0, 0, 2e19, 2e19], [0, 0, 10, 10]],
+                               [[0, 0, 3e19, 3e19], [0, 0, 10, 10], [1, 1, 2, 2]]),
+            "NaN gt": ([[nan, 0, 10, 10], [0, 0, 10, 10]], [[0, 0, 10, 10], [5, 5, 8, 8]]),
+            "all NaN": ([[nan, nan, nan, nan]], [[nan, nan, nan, nan], [0, 0, 1, 1]]),
+            "NaN boxes": ([[0, 0, 10, 10]], [[nan, 0, 10, 10], [0, 0, 10, 10]]),
+            "inf": ([[-inf, -inf, inf, inf], [0, 0, 1, 1]], [[0, 0, 1, 1], [-inf, 0, inf, 1]]),
+            "no gt": (np.zeros((0, 4)), [[0, 0, 1, 1]]),
+        }
+        for backend in _match_boxes.backends:
+            kernel = _match_boxes.get(backend)
+            for dtype in (np.float32, np.float64):
+                for name, (gt, boxes) in cases.items():
+                    gt, boxes = np.array(gt, dtype).reshape(-1, 4), np.array(boxes, dtype)
+                    for allow_low_quality in (False, True):
+                        print(backend, dtype.__name__, name, allow_low_quality, flush=True)
+                        out = kernel(gt, boxes, dtype(0.7), dtype(0.3), allow_low_quality)
+                        assert out.shape == (boxes.shape[0],) and out.dtype == np.int64, out
+                        assert np.all((out >= -2) & (out < max(gt.shape[0], 0))), out
+                        if gt.shape[0] == 0:
+                            assert np.all(out == -1), out
+        print("reference with NaN quality", flush=True)
+        quality = np.array([[nan, 0.2, nan], [0.9, nan, nan]], np.float32)
+        for allow_low_quality in (False, True):
+            out = match_quality_numpy(quality, np.float32(0.7), np.float32(0.3), allow_low_quality)
+            assert np.all((out >= -2) & (out < 2)), out
+        print("ok")
+    """)
+
+
+def test_quality_matrix_and_parameters_are_checked_by_name():
+    # issue 12 finding 13: NaN, inf, huge ints and 0-d arrays name the argument
+    for call, error, match in [
+        (lambda: Matcher(float("nan"), 0.3), ValueError, "high_threshold must be finite"),
+        (lambda: Matcher(0.7, float("inf")), ValueError, "low_threshold must be finite"),
+        (lambda: Matcher(np.array([0.7]), 0.3), TypeError, "high_threshold"),
+        (lambda: Matcher(0.7, 0.3)(np.array([[0.5, np.inf]])), ValueError, "match_quality_matrix contains NaN"),
+        (lambda: Matcher(0.7, 0.3)(np.array(0.5)), ValueError, r"match_quality_matrix must have shape \(G, N\)"),
+        (lambda: Matcher(0.7, 0.3)([["a", "b"]]), TypeError, "match_quality_matrix"),
+        (lambda: rpn_background_matches(float("nan")), ValueError, "num_boxes must be finite"),
+        (lambda: rpn_background_matches(2**64), ValueError, "num_boxes must fit in a 64-bit integer"),
+        (lambda: rpn_background_matches(2.5), ValueError, "num_boxes must be an integer"),
+        (lambda: rpn_background_matches(10**12), ValueError, r"num_boxes.* GiB"),  # 8 TB: refused, not allocated
+        (lambda: Matcher(0.7, 0.3).match_boxes([[0, 0, 1, 1]], [[0, 0, 2e15, 1]]), ValueError,
+         "boxes has a coordinate"),
+    ]:
+        with pytest.raises(error, match=match):
+            call()
+    # 0-d arrays are scalars; an int matrix computes in float32
+    assert Matcher(np.array(0.7), np.float64(0.3)).high_threshold == 0.7
+    np.testing.assert_array_equal(rpn_background_matches(np.array(2)), [-1, -1])
+    np.testing.assert_array_equal(Matcher(1, 0)(np.array([[1, 0], [0, 2]])), [0, 1])
+
+
+def test_reference_in_blocks_equals_one_block():
+    # issue 12 finding 14: the references walk the (G, N) matrix a block of columns at a time; any block size
+    # (here one column per block) gives the one-block result, ties and low-quality matches included
+    rng = np.random.default_rng(3)
+    gt = random_boxes(rng, 7, image_size=100, max_side=60)
+    boxes = random_boxes(rng, 300, image_size=100, min_side=2, max_side=60)
+    boxes[:40] = np.round(boxes[:40] / 10) * 10  # exact ties
+    gt[0] = boxes[0]
+    gt[-1] = [500, 500, 510, 510]  # overlaps nothing: every zero-IoU column ties its best
+    quality = box_iou(gt, boxes, backend="numpy")
+    for high, low, lq in [(0.7, 0.3, True), (0.5, 0.5, False), (0.5, 0.4, True)]:
+        high, low = np.float32(high), np.float32(low)
+        expected = match_quality_numpy(quality, high, low, lq, block_bytes=2**40)
+        for block_bytes in (1, 7 * 4 * 13, None):
+            np.testing.assert_array_equal(match_quality_numpy(quality, high, low, lq, block_bytes=block_bytes),
+                                          expected)
+            np.testing.assert_array_equal(match_boxes_numpy(gt, boxes, high, low, lq, block_bytes=block_bytes),
+                                          expected)
+    assert block_length(10, 100, block_bytes=35) == 3 and block_length(10**9, 100) == 1
+
+
+_LARGE_MATCH = """
+import numpy as np
+rng = np.random.default_rng(5)
+def boxes(n, side):
+    xy = rng.uniform(0, 800, (n, 2)); wh = rng.uniform(4, side, (n, 2))
+    return np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+gt, anchors = boxes(500, 300), boxes(80_000, 200)
+"""
+
+
+def test_reference_matches_a_large_workload_in_bounded_memory():
+    # 500 gt x 80k anchors: the whole IoU matrix is 160 MB and its ties mask 40 MB more, which does not fit a
+    # child capped at 320 MB of address space (numpy alone takes ~140 MB); the blocked reference peaks at
+    # ~200 MB there and gives the Numba kernel's matches
+    import hashlib
+
+    scope = {}
+    exec(_LARGE_MATCH, scope)
+    backend = "numba" if "numba" in BACKENDS else "numpy"
+    expected = Matcher(0.7, 0.3, True).match_boxes(scope["gt"], scope["anchors"], backend=backend)
+    out = assert_child_ok(_LARGE_MATCH + """
+import hashlib
+from edudet.matcher import match_boxes_numpy  # the reference itself: resolving a backend would import numba
+matches = match_boxes_numpy(gt, anchors, np.float32(0.7), np.float32(0.3), True)
+print("sha", hashlib.sha256(matches.tobytes()).hexdigest())
+""", memory_limit_mb=320)
+    assert f"sha {hashlib.sha256(expected.tobytes()).hexdigest()}" in out
+
+
+# extreme finite values: integer grids scaled from subnormal to beyond the 1e15 coordinate limit
+SCALES = [1e-300, 1e-30, 1e-3, 1.0, 1e6, 1e12, 2e14, 1e15, 1e30]
+grid_box = st.tuples(st.integers(-6, 6), st.integers(-6, 6), st.integers(0, 6), st.integers(0, 6)).map(
+    lambda b: [b[0], b[1], b[0] + b[2], b[1] + b[3]])
+
+
+def _outcome(call):
+    """What a call gives: ("ok", result) or ("error", its type and message)."""
+    try:
+        return "ok", call()
+    except (ValueError, TypeError) as err:
+        return "error", (type(err), str(err))
+
+
+@given(gt=st.lists(grid_box, min_size=1, max_size=5), boxes=st.lists(grid_box, min_size=1, max_size=12),
+       scale=st.sampled_from(SCALES), float64=st.booleans(), allow_low_quality=st.booleans())
+def test_extreme_values_every_backend_equals_the_reference(gt, boxes, scale, float64, allow_low_quality):
+    dtype = np.float64 if float64 else np.float32
+    gt, boxes = np.array(gt, np.float64) * scale, np.array(boxes, np.float64) * scale
+    gt, boxes = gt.astype(dtype), boxes.astype(dtype)  # float32: 1e-300 underflows to 0, 1e30 stays finite
+    matcher = Matcher(0.7, 0.3, allow_low_quality)
+    kind, expected = _outcome(lambda: matcher.match_boxes(gt, boxes, backend="numpy"))
+    if kind == "ok":  # the reference is Matcher(box_iou): never NaN, whatever the areas underflow to
+        np.testing.assert_array_equal(expected, matcher(box_iou(gt, boxes, backend="numpy")))
+    else:
+        assert scale * 6 > 1e15 and "coordinate" in expected[1]
+    for backend in BACKENDS:
+        got_kind, got = _outcome(lambda: matcher.match_boxes(gt, boxes, backend=backend))
+        assert got_kind == kind, (backend, got)
+        if kind == "ok":
+            np.testing.assert_array_equal(got, expected, err_msg=backend)
+        else:
+            assert got == expected, backend

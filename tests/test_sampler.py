@@ -68,3 +68,33 @@ def test_count_parity(seed):
     tv_pos, tv_neg = TvSampler(batch, fraction)([torch.from_numpy(labels)])
     pos, neg = BalancedPositiveNegativeSampler(batch, fraction, seed=seed)([labels])
     assert pos[0].sum() == int(tv_pos[0].sum()) and neg[0].sum() == int(tv_neg[0].sum())
+
+
+@pytest.mark.parametrize("call, error, match", [
+    # issue 12 finding 13: NaN, inf, ints beyond int64, bools and 0-d arrays name the argument
+    (lambda: BalancedPositiveNegativeSampler(float("nan"), 0.5), ValueError, "batch_size_per_image must be finite"),
+    (lambda: BalancedPositiveNegativeSampler(2**64, 0.5), ValueError, "batch_size_per_image must fit"),
+    (lambda: BalancedPositiveNegativeSampler(8.5, 0.5), ValueError, "batch_size_per_image must be an integer"),
+    (lambda: BalancedPositiveNegativeSampler(8, float("inf")), ValueError, "positive_fraction must be finite"),
+    (lambda: BalancedPositiveNegativeSampler(8, np.array([0.5])), TypeError, "positive_fraction"),
+    (lambda: BalancedPositiveNegativeSampler(8, 0.5, seed=-1), ValueError, "seed must be >= 0"),
+    (lambda: BalancedPositiveNegativeSampler(8, 0.5, seed=2**64), ValueError, "seed must fit in a 64-bit integer"),
+    (lambda: BalancedPositiveNegativeSampler(8, 0.5, seed=True), TypeError, "seed"),
+    (lambda: BalancedPositiveNegativeSampler(8, 0.5, seed=1.5), TypeError, "seed"),
+    (lambda: BalancedPositiveNegativeSampler(8, 0.5).sample_counts(float("nan"), 3), ValueError, "num_positives"),
+    (lambda: BalancedPositiveNegativeSampler(8, 0.5).sample_counts(3, -1), ValueError, "num_negatives"),
+    (lambda: BalancedPositiveNegativeSampler(8, 0.5)(np.array(3)), ValueError, r"matched_idxs\[0\] must have shape"),
+])
+def test_bad_parameters_name_the_argument(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_zero_d_arrays_and_huge_batches():
+    sampler = BalancedPositiveNegativeSampler(np.array(8), np.float32(0.25), seed=np.array(7))
+    assert sampler.batch_size_per_image == 8 and sampler.sample_counts(np.int64(5), 100) == (2, 6)
+    # the largest batch: every positive and negative is sampled, nothing overflows
+    big = BalancedPositiveNegativeSampler(2**63 - 1, 0.5, seed=0)
+    pos, neg = big([np.array([1, 0, 0, -1, 2])])
+    np.testing.assert_array_equal(pos[0], [1, 0, 0, 0, 1])
+    np.testing.assert_array_equal(neg[0], [0, 1, 1, 0, 0])

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from edudet import AnchorGenerator, BalancedPositiveNegativeSampler, fcos_targets, roi_head_targets, rpn_targets
 from edudet.matcher import _match_boxes
 from edudet.targets import FCOS_INF, _fcos_assign, fcos_assign_numpy
-from helpers import import_torchvision, random_boxes
+from helpers import assert_child_ok, import_torchvision, random_boxes
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 FCOS_SHAPES = [(100, 152), (50, 76), (25, 38), (13, 19), (7, 10)]
@@ -247,4 +247,233 @@ def test_fcos_assign_reference_matches_mmdetection_rule_written_in_torch():
     areas[(reach < -1) | (reach > 128)] = FCOS_INF
     best_area, best = areas.min(1)
     expected = torch.where(best_area == FCOS_INF, -1, best).numpy()
-    np.testing.assert_array_equal(fcos_assign_numpy(points, gt, radius, low, high, False), expected)
+    np.testing.assert_array_equal(fcos_assign_numpy(points, gt, radius, low, high, False, np.float32(FCOS_INF)),
+                                  expected)
+
+
+# ---------------------------------------------------------------- extreme input (issue 12, findings 8, 13, 14)
+
+def _fcos_backends_agree(gt, labels, **kwargs):
+    """fcos_targets on every backend: the reference's outputs, or the reference's error (type and message)."""
+    outcomes = {}
+    for backend in _fcos_assign.backends:
+        try:
+            out = fcos_targets(gt, labels, backend=backend, **kwargs)
+            outcomes[backend] = ("ok", out)
+        except (ValueError, TypeError) as err:
+            outcomes[backend] = ("error", (type(err), str(err)))
+    kind, expected = outcomes["numpy"]
+    for backend, (got_kind, got) in outcomes.items():
+        assert got_kind == kind, (backend, got)
+        if kind == "ok":
+            for name in ("labels", "bbox_targets", "centerness", "gt_index"):
+                np.testing.assert_array_equal(getattr(got, name), getattr(expected, name), err_msg=f"{backend} {name}")
+        else:
+            assert got == expected, backend
+    return kind, expected
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fcos_gt_beyond_the_old_1e8_sentinel_is_assigned_on_every_backend(dtype):
+    # issue 12 finding 8: a 20000 x 20000 gt has area 4e8 >= mmdetection's 1e8 "infinite" area: the kernels
+    # left every point background, and with a second gt the reference did too (argmin picked the 1e8 filler
+    # of the second gt over the 4e8 candidate). The sentinel is now infinity, so it is a candidate like any box.
+    gt = np.array([[0, 0, 20000, 20000], [500, 500, 510, 510]], dtype)
+    kind, out = _fcos_backends_agree(gt, [2, 1], image_size=(64, 64), feature_shapes=[(8, 8)], num_classes=5,
+                                     regress_ranges=((-1, FCOS_INF),))
+    assert kind == "ok"
+    # every one of the 8 x 8 points (4, 12, ..., 60) lies strictly inside gt 0, none in gt 1
+    np.testing.assert_array_equal(out.gt_index, np.zeros(64))
+    np.testing.assert_array_equal(out.labels, np.full(64, 2))
+    # point (12, 4): l = 12, t = 4, r = 19988, b = 19996
+    np.testing.assert_array_equal(out.bbox_targets[1], [12, 4, 19988, 19996])
+
+
+def test_fcos_kernels_equal_the_reference_up_to_the_coordinate_limit():
+    # areas up to (2e15)**2 = 4e30: finite in float32, so the infinite sentinel never collides with one
+    from edudet.anchors import grid_points
+
+    for dtype in (np.float32, np.float64):
+        points = np.concatenate(grid_points((64, 64), [(8, 8), (4, 4), (2, 2)], dtype=dtype))
+        n = points.shape[0]
+        radius, low, high = np.full(n, 12, dtype), np.full(n, -1, dtype), np.full(n, np.inf, dtype)
+        for gt in ([[-1e15, -1e15, 1e15, 1e15], [0, 0, 30, 30]], [[0, 0, 1e15, 1e15]], [[20, 20, 20000, 20000]],
+                   [[1e-30, 1e-30, 50, 50], [0, 0, 1e-30, 1e-30]]):
+            gt = np.array(gt, dtype)
+            for center_sampling in (False, True):
+                expected = fcos_assign_numpy(points, gt, radius, low, high, center_sampling, dtype(FCOS_INF))
+                for backend in _fcos_assign.backends:
+                    got = _fcos_assign.get(backend)(points, gt, radius, low, high, center_sampling, dtype(FCOS_INF))
+                    np.testing.assert_array_equal(got, expected, err_msg=f"{backend} {gt.tolist()} {center_sampling}")
+                if gt[0, 0] == -1e15 and not center_sampling:
+                    # every point is inside gt 0; the 4 points of level 0 inside gt 1 (x, y in {4, 12, 20, 28}: 16)
+                    # take the smaller gt 1 if their reach (<= 30) is in range: all levels here allow it
+                    assert np.all(expected >= 0)
+
+
+def test_fcos_sentinel_is_defined_once():
+    # one meaning, one place: the kernels take the sentinel as an argument instead of redefining 1e8
+    import pathlib
+
+    kernels = pathlib.Path(__file__).resolve().parent.parent / "kernels"
+    for name in ("fcos_targets_numba.py", "fcos_targets_cython.pyx", "fcos_targets_cuda.py"):
+        source = (kernels / name).read_text()
+        assert "1e8" not in source and "no_candidate_area" in source, name
+    assert FCOS_INF == float("inf")
+
+
+def test_fcos_reference_in_blocks_equals_one_block():
+    rng = np.random.default_rng(2)
+    gt = random_boxes(rng, 9, image_size=128, max_side=100)
+    gt[1] = gt[0]  # equal areas: the first index wins in every block
+    points = rng.uniform(0, 128, (300, 2)).astype(np.float32)
+    radius = np.full(300, 12, np.float32)
+    low, high = np.full(300, -1, np.float32), np.full(300, 64, np.float32)
+    for center_sampling in (False, True):
+        args = (points, gt, radius, low, high, center_sampling, np.float32(FCOS_INF))
+        expected = fcos_assign_numpy(*args, block_bytes=2**40)
+        assert 0 < (expected >= 0).sum() < 300
+        for block_bytes in (1, 9 * 24 * 4 * 7, None):  # 1 point, 7 points, the default per block
+            np.testing.assert_array_equal(fcos_assign_numpy(*args, block_bytes=block_bytes), expected)
+
+
+_LARGE_FCOS = """
+import numpy as np
+rng = np.random.default_rng(4)
+xy = rng.uniform(0, 800, (1000, 2)); wh = rng.uniform(8, 600, (1000, 2))
+gt = np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+labels = rng.integers(0, 80, 1000)
+shapes = [(100, 152), (50, 76), (25, 38), (13, 19), (7, 10)]
+"""
+
+
+def test_fcos_reference_handles_a_large_workload_in_bounded_memory():
+    # issue 12 finding 14: 1000 gt x 20,267 points with center sampling took 1.6 GB of address space unblocked;
+    # the blocked reference peaks at ~0.4 GB (numpy alone ~0.15 GB), so it runs in a child capped at 700 MB,
+    # and gives the fast kernel's assignment
+    import hashlib
+
+    scope = {}
+    exec(_LARGE_FCOS, scope)
+    backend = "numba" if "numba" in _fcos_assign.backends else "numpy"
+    expected = fcos_targets(scope["gt"], scope["labels"], (800, 1216), scope["shapes"], 80, center_sampling=True,
+                            backend=backend).gt_index
+    out = assert_child_ok(_LARGE_FCOS + """
+import hashlib
+from edudet import fcos_targets
+gt_index = fcos_targets(gt, labels, (800, 1216), shapes, 80, center_sampling=True, backend="numpy").gt_index
+print("sha", hashlib.sha256(gt_index.tobytes()).hexdigest())
+""", memory_limit_mb=700)
+    assert f"sha {hashlib.sha256(expected.tobytes()).hexdigest()}" in out
+
+
+def test_absurd_sizes_are_refused_before_allocating():
+    # a 2**40-px image: 2**74 points or anchors. Refused by name with the sizes, in a child under a memory
+    # cap (an attempted allocation would be a MemoryError there, not the named ValueError)
+    assert_child_ok("""
+        import numpy as np
+        from edudet import AnchorGenerator, fcos_targets, grid_points
+        side = 2**40
+        for name, call, what in [
+            ("fcos_targets", lambda: fcos_targets([[0, 0, 10, 10]], [0], (side, side), [(side // 8, side // 8)], 3,
+                                                  regress_ranges=((-1, float("inf")),)), "bbox_targets"),
+            ("grid_points", lambda: grid_points((side, side), [(side // 8, side // 8)]), "grid_points"),
+            ("AnchorGenerator", lambda: AnchorGenerator(((32,),), ((1.0,),))((side, side), [(side // 8, side // 8)]),
+             "anchors"),
+            ("num_images", lambda: AnchorGenerator(((32,),), ((1.0,),))((64, 64), [(8, 8)], num_images=2**40),
+             "num_images"),
+        ]:
+            print(name, flush=True)
+            try:
+                call()
+            except ValueError as err:
+                assert what in str(err) and "GiB" in str(err), err
+            else:
+                raise AssertionError(name)
+        print("ok")
+    """, memory_limit_mb=1024)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: rpn_targets(np.zeros((1, 4)), np.zeros((0, 4)), high_threshold=float("nan")), ValueError,
+     "high_threshold must be finite"),
+    (lambda: rpn_targets(np.zeros((1, 4)), np.zeros((0, 4)), allow_low_quality_matches=1), TypeError,
+     "allow_low_quality_matches"),
+    (lambda: roi_head_targets(np.zeros((1, 4)), np.zeros((0, 4)), [], fg_iou_thresh=float("inf")), ValueError,
+     "high_threshold must be finite"),
+    (lambda: roi_head_targets(np.zeros((1, 4)), [[0, 0, 1, 1]], [1], add_gt_as_proposals="no"), TypeError,
+     "add_gt_as_proposals"),
+    (lambda: roi_head_targets(np.zeros((1, 4)), [[0, 0, 1, 1]], [1], sampler=512), TypeError, "sampler"),
+    (lambda: fcos_targets([[0, 0, 9, 9]], [0], (64, 64), [(8, 8)], float("nan")), ValueError, "num_classes"),
+    (lambda: fcos_targets([[0, 0, 9, 9]], [0], (64, 64), [(8, 8)], 2**64), ValueError, "num_classes"),
+    (lambda: fcos_targets([[0, 0, 9, 9]], [0], np.array(64), [(8, 8)], 3), ValueError, "image_size"),
+    (lambda: fcos_targets([[0, 0, 9, 9]], [0], (64, float("inf")), [(8, 8)], 3), ValueError, r"image_size\[1\]"),
+    (lambda: fcos_targets([[0, 0, 9, 9]], [0], (64, 64), [(8, 8)], 3, strides=np.array(8)), TypeError, "strides"),
+    (lambda: _one_level([[0, 0, 20, 20]], [0], center_sample_radius=float("inf")), ValueError,
+     "center_sample_radius"),
+    (lambda: _one_level([[0, 0, 20, 20]], [0], center_sampling="yes"), TypeError, "center_sampling"),
+    (lambda: _one_level([[0, 0, 20, 20]], [0], norm_on_bbox=None), TypeError, "norm_on_bbox"),
+    (lambda: _one_level([[0, 0, 20, 20]], [0], regress_ranges=((float("nan"), 64),)), ValueError,
+     r"regress_ranges\[0\]\[0\] must be finite"),
+    (lambda: _one_level([[0, 0, 20, 20]], [0], regress_ranges=(64,)), ValueError, r"regress_ranges\[0\] must be a"),
+    (lambda: _one_level([[0, 0, 20, 20]], [0], regress_ranges=((64, 2),)), ValueError, "low <= high"),
+    (lambda: _one_level([[0, 0, 20, 20]], [0], regress_ranges=np.array(5)), TypeError, "regress_ranges"),
+    (lambda: _one_level([[0, 0, 20, 20]], [0], offset=float("nan")), ValueError, "offset"),
+])
+def test_parameters_are_checked_by_name(call, error, match):
+    # issue 12 finding 13: NaN, inf, ints beyond int64 and 0-d arrays raise a named error
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_parameter_forms_that_are_accepted():
+    # 0-d arrays are scalars; regression ranges may be open-ended (-inf, inf) or an (L, 2) array
+    out = _one_level([[0, 0, 20, 20]], np.array([3]), regress_ranges=np.array([[-np.inf, np.inf]]))
+    np.testing.assert_array_equal(np.flatnonzero(out.labels != 5), [0, 1, 8, 9])
+    out = fcos_targets(np.array([[0, 0, 20, 20]], np.float32), [3], (np.int64(64), np.array(64)), [(8, 8)],
+                       np.array(5), strides=np.array([8]), regress_ranges=((-1, 1e9),))
+    np.testing.assert_array_equal(np.flatnonzero(out.labels != 5), [0, 1, 8, 9])
+    assert rpn_targets([[0, 0, 10, 10]], [[0, 0, 10, 10]], high_threshold=np.array(0.7)).labels.tolist() == [1]
+
+
+# extreme finite values: gt boxes on an integer grid scaled from subnormal to beyond the 1e15 limit
+extreme_box = st.tuples(st.integers(-4, 8), st.integers(-4, 8), st.integers(0, 8), st.integers(0, 8)).map(
+    lambda b: [b[0], b[1], b[0] + b[2], b[1] + b[3]])
+
+
+@given(gt=st.lists(extreme_box, min_size=1, max_size=4),
+       scale=st.sampled_from([1e-300, 1e-30, 1.0, 8.0, 3e3, 1e6, 1e12, 1.25e14, 1e15, 1e30]),
+       center_sampling=st.booleans(), float64=st.booleans())
+def test_fcos_extreme_values_every_backend_equals_the_reference(gt, scale, center_sampling, float64):
+    gt = (np.array(gt, np.float64) * scale).astype(np.float64 if float64 else np.float32)
+    kind, expected = _fcos_backends_agree(
+        gt, np.zeros(gt.shape[0], np.int64), image_size=(64, 64), feature_shapes=[(8, 8), (4, 4), (2, 2)],
+        num_classes=2, regress_ranges=((-1, 16), (16, 32), (32, FCOS_INF)), center_sampling=center_sampling)
+    if kind == "error":  # beyond the coordinate limit (or distances beyond it, see centerness_target)
+        assert "coordinate" in expected[1], expected
+
+
+@given(gt=st.lists(extreme_box, min_size=1, max_size=4), anchors=st.lists(extreme_box, min_size=1, max_size=10),
+       scale=st.sampled_from([1e-300, 1e-30, 1.0, 1e6, 1e15, 1e30]), float64=st.booleans())
+def test_rpn_and_roi_head_extreme_values_every_backend_equals_the_reference(gt, anchors, scale, float64):
+    dtype = np.float64 if float64 else np.float32
+    gt, anchors = (np.array(b, np.float64) * scale for b in (gt, anchors))
+    gt, anchors = gt.astype(dtype), anchors.astype(dtype)
+    labels = np.arange(1, gt.shape[0] + 1)
+    for name, call in [("rpn", lambda backend: rpn_targets(anchors, gt, backend=backend)),
+                       ("roi", lambda backend: roi_head_targets(anchors, gt, labels, backend=backend))]:
+        outcomes = {}
+        for backend in _match_boxes.backends:
+            try:
+                outcomes[backend] = ("ok", call(backend))
+            except (ValueError, TypeError) as err:
+                outcomes[backend] = ("error", (type(err), str(err)))
+        kind, expected = outcomes["numpy"]
+        for backend, (got_kind, got) in outcomes.items():
+            assert got_kind == kind, (name, backend, got)
+            if kind == "ok":
+                for field, value in zip(expected._fields, expected):
+                    # deltas of degenerate boxes can be inf / NaN (log 0): compared as they are, NaN equal
+                    np.testing.assert_array_equal(getattr(got, field), value, err_msg=f"{name} {backend} {field}")
+            else:
+                assert got == expected, (name, backend)
