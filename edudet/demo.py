@@ -6,9 +6,11 @@ stage, the detections and how many ground-truth shapes they found, and draws the
 proposals and the detections with their masks.
 
 ``--weights file.npz``: any converted checkpoint (``python -m edudet convert model.pth file.npz``; the file
-says which detector it holds), e.g. torchvision's COCO Faster R-CNN, on a 480 x 640 sample image.
+says which detector it holds, and a ``--model`` given with it must agree), e.g. torchvision's COCO Faster
+R-CNN, on a 480 x 640 sample image.
 ``--random [--model fasterrcnn|maskrcnn|fcos|retinanet|shapes]``: seeded random weights (default Faster
 R-CNN R50-FPN): every stage runs exactly as with trained weights, but the detections mean nothing.
+A missing or unreadable weights or image file ends the demo with one line naming it, exit code 2.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from ._validate import check_allocation, check_scalar
 
 __all__ = ["main", "sample_image", "COCO_CATEGORIES"]
 
@@ -37,6 +41,10 @@ COCO_CATEGORIES = [
 
 def sample_image(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarray:
     """``(height, width, 3)`` uint8: a few coloured shapes (disc, box, triangle, ellipse) on a textured background."""
+    height = check_scalar(height, "height", low=1, integer=True)
+    width = check_scalar(width, "width", low=1, integer=True)
+    seed = check_scalar(seed, "seed", low=0, integer=True)
+    check_allocation((height, width, 3), 8, "sample_image's (height, width, 3) float64 canvas")
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     y /= max(height - 1, 1)
@@ -136,6 +144,7 @@ _MODELS = {
     "retinanet": ("retinanet_resnet50_fpn", "RetinaNet R50-FPN", "score_thresh"),
     "fasterrcnn_r18": ("fasterrcnn_resnet18_fpn", "Faster R-CNN R18-FPN", "box_score_thresh"),
 }
+_MAX_SIDE = 4096  # --min-size / --max-size limit: a 4096-px image already takes minutes in NumPy
 # the demo's own image seeds for the shapes data: training used 1, evaluation 2 and 3 (tools/train_shapes.py)
 DEMO_DATA_SEED = 7
 
@@ -189,15 +198,58 @@ def _match_summary(result, keep, target) -> str:
 
 
 def _architecture_in(path) -> str:
-    """The detector an ``.npz`` says it holds ("" when it does not say), without reading its weights."""
+    """The detector an ``.npz`` says it holds ("" when it does not say or cannot be read), without reading its
+    weights; `edudet.models.load` then reports what is wrong with a file that cannot be read."""
     import json
 
     from edudet.models.weights import CONFIG_KEY
 
     if not Path(path).exists():
         raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
-    with np.load(path, allow_pickle=False) as data:  # entries are read lazily: only the config is
-        return json.loads(str(data[CONFIG_KEY])).get("architecture", "") if CONFIG_KEY in data.files else ""
+    try:
+        with np.load(path, allow_pickle=False) as data:  # entries are read lazily: only the config is
+            config = json.loads(str(data[CONFIG_KEY])) if CONFIG_KEY in data.files else {}
+        return str(config.get("architecture", ""))
+    except Exception:  # noqa: BLE001 - any damage is reported by models.load, with the file's name
+        return ""
+
+
+def _check_model_matches(args, architecture: str) -> None:
+    """--model and --weights together: the file must hold the detector --model names (the file decides)."""
+    if args.model is None or not architecture:
+        return
+    wanted = _MODELS[args.model][0]
+    if architecture != wanted:
+        raise ValueError(f"--model {args.model} asks for {wanted}, but {args.weights} holds {architecture}; drop "
+                         "--model (the weights file names its detector) or pass weights for that model")
+
+
+def _read_image(path) -> np.ndarray:
+    """A PNG (or any format Pillow reads) as ``(H, W, 3)`` uint8; grey and alpha channels are handled."""
+    import matplotlib.image
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"image file {str(path)!r} does not exist" if not Path(path).exists()
+                                else f"image file {str(path)!r} is not a file")
+    try:
+        image = np.asarray(matplotlib.image.imread(path))
+    except Exception as err:  # noqa: BLE001 - image decoders raise many kinds of errors on a damaged file
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"image file {str(path)!r} cannot be read as an image: {reason}") from None
+    if image.ndim == 2:  # grey
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4) or min(image.shape[:2]) < 1:
+        raise ValueError(f"image file {str(path)!r} has an unusable shape {image.shape}")
+    image = image[..., :3] if image.shape[2] >= 3 else np.repeat(image[..., :1], 3, axis=2)  # drop alpha
+    if image.dtype != np.uint8:  # PNGs come as floats in [0, 1]
+        image = (np.clip(image.astype(np.float32), 0, 1) * 255).round().astype(np.uint8)
+    return np.ascontiguousarray(image)
+
+
+def _fail(err) -> int:
+    """One line on stderr, exit code 2: the CLI's answer to a bad file or argument (no traceback)."""
+    print(f"edudet demo: {' '.join(str(err).split())}", file=sys.stderr)
+    return 2
 
 
 def _build_model(args, say):
@@ -206,12 +258,15 @@ def _build_model(args, say):
 
     if args.weights:
         say(f"loading weights from {args.weights}")
-        small = _architecture_in(args.weights).endswith("resnet18_fpn")
+        architecture = _architecture_in(args.weights)
+        _check_model_matches(args, architecture)
+        small = architecture.endswith("resnet18_fpn")
         # ResNet-50 models run at 512 px here (torchvision: 800) to keep the demo quick; small ones at their own size
         min_size = args.min_size or (None if small else 512)
         options = ({} if min_size is None
                    else dict(min_size=min_size, max_size=args.max_size or round(min_size * 1333 / 800)))
         model = models.load(args.weights, **options)
+        _check_model_matches(args, model.architecture)  # a file without a recorded architecture
         title = next((t for b, t, _ in _MODELS.values() if b == model.architecture), model.architecture)
         return model, title, Path(args.weights).name, False
     name = args.model or ("fasterrcnn" if args.random else "shapes")
@@ -240,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=sorted(_MODELS), default=None,
                         help="which detector (default: shapes, the shipped trained one; fasterrcnn with --random; "
-                             "ignored with --weights, whose file names it)")
+                             "with --weights, the file names it: --model must then agree)")
     parser.add_argument("--weights", help="an .npz from `python -m edudet convert` or model.save")
     parser.add_argument("--random", action="store_true",
                         help="seeded random weights (every stage runs; the detections mean nothing)")
@@ -255,27 +310,37 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.weights and args.random:
         parser.error("--weights and --random exclude each other")
-    if args.min_size is not None and args.min_size < 32:
-        parser.error("--min-size must be at least 32")
-    if args.seed < 0:
-        parser.error("--seed must be >= 0")
+    # sizes beyond a few thousand pixels would only exhaust memory: refuse them here, by name
+    if args.min_size is not None and not 32 <= args.min_size <= _MAX_SIDE:
+        parser.error(f"--min-size must be in [32, {_MAX_SIDE}]")
+    if args.max_size is not None and not 32 <= args.max_size <= _MAX_SIDE:
+        parser.error(f"--max-size must be in [32, {_MAX_SIDE}]")
+    if not 0 <= args.seed <= 2**63 - 1:
+        parser.error("--seed must be in [0, 2**63 - 1]")
+    if args.score_thresh is not None and not np.isfinite(args.score_thresh):
+        parser.error("--score-thresh must be finite")
 
     import edudet.models as models
     from edudet.data import shapes
 
     say = lambda text: print(text, flush=True)  # noqa: E731
     start = time.perf_counter()
-    model, title_name, weights_name, random_weights = _build_model(args, say)
+    if args.image:  # read first: a bad file fails before the model loads
+        try:
+            user_image = _read_image(args.image)
+        except (OSError, ValueError) as err:
+            return _fail(err)
+    try:
+        model, title_name, weights_name, random_weights = _build_model(args, say)
+    except (OSError, ValueError, TypeError) as err:  # a missing, damaged or mismatched weights file
+        return _fail(err)
     say(f"model ready in {time.perf_counter() - start:.1f} s: {model!r}")
 
     # a shapes detector sees images like those it was trained on, with their ground truth
     shapes_model = model.num_classes == len(shapes.CLASSES)
     target = None
     if args.image:
-        import matplotlib.image
-
-        image = matplotlib.image.imread(args.image)
-        image = (image[..., :3] * 255).round().astype(np.uint8) if image.dtype != np.uint8 else image[..., :3]
+        image = user_image
         say(f"image: {args.image}, {image.shape[0]} x {image.shape[1]}")
     elif shapes_model:
         size = int(model.config.get("min_size", 256)) if args.min_size is None else 256
@@ -292,8 +357,11 @@ def main(argv: list[str] | None = None) -> int:
         say(f"  {stage.name:24s} {stage.seconds * 1e3:8.1f} ms   {shapes_text}{more}")
 
     say("running the forward pass:")
-    with models.trace(progress=progress, keep_arrays=True) as recorded:
-        result = model([image])[0]
+    try:
+        with models.trace(progress=progress, keep_arrays=True) as recorded:
+            result = model([image])[0]
+    except ValueError as err:  # e.g. an image too thin to resize: the message names it
+        return _fail(f"{args.image or 'the image'}: {err}")
     say("")
     say(str(recorded))
     say("")
@@ -323,13 +391,17 @@ def main(argv: list[str] | None = None) -> int:
         truth = [shapes.CLASSES[int(label)] for label in target["labels"]]
         panels.insert(0, (f"ground truth: {len(truth)} shapes", "boxes", target["boxes"], "tab:green", truth))
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     title = (f"{title_name} in NumPy, {weights_name}; "
              f"input {image.shape[0]} x {image.shape[1]} -> {resized[0]} x {resized[1]} padded, "
              f"{recorded.total_seconds:.1f} s")
     masks = result["masks"][keep] if "masks" in result else None
     # the light model's anchors (16-128 px, 3 ratios) barely leave a 256-px image: a narrow margin suffices
-    _draw(out, image, panels, result["boxes"][keep], labels_text, masks, title, margin=0.1 if shapes_model else 0.25)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _draw(out, image, panels, result["boxes"][keep], labels_text, masks, title,
+              margin=0.1 if shapes_model else 0.25)
+    except OSError as err:
+        return _fail(f"cannot write {out}: {err}")
     say(f"wrote {out.resolve()}")
     say(f"total {time.perf_counter() - start:.1f} s")
     return 0

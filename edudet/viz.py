@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._validate import as_boxes, as_real_array, check_scalar
+from ._validate import as_boxes, as_real_array, check_allocation, check_scalar
 
 __all__ = [
     "image_axes",
@@ -34,6 +34,24 @@ __all__ = [
 
 _PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",
             "tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
+
+
+def _feature_size(feature_shape, name: str = "feature_shape") -> tuple[int, int]:
+    """The last two entries of ``(..., h, w)`` as positive ints, checked by name."""
+    try:
+        h, w = tuple(feature_shape)[-2:]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a shape (..., h, w), got {feature_shape!r}") from None
+    return check_scalar(h, f"{name}[-2]", low=1, integer=True), check_scalar(w, f"{name}[-1]", low=1, integer=True)
+
+
+def _one_roi(roi) -> tuple[float, float, float, float]:
+    """``(x1, y1, x2, y2)`` as four floats, finite and within the coordinate bound (`as_boxes`)."""
+    array = as_real_array(roi, "roi")
+    if array.size != 4:
+        raise ValueError(f"roi must be one box (x1, y1, x2, y2), got shape {tuple(array.shape)}")
+    box = as_boxes(array.reshape(1, 4), "roi", dtype=np.float64)
+    return tuple(float(v) for v in box[0])
 
 
 def _label_axes(ax, title: str | None, xlabel: str, ylabel: str):
@@ -179,8 +197,10 @@ def draw_feature_grid(feature_shape: Sequence[int], stride: float = 1.0, ax=None
     Cell ``(i, j)`` of a map with stride `s` covers ``[j s, (j + 1) s] x [i s, (i + 1) s]`` of the image;
     `centers` also marks each cell's centre ``((j + 0.5) s, (i + 0.5) s)``.
     """
-    h, w = (int(v) for v in tuple(feature_shape)[-2:])
+    h, w = _feature_size(feature_shape)
     stride = check_scalar(stride, "stride", low=0, low_inclusive=False)
+    if h * w > 10**6:  # a million cells is already a solid grey square
+        raise ValueError(f"feature_shape {h} x {w} has too many cells to draw (at most 10**6)")
     ax = image_axes(ax, title=title)
     for x in np.arange(w + 1) * stride:
         ax.plot([x, x], [0, h * stride], color=color, linewidth=linewidth, zorder=1)
@@ -204,8 +224,12 @@ def roi_align_sampling_points(roi, output_size, spatial_scale: float = 1.0, samp
     The kernel indexes pixels by their centres, so a point at index coordinate ``u`` is drawn at ``u + 0.5``;
     with ``aligned=False`` this is why the samples sit half a pixel right and down of the box.
     """
-    x1, y1, x2, y2 = (float(v) for v in np.asarray(roi, dtype=np.float64).reshape(4))
-    pooled_h, pooled_w = (int(v) for v in output_size)
+    from .ops.roi_align import MAX_SAMPLING_GRID, as_output_size
+
+    x1, y1, x2, y2 = _one_roi(roi)
+    pooled_h, pooled_w = as_output_size(output_size)
+    spatial_scale = check_scalar(spatial_scale, "spatial_scale", low=0, low_inclusive=False)
+    sampling_ratio = check_scalar(sampling_ratio, "sampling_ratio", high=MAX_SAMPLING_GRID, integer=True)
     offset = 0.5 if aligned else 0.0  # aligned=True: pixel i's centre is at i + 0.5, shift boxes onto centres
     start_x, start_y = x1 * spatial_scale - offset, y1 * spatial_scale - offset
     roi_w, roi_h = x2 * spatial_scale - offset - start_x, y2 * spatial_scale - offset - start_y
@@ -215,6 +239,11 @@ def roi_align_sampling_points(roi, output_size, spatial_scale: float = 1.0, samp
     grid_w = sampling_ratio if sampling_ratio > 0 else math.ceil(roi_w / pooled_w)
     grid_h = sampling_ratio if sampling_ratio > 0 else math.ceil(roi_h / pooled_h)
     grid_w, grid_h = max(grid_w, 1), max(grid_h, 1)  # a bin always gets at least one sample
+    if max(grid_w, grid_h) > MAX_SAMPLING_GRID:
+        raise ValueError(f"roi: the adaptive grid would take {max(grid_w, grid_h)} samples per bin per axis, over "
+                         f"{MAX_SAMPLING_GRID}; pass a sampling_ratio")
+    check_allocation((pooled_h, pooled_w, grid_h * grid_w, 2), 8, "roi_align_sampling_points' (pooled_h, pooled_w, "
+                     "samples, 2) points (output_size, sampling_ratio)")
     xs = start_x + np.arange(pooled_w)[:, None] * bin_w + (np.arange(grid_w)[None, :] + 0.5) * bin_w / grid_w
     ys = start_y + np.arange(pooled_h)[:, None] * bin_h + (np.arange(grid_h)[None, :] + 0.5) * bin_h / grid_h
     # every (bin row, bin column) pairs its grid_h row offsets with its grid_w column offsets
@@ -259,9 +288,13 @@ def roi_pool_bins(roi, output_size, spatial_scale: float, feature_shape: Sequenc
     with the far one inclusive, then bin ``p`` spans ``floor(p * size / pooled)`` to
     ``ceil((p + 1) * size / pooled)`` of it, clipped to the map: two quantisations a learner can see.
     """
-    x1, y1, x2, y2 = (float(v) for v in np.asarray(roi, dtype=np.float64).reshape(4))
-    pooled_h, pooled_w = (int(v) for v in output_size)
-    height, width = (int(v) for v in tuple(feature_shape)[-2:])
+    from .ops.roi_align import as_output_size
+
+    x1, y1, x2, y2 = _one_roi(roi)
+    pooled_h, pooled_w = as_output_size(output_size)
+    spatial_scale = check_scalar(spatial_scale, "spatial_scale", low=0, low_inclusive=False)
+    height, width = _feature_size(feature_shape)
+    check_allocation((pooled_h, pooled_w, 4), 8, "roi_pool_bins' (pooled_h, pooled_w, 4) bins (output_size)")
     start_x, start_y = _round_half_away(x1 * spatial_scale), _round_half_away(y1 * spatial_scale)
     end_x, end_y = _round_half_away(x2 * spatial_scale), _round_half_away(y2 * spatial_scale)
     roi_w, roi_h = max(end_x - start_x + 1, 1), max(end_y - start_y + 1, 1)

@@ -213,3 +213,34 @@ def test_bad_index():
     with pytest.raises(TypeError, match="index"):
         dataset[1.0]
     assert len(ShapesDataset(0)) == 0 and list(ShapesDataset(0)) == []
+
+
+# issue 12: integer arguments given NaN, inf, 2**64 or a 0-d array: a named error, never a raw NumPy one
+@pytest.mark.parametrize("kwargs, match", [
+    ({"num_images": float("nan")}, "num_images"),
+    ({"num_images": float("inf")}, "num_images"),
+    ({"num_images": 2**64}, "num_images"),
+    ({"num_images": 3, "image_size": float("nan")}, "image_size"),
+    ({"num_images": 3, "seed": 2**64}, "seed"),
+    ({"num_images": 3, "seed": float("inf")}, "seed"),
+    ({"num_images": 3, "max_objects": 2**70}, "max_objects"),
+])
+def test_non_finite_and_huge_integers_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ShapesDataset(**kwargs)
+
+
+def test_zero_d_arrays_are_accepted():
+    dataset = ShapesDataset(np.array(2), image_size=np.array(32), seed=np.int64(4))
+    assert len(dataset) == 2 and dataset.image_size == 32 and type(dataset.num_images) is int
+    image, _ = dataset[np.int64(1)]
+    np.testing.assert_array_equal(image, make_image((4, 1), image_size=32)[0])
+
+
+def test_sizes_that_cannot_fit_are_refused_before_allocating():
+    # 10**6 x 10**6 x 3 float32 = 1.1e4 GiB
+    with pytest.raises(ValueError, match="image_size.*GiB"):
+        make_image(0, image_size=10**6)
+    # 10**9 masks of 64 x 64 bytes = 3815 GiB
+    with pytest.raises(ValueError, match="max_objects.*GiB"):
+        make_image(0, image_size=64, max_objects=10**9)

@@ -329,3 +329,25 @@ def test_parity_with_pycocotools_given_areas_and_hand_cases():
         [image([[0, 0, 100, 100], [200, 200, 210, 210]], iscrowd=[1, 0])],
     )
     assert_matches_pycocotools([prediction([[0, 0, 10, 10]])], [image([[0, 0, 10, 12], [0, 0, 10, 10]])])
+
+
+# issue 12: labels beyond int64 used to wrap to INT64_MIN (1e19 and 2e19 became one category): refused now
+@pytest.mark.parametrize("labels,error", [
+    ([1e19], ValueError),
+    ([-2e19], ValueError),
+    (np.array([2**63], np.uint64), ValueError),
+    ([2**64], TypeError),  # a Python int NumPy cannot hold: an object array
+])
+def test_labels_beyond_int64_are_refused(labels, error):
+    with pytest.raises(error, match=r"labels"):
+        mean_average_precision([prediction([[0, 0, 1, 1]], labels=labels)], [image([[0, 0, 1, 1]])])
+    with pytest.raises(error, match=r"ground_truths\[0\]\['labels'\]"):
+        mean_average_precision([prediction()], [image([[0, 0, 1, 1]], labels=labels)])
+
+
+def test_float_labels_within_int64_still_work():
+    # 2**53 is exactly representable as a float and as an int64: one category, found exactly once
+    label = float(2**53)
+    stats = mean_average_precision([prediction([[0, 0, 10, 10]], labels=[label])],
+                                   [image([[0, 0, 10, 10]], labels=[label])])
+    assert stats["AP"] == 1.0 and list(stats["per_category"]) == [2**53]

@@ -136,6 +136,9 @@ def test_no_proposals(run):
     ([np.zeros((40, 60), np.float32)], ValueError, r"\(3, H, W\)"),
     ([np.zeros((4, 40, 60), np.float32)], ValueError, "3 channels"),
     ([np.full((3, 40, 60), np.nan, np.float32)], ValueError, "NaN"),
+    # issue 12: a side that would resize to 0 pixels is refused by name, not a raw broadcast error
+    ([np.zeros((3, 40, 60), np.float32), np.zeros((3, 1, 10000), np.float32)], ValueError,
+     r"images\[1\] of 1 x 10000 pixels would be resized to 0 x"),
 ])
 def test_bad_images(run, images, error, match):
     with pytest.raises(error, match=match):
@@ -151,3 +154,15 @@ def test_bad_arguments():
         models.FasterRCNN(models.faster_rcnn.resnet50_fpn_backbone(), box_score_threshold=0.1)
     with pytest.raises(ValueError, match="downloads nothing"):
         models.fasterrcnn_resnet50_fpn(weights_backbone="IMAGENET1K_V1")
+
+
+def test_integer_arguments_nan_inf_huge_and_zero_d():
+    backbone = models.faster_rcnn.resnet50_fpn_backbone()
+    for keyword, value in (("box_detections_per_img", np.nan), ("rpn_post_nms_top_n_test", np.inf),
+                           ("rpn_pre_nms_top_n_test", 2**64), ("representation_size", 0.5), ("min_size", np.nan)):
+        with pytest.raises(ValueError, match=keyword):
+            models.FasterRCNN(backbone, **{keyword: value})
+    model = models.FasterRCNN(backbone, num_classes=np.array(5), box_detections_per_img=np.array(9),
+                              box_score_thresh=np.float32(0.25))
+    assert model.roi_heads.detections_per_img == 9 and model.config["box_detections_per_img"] == 9
+    assert type(model.config["box_score_thresh"]) is float

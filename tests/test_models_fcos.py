@@ -170,6 +170,14 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="downloads nothing"):
         models.fcos_resnet50_fpn(weights_backbone="IMAGENET1K_V1")
     models.FCOS(backbone, center_sampling_radius=1.5)  # training-only keyword: accepted
+    # issue 12: NaN, inf, 2**64 by name; 0-d arrays unwrapped (the config must stay JSON numbers)
+    for keyword, value in (("detections_per_img", np.nan), ("topk_candidates", 2**64), ("num_classes", np.inf),
+                           ("score_thresh", np.nan), ("max_size", np.nan)):
+        with pytest.raises(ValueError, match=keyword):
+            models.FCOS(backbone, **{keyword: value})
+    model = models.FCOS(backbone, num_classes=np.array(3), detections_per_img=np.array(7), topk_candidates=np.int64(50))
+    assert (model.detections_per_img, model.topk_candidates, model.num_classes) == (7, 50, 3)
+    assert type(model.config["detections_per_img"]) is int
 
 
 def test_demo_draws_points(tmp_path, capsys):

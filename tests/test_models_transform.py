@@ -104,3 +104,65 @@ def test_transform_matches_torchvision(shapes):
     boxes[:, 2:] += boxes[:, :2]
     expected = tv.postprocess([{"boxes": torch.from_numpy(boxes)}], image_list.image_sizes, shapes)[0]["boxes"]
     np.testing.assert_array_equal(resize_boxes(boxes, sizes[0], shapes[0]), expected.numpy())
+
+
+# ---- issue 12: thin images, out-of-range float images, named integer arguments -----------------------------
+@pytest.mark.parametrize("shape,resized", [
+    # (3, 1, 10000): s = min(800 / 1, 1333 / 10000) = 0.1333 -> floor(1 x 0.1333) = 0 rows
+    ((3, 1, 10000), "0 x 1333"),
+    # (3, 6000, 3): s = min(800 / 3, 1333 / 6000) = 0.2222 -> floor(3 x 0.2222) = 0 columns
+    ((3, 6000, 3), "1333 x 0"),
+])
+def test_too_thin_image_is_refused_by_name(shape, resized):
+    t = GeneralizedRCNNTransform(min_size=800, max_size=1333)
+    images = [np.full((3, 32, 32), 0.5, np.float32), np.zeros(shape, np.float32)]
+    with pytest.raises(ValueError, match=rf"images\[1\] of {shape[1]} x {shape[2]} pixels would be resized to "
+                                         rf"{resized}"):
+        t(images)
+
+
+def test_thin_image_refusal_matches_torchvision():
+    torch, torchvision = import_torchvision()
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform as TorchTransform
+
+    theirs = TorchTransform(800, 1333, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]).eval()
+    with pytest.raises(RuntimeError, match="greater than 0"):  # torchvision cannot resize it either
+        theirs([torch.zeros(3, 1, 10000)])
+    # a little thicker and both work: (3, 8, 10000): s = 1333 / 10000, floor(8 x 0.1333) = floor(1.066) = 1 row
+    ours, sizes, _ = GeneralizedRCNNTransform(800, 1333)([np.zeros((3, 8, 10000), np.float32)])
+    image_list, _ = theirs([torch.zeros(3, 8, 10000)])
+    assert sizes == [tuple(image_list.image_sizes[0])] == [(1, 1333)]
+
+
+def test_float_image_above_one_warns():
+    with pytest.warns(UserWarning, match=r"images\[0\] is a float image with values up to 255.*divided by 255"):
+        as_image_list([np.full((3, 4, 5), 255.0, np.float32)])
+    with pytest.warns(UserWarning, match=r"images\[1\].*already normalised"):
+        as_image_list([np.zeros((3, 4, 5)), np.full((3, 4, 5), -2.0)])
+
+
+def test_float_image_in_range_does_not_warn():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        as_image_list([np.ones((3, 4, 5)), np.zeros((3, 4, 5), np.float32), np.full((3, 4, 5), 1.005)])
+        as_image_list([np.full((4, 5, 3), 255, np.uint8)])  # uint8 0-255 is the other accepted form
+
+
+@pytest.mark.parametrize("keyword,value,error", [
+    ("min_size", np.nan, ValueError), ("min_size", 2**64, ValueError), ("max_size", np.inf, ValueError),
+    ("max_size", 0, ValueError), ("size_divisible", 1.5, ValueError), ("min_size", "800", TypeError),
+])
+def test_transform_integer_arguments_are_named(keyword, value, error):
+    with pytest.raises(error, match=keyword):
+        GeneralizedRCNNTransform(**{keyword: value})
+
+
+def test_transform_zero_d_and_bad_mean_std():
+    t = GeneralizedRCNNTransform(min_size=np.array(64), max_size=np.int32(100))
+    assert (t.min_size, t.max_size) == (64, 100) and type(t.min_size) is int
+    with pytest.raises(ValueError, match="image_mean must be finite"):
+        GeneralizedRCNNTransform(image_mean=(0.5, np.nan, 0.5))
+    with pytest.raises(ValueError, match="image_std must be positive and finite"):
+        GeneralizedRCNNTransform(image_std=(0.5, np.inf, 0.5))

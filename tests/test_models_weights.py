@@ -120,8 +120,10 @@ def test_state_shapes_match_torchvision_and_convert(tmp_path):
     for key, value in converted.state_dict().items():
         np.testing.assert_array_equal(value, tv_state[key].numpy(), err_msg=key)
 
-    torch.save(tv_model, model_path)  # a whole model object
-    assert convert_main([str(model_path), str(tmp_path / "out2.npz")]) == 0
+    torch.save(tv_model, model_path)  # a whole model object: only read with the explicit opt-in
+    assert convert_main([str(model_path), str(tmp_path / "out2.npz")]) == 2
+    assert not (tmp_path / "out2.npz").exists()
+    assert convert_main([str(model_path), str(tmp_path / "out2.npz"), "--trust-pickle"]) == 0
     assert set(models.load(tmp_path / "out2.npz").state_dict()) == set(expected)
 
     torch.save({"conv.weight": torch.zeros(3, 3)}, tmp_path / "other.pth")
@@ -134,3 +136,171 @@ def test_importing_models_imports_neither_torch_nor_numba():
     code = "import sys, edudet.models; print('torch' in sys.modules, 'numba' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+# ---- issue 12: safe loading, bad weights refused by name ---------------------------------------------------
+_EVIL_CHECKPOINT = """
+import torch
+from edudet.models.convert import main
+
+class Evil:  # unpickling this calls open(marker, "w"): any code could run the same way
+    def __reduce__(self):
+        return (open, ({marker!r}, "w"))
+
+torch.save({{"conv.weight": torch.zeros(2), "payload": Evil()}}, {path!r})
+print("saved")
+"""
+
+
+def test_convert_refuses_pickled_code_without_trust_pickle(tmp_path, capsys):
+    torch, _ = import_torchvision()
+    marker, path = tmp_path / "MARKER", tmp_path / "evil.pth"
+    # written by a child interpreter, so that the class is not importable here
+    subprocess.run([sys.executable, "-c", _EVIL_CHECKPOINT.format(marker=str(marker), path=str(path))], check=True,
+                   capture_output=True)
+    assert path.exists() and not marker.exists()
+    assert convert_main([str(path), str(tmp_path / "out.npz")]) == 2
+    err = capsys.readouterr().err
+    assert not marker.exists()  # the file's code never ran
+    assert str(path) in err and "--trust-pickle" in err and "run code" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out.npz").exists()
+    # the opt-in reads it (and so runs its code, which is why it is opt-in); the payload holds no detector
+    assert convert_main([str(path), str(tmp_path / "out.npz"), "--trust-pickle"]) == 1
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"", "it is empty"),
+    (b"not a checkpoint at all" * 4, "corrupt, truncated or not a .pth"),
+    ("truncated", "corrupt, truncated or not a .pth"),
+])
+def test_convert_unreadable_checkpoint_is_one_line(tmp_path, capsys, content, reason):
+    torch, _ = import_torchvision()
+    path = tmp_path / "bad.pth"
+    if content == "truncated":
+        torch.save({"a": torch.zeros(100)}, path)
+        content = path.read_bytes()[:200]
+    path.write_bytes(content)
+    assert convert_main([str(path), str(tmp_path / "out.npz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err and reason in err and "Traceback" not in err
+
+
+def test_convert_bad_bn_eps_is_an_argument_error(tmp_path):
+    with pytest.raises(SystemExit) as info:
+        convert_main([str(tmp_path / "a.pth"), str(tmp_path / "b.npz"), "--bn-eps", "nan"])
+    assert info.value.code == 2
+
+
+def test_convert_cli_has_no_traceback(tmp_path):
+    path = tmp_path / "empty.pth"
+    path.write_bytes(b"")
+    result = subprocess.run([sys.executable, "-m", "edudet", "convert", str(path), str(tmp_path / "o.npz")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"edudet convert: {path} is not a readable PyTorch checkpoint (corrupt, " \
+                                    "truncated or not a .pth): it is empty"
+
+
+def _light_state():
+    return models.fasterrcnn_resnet18_fpn().state_dict()
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("backbone.body.conv1.weight", np.nan, "contains NaN or inf"),
+    ("rpn.head.conv.0.0.bias", -np.inf, "contains NaN or inf"),
+    ("roi_heads.box_head.fc6.bias", 1e300, "beyond float32's range"),  # float64: would become inf in float32
+    ("backbone.body.bn1.running_var", -1.0, "running_var must be >= 0"),
+])
+def test_load_refuses_bad_weight_values_by_key(key, value, match):
+    model = models.fasterrcnn_resnet18_fpn()
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    state = {k: v.astype(np.float64) for k, v in before.items()}
+    state[key][(0,) * state[key].ndim] = value
+    with pytest.raises(ValueError, match=match) as info:
+        model.load_state_dict(state)
+    assert repr(key) in str(info.value)
+    for k, v in model.state_dict().items():  # nothing was loaded
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_zero_variance_with_zero_eps_is_refused():
+    # weight / sqrt(0 + 0) = inf: the folded conv would hold inf
+    state = _light_state()
+    state["backbone.body.layer1.0.bn2.running_var"] = np.zeros_like(state["backbone.body.layer1.0.bn2.running_var"])
+    with pytest.raises(ValueError, match="'backbone.body.layer1.0.bn2.running_var'.*bn_eps=0"):
+        models.fasterrcnn_resnet18_fpn(state, bn_eps=0)
+    models.fasterrcnn_resnet18_fpn(state)  # with torchvision's eps 1e-5 the same weights are fine
+
+
+def test_load_file_with_nan_weight_names_file_and_key(tmp_path):
+    state = _light_state()
+    state["roi_heads.box_predictor.cls_score.weight"][0, 0] = np.nan
+    path = tmp_path / "nan.npz"
+    np.savez(path, **state)
+    with pytest.raises(ValueError, match=r"nan\.npz.*'roi_heads\.box_predictor\.cls_score\.weight' contains NaN"):
+        models.load(path)
+
+
+@pytest.mark.parametrize("kind,match", [
+    ("empty", "it is empty"),
+    ("junk", "not a zip archive"),
+    ("truncated", "not a readable edudet .npz"),
+    ("npy", "single .npy array"),
+    ("object", "pickled Python objects"),
+    ("pth", "PyTorch checkpoint: convert it first"),
+    ("pickle", "never loads pickles"),
+    ("directory", "not a file"),
+])
+def test_load_corrupt_npz_names_the_file(tmp_path, kind, match):
+    import pickle
+    import zipfile
+
+    path = tmp_path / "w.npz"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "junk":
+        path.write_bytes(b"hello" * 20)
+    elif kind == "truncated":
+        models.fasterrcnn_resnet18_fpn().save(path)
+        path.write_bytes(path.read_bytes()[:5000])
+    elif kind == "npy":
+        with open(path, "wb") as handle:
+            np.save(handle, np.zeros(3))
+    elif kind == "object":
+        with open(path, "wb") as handle:
+            np.savez(handle, a=np.array([{"x": 1}], dtype=object))
+    elif kind == "pth":  # what torch.save writes: a zip with a data.pkl (built here without torch)
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("archive/data.pkl", pickle.dumps({}))
+    elif kind == "pickle":
+        path.write_bytes(pickle.dumps({"a": 1}))
+    else:
+        path.mkdir()
+    with pytest.raises(ValueError, match=match) as info:
+        models.load(path)
+    assert str(path) in str(info.value) and len(str(info.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("seed", [np.nan, -1, 2**64, 1.5, "0"])
+def test_builder_seed_is_checked_by_name(seed):
+    with pytest.raises((TypeError, ValueError), match="seed"):
+        models.fasterrcnn_resnet18_fpn(seed=seed)
+
+
+@pytest.mark.parametrize("keyword,value", [
+    ("num_classes", np.nan), ("num_classes", 2**64), ("box_detections_per_img", np.inf),
+    ("min_size", np.nan), ("max_size", 2**64), ("rpn_pre_nms_top_n_test", 0.5), ("mask_dim_reduced", np.nan),
+    ("representation_size", float("inf")),
+])
+def test_builder_integer_arguments_are_checked_by_name(keyword, value):
+    with pytest.raises(ValueError, match=keyword):
+        models.maskrcnn_resnet18_fpn(**{keyword: value})
+
+
+def test_zero_d_arrays_are_unwrapped_and_saved_as_numbers(tmp_path):
+    model = models.fasterrcnn_resnet18_fpn(num_classes=np.array(3), box_detections_per_img=np.array(7),
+                                           min_size=np.array(128), max_size=np.int64(160))
+    assert model.config["box_detections_per_img"] == 7 and model.transform.min_size == 128
+    loaded = models.load(model.save(tmp_path / "m.npz"))  # the JSON config holds plain ints
+    assert loaded.num_classes == 3 and loaded.config["max_size"] == 160

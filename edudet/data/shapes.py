@@ -21,7 +21,7 @@ import numbers
 
 import numpy as np
 
-from .._validate import check_scalar
+from .._validate import check_allocation, check_scalar
 
 __all__ = ["CLASSES", "ShapesDataset", "make_image"]
 
@@ -52,6 +52,10 @@ def make_image(seed=0, image_size: int = 256, min_objects: int = 3, max_objects:
     min_objects, max_objects = _check_object_range(min_objects, max_objects)
     max_hidden = check_scalar(max_hidden, "max_hidden", low=0.0, high=1.0, high_inclusive=False)
     rng = np.random.default_rng(_check_seed(seed))
+    # the float32 canvas, and at worst one mask per drawn object: refuse sizes that cannot fit, by name
+    check_allocation((image_size, image_size, 3), 4, "make_image's (image_size, image_size, 3) float32 canvas")
+    check_allocation((max_objects, image_size, image_size), 1,
+                     "make_image's (max_objects, image_size, image_size) masks")
 
     background = _background(rng, image_size)
     num_objects = int(rng.integers(min_objects, max_objects + 1))

@@ -67,10 +67,13 @@ def load(path, **overrides):
     state, config = load_npz(path)
     config = dict(config)
     architecture = config.pop("architecture", None) or architecture_of(state)
-    builder = _BUILDERS.get(architecture)
-    if builder is None:
+    if not isinstance(architecture, str) or architecture not in _BUILDERS:
         raise ValueError(f"{str(path)!r} holds a {architecture!r} model; this edudet knows {sorted(_BUILDERS)}")
+    builder = _BUILDERS[architecture]
     if "num_classes" not in config and num_classes_of(state, architecture) is not None:
         config["num_classes"] = num_classes_of(state, architecture)
     config.update(overrides)
-    return builder(state, **config)
+    try:
+        return builder(state, **config)
+    except (TypeError, ValueError) as err:  # name the file: the weights or the arguments it records are wrong
+        raise type(err)(f"{str(path)!r} does not load as {architecture}: {err}") from None

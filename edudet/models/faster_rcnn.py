@@ -50,14 +50,19 @@ class FasterRCNN(GeneralizedRCNN):
         if unknown:
             raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)}")
         num_classes = check_scalar(num_classes, "num_classes", low=2, integer=True)
-        for name, value in (("rpn_nms_thresh", rpn_nms_thresh), ("box_nms_thresh", box_nms_thresh),
-                            ("rpn_score_thresh", rpn_score_thresh), ("box_score_thresh", box_score_thresh)):
+        # checked values replace the given ones: 0-d arrays unwrapped, so the saved JSON config reads as written
+        rpn_nms_thresh, box_nms_thresh, rpn_score_thresh, box_score_thresh = (
             check_scalar(value, name, low=0, high=1)
-        for name, value in (("rpn_pre_nms_top_n_test", rpn_pre_nms_top_n_test),
-                            ("rpn_post_nms_top_n_test", rpn_post_nms_top_n_test),
-                            ("box_detections_per_img", box_detections_per_img)):
+            for name, value in (("rpn_nms_thresh", rpn_nms_thresh), ("box_nms_thresh", box_nms_thresh),
+                                ("rpn_score_thresh", rpn_score_thresh), ("box_score_thresh", box_score_thresh)))
+        rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test, box_detections_per_img = (
             check_scalar(value, name, low=1, integer=True)
+            for name, value in (("rpn_pre_nms_top_n_test", rpn_pre_nms_top_n_test),
+                                ("rpn_post_nms_top_n_test", rpn_post_nms_top_n_test),
+                                ("box_detections_per_img", box_detections_per_img)))
         representation_size = check_scalar(representation_size, "representation_size", low=1, integer=True)
+        transform = GeneralizedRCNNTransform(min_size, max_size, image_mean, image_std)
+        min_size, max_size = transform.min_size, transform.max_size
         levels = [str(i) for i in range(len(backbone.body.out_channels))]  # the FPN levels before "pool"
         # plain lists of numbers (whole sizes as ints), so the saved JSON config reads as written
         anchor_sizes = [[float(s) if float(s) != int(s) else int(s) for s in sizes] for sizes in anchor_sizes]
@@ -72,7 +77,6 @@ class FasterRCNN(GeneralizedRCNN):
                       box_score_thresh=box_score_thresh, box_nms_thresh=box_nms_thresh,
                       box_detections_per_img=box_detections_per_img, anchor_sizes=anchor_sizes,
                       aspect_ratios=aspect_ratios, representation_size=representation_size)
-        transform = GeneralizedRCNNTransform(min_size, max_size, image_mean, image_std)
         channels = backbone.out_channels
         # by default one size per level (32 px on P2 ... 512 px on P6), three aspect ratios everywhere
         anchor_generator = AnchorGenerator(anchor_sizes, (aspect_ratios,) * len(anchor_sizes))

@@ -107,8 +107,9 @@ class FCOS(OneStageDetector):
         if anchor_generator is None:
             # one stride-sized square per location: its centre is the FCOS point, its size the unit of the codes
             anchor_generator = AnchorGenerator(((8,), (16,), (32,), (64,), (128,)), ((1.0,),) * 5)
-        num_classes = check_one_stage_arguments(training_only, _TRAINING_ONLY, num_classes, score_thresh, nms_thresh,
-                                                detections_per_img, topk_candidates, anchor_generator)
+        num_classes, score_thresh, nms_thresh, detections_per_img, topk_candidates = check_one_stage_arguments(
+            training_only, _TRAINING_ONLY, num_classes, score_thresh, nms_thresh, detections_per_img, topk_candidates,
+            anchor_generator)
         if anchor_generator.num_anchors_per_location()[0] != 1:
             raise ValueError("anchor_generator must place one anchor per location for FCOS, got "
                              f"{anchor_generator.num_anchors_per_location()[0]}")

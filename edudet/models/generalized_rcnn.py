@@ -13,7 +13,7 @@ from typing import Mapping
 import numpy as np
 
 from .trace import Trace, current_trace
-from .weights import StateModule, check_state_dict, normalize_state_dict, save_npz
+from .weights import StateModule, check_state_dict, check_state_values, normalize_state_dict, save_npz
 
 __all__ = ["GeneralizedRCNN"]
 
@@ -100,12 +100,15 @@ class GeneralizedRCNN(StateModule):
         the pre-0.13 torchvision names of the FPN and RPN convs are renamed. With ``strict=True`` (the
         default) any missing, unexpected or mis-shaped entry raises a ValueError listing all of them;
         ``strict=False`` ignores unexpected entries and keeps the already loaded value of missing ones
-        (a model that has none yet still needs every entry).
+        (a model that has none yet still needs every entry). A NaN or inf weight, one beyond float32's
+        range or a negative ``running_var`` is refused by name (`check_state_values`), before anything loads.
         Batch norms are folded into their convs here, once.
         """
         expected = self.state_shapes()
         state = normalize_state_dict(state_dict, expected)
         check_state_dict(state, expected, strict=strict, hint=self._weights_hint(state))
+        bn_eps = getattr(getattr(self.backbone, "body", None), "bn_eps", 1e-5)
+        check_state_values({k: v for k, v in state.items() if k in expected}, bn_eps)
         merged = dict(self._state)
         merged.update({k: np.asarray(v, np.float32) for k, v in state.items() if k in expected})
         missing = [k for k in expected if k not in merged]

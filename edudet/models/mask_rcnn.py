@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validate import check_scalar
 from .faster_rcnn import FasterRCNN, resnet50_fpn_backbone
 from .layers import Conv2d, ConvTranspose2d
 from .roi_heads import multiscale_roi_align
@@ -124,10 +125,10 @@ class MaskRCNN(FasterRCNN):
         super().__init__(backbone, num_classes, **kwargs)
         from ..poolers import MultiScaleRoIAlign
 
-        mask_layers = [int(w) for w in mask_layers]
-        if not mask_layers or min(mask_layers) < 1:
-            raise ValueError(f"mask_layers must be a non-empty list of positive widths, got {mask_layers}")
-        mask_dim_reduced = int(mask_dim_reduced)
+        if isinstance(mask_layers, (str, bytes)) or not hasattr(mask_layers, "__len__") or len(mask_layers) == 0:
+            raise ValueError(f"mask_layers must be a non-empty list of positive widths, got {mask_layers!r}")
+        mask_layers = [check_scalar(w, f"mask_layers[{i}]", low=1, integer=True) for i, w in enumerate(mask_layers)]
+        mask_dim_reduced = check_scalar(mask_dim_reduced, "mask_dim_reduced", low=1, integer=True)
         self.config.update(mask_layers=mask_layers, mask_dim_reduced=mask_dim_reduced)
         if mask_roi_pool is None:
             mask_roi_pool = multiscale_roi_align(self.feature_levels, 14, 2)

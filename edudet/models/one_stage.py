@@ -130,11 +130,12 @@ class OneStageDetector(GeneralizedRCNN):
     def __init__(self, backbone, head, anchor_generator, num_classes: int, *, min_size: int, max_size: int,
                  image_mean, image_std, score_thresh: float, nms_thresh: float, detections_per_img: int,
                  topk_candidates: int):
+        transform = GeneralizedRCNNTransform(min_size, max_size, image_mean, image_std)
+        min_size, max_size = transform.min_size, transform.max_size
         config = dict(num_classes=num_classes, min_size=min_size, max_size=max_size,
                       image_mean=list(map(float, image_mean)), image_std=list(map(float, image_std)),
                       score_thresh=score_thresh, nms_thresh=nms_thresh, detections_per_img=detections_per_img,
                       topk_candidates=topk_candidates)
-        transform = GeneralizedRCNNTransform(min_size, max_size, image_mean, image_std)
         super().__init__(backbone, None, None, transform, config)
         self.head, self.anchor_generator, self.num_classes = head, anchor_generator, num_classes
         self.score_thresh, self.nms_thresh = float(score_thresh), float(nms_thresh)
@@ -214,7 +215,7 @@ def check_one_stage_arguments(training_only, allowed, num_classes, score_thresh,
                               topk_candidates, anchor_generator):
     """The shared keyword checks of RetinaNet and FCOS (TypeError / ValueError naming the argument).
 
-    Returns `num_classes` as an int.
+    Returns the checked `(num_classes, score_thresh, nms_thresh, detections_per_img, topk_candidates)`.
     """
     from .._validate import check_scalar
     from ..anchors import AnchorGenerator
@@ -223,11 +224,11 @@ def check_one_stage_arguments(training_only, allowed, num_classes, score_thresh,
     if unknown:
         raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)}")
     num_classes = check_scalar(num_classes, "num_classes", low=1, integer=True)
-    check_scalar(score_thresh, "score_thresh", low=0, high=1)
-    check_scalar(nms_thresh, "nms_thresh", low=0, high=1)
-    check_scalar(detections_per_img, "detections_per_img", low=1, integer=True)
-    check_scalar(topk_candidates, "topk_candidates", low=1, integer=True)
+    score_thresh = check_scalar(score_thresh, "score_thresh", low=0, high=1)
+    nms_thresh = check_scalar(nms_thresh, "nms_thresh", low=0, high=1)
+    detections_per_img = check_scalar(detections_per_img, "detections_per_img", low=1, integer=True)
+    topk_candidates = check_scalar(topk_candidates, "topk_candidates", low=1, integer=True)
     if not isinstance(anchor_generator, AnchorGenerator):
         raise TypeError("anchor_generator must be an edudet.AnchorGenerator, "
                         f"got {type(anchor_generator).__name__}")
-    return num_classes
+    return num_classes, score_thresh, nms_thresh, detections_per_img, topk_candidates

@@ -58,8 +58,9 @@ class RetinaNet(OneStageDetector):
                  score_thresh: float = 0.05, nms_thresh: float = 0.5, detections_per_img: int = 300,
                  topk_candidates: int = 1000, **training_only):
         anchor_generator = anchor_generator if anchor_generator is not None else retinanet_anchor_generator()
-        num_classes = check_one_stage_arguments(training_only, _TRAINING_ONLY, num_classes, score_thresh, nms_thresh,
-                                                detections_per_img, topk_candidates, anchor_generator)
+        num_classes, score_thresh, nms_thresh, detections_per_img, topk_candidates = check_one_stage_arguments(
+            training_only, _TRAINING_ONLY, num_classes, score_thresh, nms_thresh, detections_per_img, topk_candidates,
+            anchor_generator)
         if head is None:
             head = RetinaNetHead(backbone.out_channels, anchor_generator.num_anchors_per_location()[0], num_classes)
         super().__init__(backbone, head, anchor_generator, num_classes, min_size=min_size, max_size=max_size,

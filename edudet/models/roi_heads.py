@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validate import check_scalar
 from ..box_coder import BoxCoder
 from .layers import Linear, softmax
 from .trace import NULL_TRACE
@@ -77,8 +78,9 @@ class RoIHeads(StateModule):
                  score_thresh: float = 0.05, nms_thresh: float = 0.5, detections_per_img: int = 100,
                  bbox_reg_weights=(10.0, 10.0, 5.0, 5.0)):
         self.box_roi_pool, self.box_head, self.box_predictor = box_roi_pool, box_head, box_predictor
-        self.score_thresh, self.nms_thresh = float(score_thresh), float(nms_thresh)
-        self.detections_per_img = int(detections_per_img)
+        self.score_thresh = check_scalar(score_thresh, "score_thresh", low=0, high=1)
+        self.nms_thresh = check_scalar(nms_thresh, "nms_thresh", low=0, high=1)
+        self.detections_per_img = check_scalar(detections_per_img, "detections_per_img", low=1, integer=True)
         self.box_coder = BoxCoder(bbox_reg_weights)
         self.mask_branch = None  # Mask R-CNN sets a `mask_rcnn.MaskBranch`, run on the final detections
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validate import check_scalar
 from ..box_coder import BoxCoder
 from .layers import Conv2d
 from .trace import NULL_TRACE
@@ -78,8 +79,11 @@ class RegionProposalNetwork(StateModule):
     def __init__(self, anchor_generator, head: RPNHead, pre_nms_top_n: int = 1000, post_nms_top_n: int = 1000,
                  nms_thresh: float = 0.7, score_thresh: float = 0.0, min_size: float = 1e-3):
         self.anchor_generator, self.head = anchor_generator, head
-        self.pre_nms_top_n, self.post_nms_top_n = int(pre_nms_top_n), int(post_nms_top_n)
-        self.nms_thresh, self.score_thresh, self.min_size = float(nms_thresh), float(score_thresh), float(min_size)
+        self.pre_nms_top_n = check_scalar(pre_nms_top_n, "pre_nms_top_n", low=1, integer=True)
+        self.post_nms_top_n = check_scalar(post_nms_top_n, "post_nms_top_n", low=1, integer=True)
+        self.nms_thresh = check_scalar(nms_thresh, "nms_thresh", low=0, high=1)
+        self.score_thresh = check_scalar(score_thresh, "score_thresh", low=0, high=1)
+        self.min_size = check_scalar(min_size, "min_size", low=0)
         self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
 
     def children(self):

@@ -6,16 +6,21 @@ channel, ``(x - mean) / std``, then resized with one scale factor
 side would exceed `max_size`; the new size is ``floor(H s) x floor(W s)`` and the sampling is bilinear
 (``F.interpolate(scale_factor=s, recompute_scale_factor=True, align_corners=False)``). The images are
 then zero-padded at the bottom and right into one ``(N, 3, H_pad, W_pad)`` batch, sides rounded up to a
-multiple of 32 so that every FPN level has an integer size. Out: boxes scaled back by
+multiple of 32 so that every FPN level has an integer size. An image so thin that a resized side would be
+0 pixels (1 x 10000 at ``max_size`` 1333) is refused by name (torchvision's ``F.interpolate`` fails on it
+too); a float image with pixels well above 1 (0-255 values not divided by 255) or below 0 (already
+normalised) runs but warns, as its detections are junk. Out: boxes scaled back by
 ``original size / resized size`` (float32, per axis), and Mask R-CNN's ``(K, 1, 28, 28)`` masks pasted
 into the original image with those boxes (`edudet.ops.paste_masks_in_image`).
 """
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
+from .._validate import check_scalar
 from .layers import interpolate_bilinear, resize_output_size
 
 __all__ = ["GeneralizedRCNNTransform", "as_image_list", "resize_boxes"]
@@ -47,9 +52,29 @@ def _as_image(image, index: int) -> np.ndarray:
         array = np.ascontiguousarray(array, dtype=np.float32)
         if not np.isfinite(array).all():
             raise ValueError(f"{name} contains NaN or inf pixels")
+        _warn_if_out_of_range(array, name)
     if array.shape[1] < 1 or array.shape[2] < 1:
         raise ValueError(f"{name} is empty: shape {array.shape}")
     return array
+
+
+# a little slack: an image in [0, 1] that was resampled or colour-jittered may overshoot slightly
+_RANGE_SLACK = 0.01
+
+
+def _warn_if_out_of_range(array: np.ndarray, name: str) -> None:
+    """Float images must be in [0, 1]; the two usual mistakes run without error and give junk, so warn."""
+    if not array.size:
+        return
+    high, low = float(array.max()), float(array.min())
+    if high > 1 + _RANGE_SLACK:
+        warnings.warn(f"{name} is a float image with values up to {high:.4g}, but float images must be in [0, 1]: "
+                      "0-255 values not divided by 255? Divide by 255, or pass the uint8 (H, W, 3) image",
+                      UserWarning, stacklevel=2)
+    elif low < -_RANGE_SLACK:
+        warnings.warn(f"{name} is a float image with values down to {low:.4g}, but float images must be in [0, 1]: "
+                      "already normalised? The model normalises itself (image_mean, image_std); pass the raw image",
+                      UserWarning, stacklevel=2)
 
 
 def as_image_list(images) -> list[np.ndarray]:
@@ -75,21 +100,24 @@ class GeneralizedRCNNTransform:
 
     def __init__(self, min_size: int = 800, max_size: int = 1333, image_mean=IMAGENET_MEAN,
                  image_std=IMAGENET_STD, size_divisible: int = 32):
-        if isinstance(min_size, (list, tuple)):  # torchvision takes a tuple for training; inference uses the last
-            min_size = min_size[-1]
-        if not (isinstance(min_size, (int, np.integer)) and min_size > 0):
-            raise ValueError(f"min_size must be a positive int, got {min_size!r}")
-        if not (isinstance(max_size, (int, np.integer)) and max_size > 0):
-            raise ValueError(f"max_size must be a positive int, got {max_size!r}")
-        mean = np.asarray(image_mean, np.float32)
-        std = np.asarray(image_std, np.float32)
+        if isinstance(min_size, (list, tuple)) and min_size:  # torchvision takes a tuple for training; inference
+            min_size = min_size[-1]                             # uses the last
+        self.min_size = check_scalar(min_size, "min_size", low=1, integer=True)
+        self.max_size = check_scalar(max_size, "max_size", low=1, integer=True)
+        self.size_divisible = check_scalar(size_divisible, "size_divisible", low=1, integer=True)
+        try:
+            mean = np.asarray(image_mean, np.float64)
+            std = np.asarray(image_std, np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"image_mean and image_std must be 3 numbers each, got {image_mean!r} and {image_std!r}") \
+                from None
         if mean.shape != (3,) or std.shape != (3,):
             raise ValueError(f"image_mean and image_std must have 3 entries, got {mean.shape} and {std.shape}")
-        if not (std > 0).all():
-            raise ValueError(f"image_std must be positive, got {image_std}")
-        self.min_size, self.max_size = int(min_size), int(max_size)
-        self.image_mean, self.image_std = mean, std
-        self.size_divisible = int(size_divisible)
+        if not np.isfinite(mean).all():
+            raise ValueError(f"image_mean must be finite, got {image_mean}")
+        if not (np.isfinite(std).all() and (std.astype(np.float32) > 0).all()):
+            raise ValueError(f"image_std must be positive and finite, got {image_std}")
+        self.image_mean, self.image_std = mean.astype(np.float32), std.astype(np.float32)
 
     def __repr__(self) -> str:
         return (f"GeneralizedRCNNTransform(min_size={self.min_size}, max_size={self.max_size}, "
@@ -105,8 +133,13 @@ class GeneralizedRCNNTransform:
     def resized_size(self, height: int, width: int) -> tuple[int, int]:
         return resize_output_size(height, width, self.scale_factor(height, width))
 
-    def resize(self, image: np.ndarray) -> np.ndarray:
-        return interpolate_bilinear(image, self.resized_size(*image.shape[-2:]))
+    def resize(self, image: np.ndarray, name: str = "image") -> np.ndarray:
+        size = self.resized_size(*image.shape[-2:])
+        if min(size) < 1:  # a side of 0 pixels has nothing to sample (torchvision's interpolate raises too)
+            raise ValueError(f"{name} of {image.shape[1]} x {image.shape[2]} pixels would be resized to {size[0]} x "
+                             f"{size[1]} (scale {self.scale_factor(*image.shape[-2:]):.4g}, min_size={self.min_size}, "
+                             f"max_size={self.max_size}): too thin; crop or pad it, or raise max_size")
+        return interpolate_bilinear(image, size)
 
     def batch_images(self, images: list[np.ndarray]) -> np.ndarray:
         """Zero-pad to a common ``(N, 3, H_pad, W_pad)``, sides rounded up to a multiple of `size_divisible`."""
@@ -122,7 +155,7 @@ class GeneralizedRCNNTransform:
         """images -> (batch (N, 3, H_pad, W_pad), resized sizes, original sizes), sizes as (H, W)."""
         images = as_image_list(images)
         original_sizes = [(int(i.shape[1]), int(i.shape[2])) for i in images]
-        resized = [self.resize(self.normalize(image)) for image in images]
+        resized = [self.resize(self.normalize(image), f"images[{i}]") for i, image in enumerate(images)]
         image_sizes = [(int(i.shape[1]), int(i.shape[2])) for i in resized]
         return self.batch_images(resized), image_sizes, original_sizes
 

@@ -15,8 +15,8 @@ from typing import Mapping
 
 import numpy as np
 
-__all__ = ["StateModule", "normalize_state_dict", "check_state_dict", "random_state_dict", "save_npz",
-           "load_npz", "load_weights", "CONFIG_KEY"]
+__all__ = ["StateModule", "normalize_state_dict", "check_state_dict", "check_state_values", "random_state_dict",
+           "save_npz", "load_npz", "load_weights", "CONFIG_KEY"]
 
 CONFIG_KEY = "__edudet_config__"  # the .npz entry holding the constructor's arguments as JSON
 
@@ -138,6 +138,41 @@ def check_state_dict(state: Mapping[str, np.ndarray], expected: Mapping[str, tup
     raise ValueError("\n".join(lines))
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_state_values(state: Mapping[str, np.ndarray], bn_eps: float = 1e-5) -> None:
+    """Refuse, naming the key, weights that would only fail later, deep inside a forward pass.
+
+    Every value must be finite and fit in float32 (the model computes in float32: a float64 1e300 would
+    become inf); a batch norm's ``running_var`` is a variance, so >= 0, and ``weight / sqrt(running_var +
+    bn_eps)``, the scale folded into its conv, must be finite in float32 (``running_var = 0`` with
+    ``bn_eps = 0`` divides by zero).
+    """
+    for key, value in state.items():
+        if not value.size:
+            continue
+        if np.issubdtype(value.dtype, np.floating):
+            if not np.isfinite(value).all():
+                raise ValueError(f"state_dict entry {key!r} contains NaN or inf")
+            largest = float(np.max(np.abs(value)))
+            if largest > FLOAT32_MAX:
+                raise ValueError(f"state_dict entry {key!r} holds {largest:.3g}, beyond float32's range "
+                                 f"(+-{FLOAT32_MAX:.3g}), which the model computes in")
+        if key.endswith(".running_var"):
+            variance = value.astype(np.float64)
+            if float(variance.min()) < 0:
+                raise ValueError(f"state_dict entry {key!r} is a variance but holds {float(variance.min()):.3g}; "
+                                 "running_var must be >= 0")
+            weight = state.get(key[: -len("running_var")] + "weight")
+            weight = np.ones_like(variance) if weight is None else np.abs(np.asarray(weight, np.float64))
+            with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+                scale = weight / np.sqrt(variance + bn_eps)
+            if not (np.isfinite(scale).all() and float(np.max(scale)) <= FLOAT32_MAX):
+                raise ValueError(f"state_dict entry {key!r}: weight / sqrt(running_var + bn_eps) with bn_eps={bn_eps} "
+                                 "is not finite in float32 (a zero variance with bn_eps=0?)")
+
+
 def random_state_dict(expected: Mapping[str, tuple[int, ...]], seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded random weights with torchvision's initialisation rules, by name.
 
@@ -196,13 +231,47 @@ def save_npz(path, state: Mapping[str, np.ndarray], config: Mapping | None = Non
 
 
 def load_npz(path) -> tuple[dict[str, np.ndarray], dict]:
-    """(state, config) from a file written by `save_npz` (config is {} when the file has none)."""
+    """(state, config) from a file written by `save_npz` (config is {} when the file has none).
+
+    Raises FileNotFoundError for a missing file and ValueError, naming the file and what is wrong, for
+    anything that is not such an ``.npz`` (corrupt or truncated, a PyTorch ``.pth``, a single ``.npy``,
+    pickled object arrays: pickles are never loaded, as they could run code).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
+    try:
+        state, config = _read_npz(path)
+    except Exception as err:  # noqa: BLE001 - a malformed file can fail in any layer (zip, zlib, npy, json)
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "allow_pickle" in reason:
+            reason = "it holds pickled Python objects, which edudet never loads (they could run code)"
+        raise ValueError(f"weights file {str(path)!r} is not a readable edudet .npz: {reason}") from None
+    return state, config
+
+
+def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    if not path.is_file():
+        raise ValueError("it is not a file")
+    with open(path, "rb") as handle:
+        head = handle.read(6)
+    if head.startswith(b"\x93NUMPY"):
+        raise ValueError("it is a single .npy array, not an .npz of named weights")
+    if not head.startswith(b"PK"):  # every .npz is a zip archive
+        raise ValueError("it is empty" if not head else
+                         "it is a pickle (an old torch.save file?); edudet never loads pickles, they could run code"
+                         if head[:1] == b"\x80" else "it is not a zip archive (corrupt, or not an .npz)")
     with np.load(path, allow_pickle=False) as data:
+        foreign = [member for member in data.zip.namelist() if not member.endswith(".npy")]
+        if any(member.endswith("data.pkl") for member in foreign):
+            raise ValueError(f"it is a PyTorch checkpoint: convert it first, `python -m edudet convert {path.name} "
+                             "weights.npz`")
+        if foreign:
+            raise ValueError(f"it holds {foreign[0]!r}, which is not a NumPy array")
         state = {key: data[key] for key in data.files if key != CONFIG_KEY}
         config = json.loads(str(data[CONFIG_KEY])) if CONFIG_KEY in data.files else {}
+    if not isinstance(config, dict):
+        raise ValueError(f"its {CONFIG_KEY} entry is not a JSON object")
     return state, config
 
 
@@ -210,6 +279,9 @@ def load_weights(model, weights, seed: int = 0):
     """Fill `model` from `weights`: None (seeded `random_state_dict`), a path to an ``.npz``, or a mapping."""
     from typing import Mapping as _Mapping
 
+    from .._validate import check_scalar
+
+    seed = check_scalar(seed, "seed", low=0, integer=True)
     if weights is None:
         model.load_state_dict(random_state_dict(model.state_shapes(), seed))
     elif isinstance(weights, (str, Path)):
