@@ -1,6 +1,7 @@
 """Build edudet: the pure-Python package plus one Cython extension per `kernels/*_cython.pyx`.
 
-`kernels/` is installed as the subpackage `edudet.kernels`, so users only ever import `edudet`.
+`kernels/` is installed as the subpackage `edudet.kernels`, so users only ever import `edudet`; `lessons/` as
+`edudet.lessons` (the lesson notebooks ship in the wheel: `python -m edudet lessons`).
 Every `.pyx` there is compiled with OpenMP (for `prange`) when the compiler supports it. Without a working C
 compiler edudet still installs, without the Cython backend (one warning); the other backends cover every op.
 """
@@ -74,9 +75,11 @@ def cython_extensions():
 
 
 setup(
-    packages=["edudet", "edudet.ops", "edudet.models", "edudet.data", "edudet.kernels"],
-    package_dir={"edudet": "edudet", "edudet.kernels": "kernels"},
-    package_data={"edudet": ["data/*.npz", "data/*.json"], "edudet.kernels": ["*.pyx"]},
+    packages=["edudet", "edudet.ops", "edudet.models", "edudet.data", "edudet.kernels", "edudet.lessons",
+              "edudet.testing"],
+    package_dir={"edudet": "edudet", "edudet.kernels": "kernels", "edudet.lessons": "lessons"},
+    package_data={"edudet": ["data/*.npz", "data/*.json"], "edudet.kernels": ["*.pyx", "*.pxd"],
+                  "edudet.lessons": ["[0-9][0-9]_*.py"]},
     ext_modules=cython_extensions(),
     cmdclass={"build_ext": OptionalBuildExt},
     zip_safe=False,

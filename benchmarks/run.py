@@ -1,7 +1,8 @@
 """Run every benchmark module and print the table: ``python -m edudet bench`` or ``python benchmarks/run.py``.
 
 Options: ``--quick`` (smaller workloads, for a smoke run), ``--only nms,boxes`` (module names),
-``--backends numba,cython``. Numba compiles into a fresh cache directory so its compile time is measured.
+``--backends numba,cython``, ``--lessons`` (each lesson's run time instead; same as ``--only lessons``).
+Numba compiles into a fresh cache directory so its compile time is measured.
 """
 from __future__ import annotations
 
@@ -21,7 +22,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated module names, e.g. boxes,nms")
     parser.add_argument("--backends", default="", help="comma-separated backends (default: every CPU one)")
     parser.add_argument("--warm-cache", action="store_true", help="keep numba's on-disk cache (skip compile timing)")
+    parser.add_argument("--lessons", action="store_true", help="time each lesson's execution (not in the default run)")
     args = parser.parse_args(argv)
+    if args.lessons or args.only == "lessons":
+        sys.path.insert(0, str(HERE))
+        import bench_lessons
+
+        print(bench_lessons.report())
+        return 0
 
     if not args.warm_cache:
         os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="edudet-bench-numba-")
@@ -31,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     import edudet
 
     backends = [b for b in args.backends.split(",") if b] or [b for b in edudet.available_backends() if b != "cuda"]
-    names = [n for n in args.only.split(",") if n] or sorted(p.stem[len("bench_"):] for p in HERE.glob("bench_*.py"))
+    names = [n for n in args.only.split(",") if n] or sorted(p.stem[len("bench_"):] for p in HERE.glob("bench_*.py")
+                                                    if p.stem != "bench_lessons")
     try:
         import torch
 

@@ -3,7 +3,7 @@
 Commands:
   demo      run a detector on a sample image, print the stage table, write an annotated PNG
   bench     time every op on every CPU backend against torchvision (benchmarks/ in a source checkout)
-  lessons   list the step-through lessons
+  lessons   list the step-through lessons; --open (JupyterLab), --export DIR (.ipynb), --html DIR (a book)
   convert   convert a torchvision checkpoint (.pth) to edudet's .npz (the one command that needs torch)
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 COMMANDS = {
     "demo": "edudet.demo:main",
     "bench": "edudet.__main__:bench",
-    "lessons": "edudet.__main__:lessons",
+    "lessons": "edudet.lessons.book:main",
     "convert": "edudet.models.convert:main",
 }
 
@@ -35,23 +35,6 @@ def bench(argv: list[str]) -> int:
     import run
 
     return run.main(argv)
-
-
-def lessons(argv: list[str]) -> int:
-    lesson_dir = _source_root() / "lessons"
-    files = sorted(lesson_dir.glob("[0-9][0-9]_*.py"))
-    if not files:
-        print("edudet lessons: lessons/ is not next to this installation; see the README", file=sys.stderr)
-        return 2
-    for path in files:
-        summary = ""
-        for line in path.read_text().splitlines():
-            if line.startswith("# # "):  # the lesson's title cell (jupytext percent format)
-                summary = line[4:].strip()
-                break
-        print(f"{path.stem:32s} {summary}")
-    print(f"\nOpen them in Jupyter: jupyter notebook {lesson_dir}  (the .py files are jupytext notebooks)")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

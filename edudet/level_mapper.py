@@ -11,7 +11,9 @@ differ only for scales within about 1e-6 relative of a power of two times 56).
 Strides are inferred from shapes (feature size / image size, rounded to a power of two), as torchvision's
 ``MultiScaleRoIAlign`` infers them. Strides a caller gives are checked against the shapes: mmdetection's
 ``featmap_strides=[8, 16, 32, 64]`` given for P2..P5 (true strides 4..32) halves every RoI toward the
-top-left corner and trains silently to ~0.8% mAP; `check_strides` refuses it.
+top-left corner and trains silently to ~0.8% mAP; `check_strides` refuses it. maskrcnn-benchmark writes the
+same information as ``POOLER_SCALES = (1/4, 1/8, 1/16, 1/32)`` (scale = 1 / stride); `check_scales` checks
+those, and either check asks "did you pass scales (1/stride)?" (or strides) when it sees the other one.
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ import numpy as np
 
 from ._validate import as_boxes, as_image_size, as_real_array, check_scalar
 
-__all__ = ["LevelMapper", "map_roi_levels", "infer_scale", "infer_stride", "check_strides", "check_feature_shapes"]
+__all__ = ["LevelMapper", "map_roi_levels", "infer_scale", "infer_stride", "check_strides", "check_scales",
+           "check_feature_shapes"]
 
 
 class LevelMapper:
@@ -152,10 +155,57 @@ def check_strides(strides: Sequence[float], feature_shapes: Sequence[Sequence[in
         stride = check_scalar(stride, f"stride of {name}", low=0, low_inclusive=False)
         inferred = infer_stride(shape, image_shape)
         if not math.isclose(stride, inferred):
+            # a stride is >= 1; 0.25 is maskrcnn-benchmark's POOLER_SCALES entry for stride 4
+            confusion = (f"; did you pass scales (1/stride)? Strides are {_as_strides_hint(strides)}"
+                         if stride < 1 else "")
             raise ValueError(
                 f"stride mismatch at {name}: stride {stride:g} was given but the feature shape "
                 f"{tuple(shape)[-2:]} and image shape {tuple(image_shape)} imply stride {inferred}; "
-                f"a wrong stride silently misplaces every RoI (pooled from the wrong region)"
+                f"a wrong stride silently misplaces every RoI (pooled from the wrong region){confusion}"
             )
         out.append(int(inferred))
     return out
+
+
+def check_scales(scales: Sequence[float], feature_shapes: Sequence[Sequence[int]],
+                 image_shape: Sequence[int], names: Sequence[str] | None = None) -> list[float]:
+    """Check caller-given spatial scales (1 / stride) against the shapes; returns them as floats.
+
+    maskrcnn-benchmark's ``POOLER_SCALES = (0.25, 0.125, 0.0625, 0.03125)`` for P2..P5 is the same
+    information as ``featmap_strides=[4, 8, 16, 32]``. Raises ``ValueError`` naming the level, the scale
+    given and the scale inferred (`infer_scale`) when they differ; a scale above 1 (a stride given as a
+    scale) gets "did you pass strides where scales (1/stride) are expected?".
+    """
+    scales = list(scales)
+    if len(scales) != len(feature_shapes):
+        raise ValueError(f"got {len(scales)} scales for {len(feature_shapes)} feature maps; they must match")
+    names = list(names) if names is not None else [f"level {i}" for i in range(len(scales))]
+    out = []
+    for name, scale, shape in zip(names, scales, feature_shapes):
+        scale = check_scalar(scale, f"scale of {name}", low=0, low_inclusive=False)
+        inferred = infer_scale(shape, image_shape)
+        if not math.isclose(scale, inferred):
+            confusion = (f"; did you pass strides where scales (1/stride) are expected? Scales are "
+                         f"[{', '.join(_scale_hint(s) for s in scales)}]" if scale > 1 else "")
+            raise ValueError(
+                f"scale mismatch at {name}: scale {scale:g} was given but the feature shape "
+                f"{tuple(shape)[-2:]} and image shape {tuple(image_shape)} imply scale {inferred:g} "
+                f"(1/{1 / inferred:g}); a wrong scale silently misplaces every RoI{confusion}"
+            )
+        out.append(float(inferred))
+    return out
+
+
+def _scale_hint(value) -> str:
+    try:
+        return f"1/{float(value):g}" if float(value) > 1 else f"{float(value):g}"
+    except (TypeError, ValueError):
+        return "?"
+
+
+def _as_strides_hint(values) -> str:
+    """'[4, 8]' for the strides that scales [0.25, 0.125] stand for (for an error message)."""
+    try:
+        return "[" + ", ".join(f"{1 / v:g}" if 0 < v < 1 else f"{v:g}" for v in map(float, values)) + "]"
+    except (TypeError, ValueError):
+        return "1 / scale"

@@ -2,9 +2,10 @@
 
 `MultiScaleRoIAlign` (torchvision's, FPN eq. 1): each box is pooled from one pyramid level, chosen by its
 size through `LevelMapper`, with RoIAlign at that level's spatial scale. The scales are inferred from the
-feature and image shapes, or given as ``featmap_strides`` and then checked against the shapes (a wrong
-stride list, e.g. mmdetection's ``[8, 16, 32, 64]`` for P2..P5, silently pools every RoI from the wrong
-place; here it raises).
+feature and image shapes, or given as ``featmap_strides`` (mmdetection) or ``scales`` (maskrcnn-benchmark's
+``POOLER_SCALES``, 1 / stride) and then checked against the shapes (a wrong list, e.g. mmdetection's
+``[8, 16, 32, 64]`` for P2..P5, silently pools every RoI from the wrong place; here it raises, and a scale
+given as a stride, or the reverse, is named as such).
 
 `roi_grid_to_image` answers the inverse question: which image point does cell (i, j) of a RoI's pooled
 grid (or of a Mask R-CNN mask) stand for?
@@ -17,7 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ._validate import as_boxes, as_image_size, as_real_array, check_scalar
-from .level_mapper import LevelMapper, check_strides, infer_scale
+from .level_mapper import LevelMapper, check_scales, check_strides, infer_scale
 from .ops.roi_align import as_feature_map, as_output_size, as_rois, roi_align
 
 __all__ = ["MultiScaleRoIAlign", "roi_grid_to_image"]
@@ -34,15 +35,17 @@ class MultiScaleRoIAlign:
     Rule: box b goes to level ``floor(canonical_level + log2(sqrt(area_b) / canonical_scale) + 1e-6)``,
     clamped to the levels present, and is pooled there by ``roi_align(..., spatial_scale=scale_l,
     sampling_ratio, aligned=False)``. ``scale_l`` is inferred as torchvision does,
-    ``2 ** round(log2(H_l / max image height))``, unless `featmap_strides` gives the strides (checked
-    against the shapes, ``ValueError`` when they disagree). The scales of the last call are on `.scales`.
+    ``2 ** round(log2(H_l / max image height))``, unless `featmap_strides` gives the strides or `scales`
+    the spatial scales (1 / stride, maskrcnn-benchmark's ``POOLER_SCALES``), one per name of
+    `featmap_names`; either is checked against the shapes (``ValueError`` when they disagree). Give at
+    most one of the two. The scales of the last call are on `.scales`.
     FPN (Lin et al., 2017) eq. 1; torchvision.ops.MultiScaleRoIAlign.
     """
 
     def __init__(self, featmap_names: Sequence[str], output_size, sampling_ratio: int, *,
                  canonical_scale: float = 224, canonical_level: int = 4,
-                 featmap_strides: Sequence[float] | None = None, aligned: bool = False,
-                 backend: str | None = None):
+                 featmap_strides: Sequence[float] | None = None, scales: Sequence[float] | None = None,
+                 aligned: bool = False, backend: str | None = None):
         if isinstance(featmap_names, str) or not all(isinstance(n, str) for n in featmap_names):
             raise TypeError(f"featmap_names must be a list of str, got {featmap_names!r}")
         self.featmap_names = list(featmap_names)
@@ -52,14 +55,10 @@ class MultiScaleRoIAlign:
         self.sampling_ratio = check_scalar(sampling_ratio, "sampling_ratio", integer=True)
         self.canonical_scale = check_scalar(canonical_scale, "canonical_scale", low=0, low_inclusive=False)
         self.canonical_level = check_scalar(canonical_level, "canonical_level", integer=True)
-        if featmap_strides is not None:
-            featmap_strides = list(featmap_strides)
-            if len(featmap_strides) != len(self.featmap_names):
-                raise ValueError(f"featmap_strides has {len(featmap_strides)} entries for "
-                                 f"{len(self.featmap_names)} featmap_names; they must match")
-            for s in featmap_strides:
-                check_scalar(s, "featmap_strides entries", low=0, low_inclusive=False)
-        self.featmap_strides = featmap_strides
+        if featmap_strides is not None and scales is not None:
+            raise ValueError("give featmap_strides or scales (= 1 / stride), not both")
+        self.featmap_strides = self._per_level(featmap_strides, "featmap_strides")
+        self.given_scales = self._per_level(scales, "scales")
         self.aligned = aligned
         self.backend = backend
         self.scales: list[float] | None = None
@@ -67,8 +66,21 @@ class MultiScaleRoIAlign:
 
     def __repr__(self) -> str:
         strides = f", featmap_strides={self.featmap_strides}" if self.featmap_strides is not None else ""
+        strides += f", scales={self.given_scales}" if self.given_scales is not None else ""
         return (f"MultiScaleRoIAlign(featmap_names={self.featmap_names}, output_size={self.output_size}, "
                 f"sampling_ratio={self.sampling_ratio}{strides})")
+
+    def _per_level(self, values, name: str) -> list[float] | None:
+        """One positive number per featmap name (no silent "first len(...) maps" as in mmdetection)."""
+        if values is None:
+            return None
+        if isinstance(values, str) or not hasattr(values, "__len__"):
+            raise TypeError(f"{name} must be a list of numbers, one per featmap name, got {values!r}")
+        values = list(values)
+        if len(values) != len(self.featmap_names):
+            raise ValueError(f"{name} has {len(values)} entries for {len(self.featmap_names)} featmap_names "
+                             f"{self.featmap_names}; they must match (one per pooled map)")
+        return [check_scalar(v, f"{name} entries", low=0, low_inclusive=False, integer=False) for v in values]
 
     def _levels(self, features: Mapping[str, object]):
         if not isinstance(features, Mapping):
@@ -91,13 +103,16 @@ class MultiScaleRoIAlign:
         if not shapes:
             raise ValueError("image_shapes must hold one (height, width) per image, got an empty list")
         largest = (max(h for h, _ in shapes), max(w for _, w in shapes))  # the padded batch size
-        if self.featmap_strides is None:
-            scales = [infer_scale(m.shape, largest) for m in maps]
-        else:
-            order = {n: i for i, n in enumerate(self.featmap_names)}
+        order = {n: i for i, n in enumerate(self.featmap_names)}
+        if self.featmap_strides is not None:
             given = [self.featmap_strides[order[n]] for n in names]
             strides = check_strides(given, [m.shape for m in maps], largest, names=names)
             scales = [1.0 / s for s in strides]
+        elif self.given_scales is not None:
+            given = [self.given_scales[order[n]] for n in names]
+            scales = check_scales(given, [m.shape for m in maps], largest, names=names)
+        else:
+            scales = [infer_scale(m.shape, largest) for m in maps]
         k_min = int(-math.log2(scales[0]))
         k_max = int(-math.log2(scales[-1]))
         mapper = LevelMapper(k_min, k_max, canonical_scale=self.canonical_scale,

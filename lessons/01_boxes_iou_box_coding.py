@@ -239,6 +239,34 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
+# ## Your turn
+#
+# Predict, compute or write, then run the cell: `check` answers at once and says what is off.
+# Stuck? `hint("name")` gives one hint more each time. An exercise left at `...` is simply skipped.
+
+# %% [markdown]
+# **1.** What is the IoU of `(0, 0, 4, 4)` and `(2, 2, 6, 6)`? Work it out on paper first; a fraction such
+# as `1 / 3` is a fine answer.
+
+# %%
+from edudet.lessons.check import check, hint
+
+my_iou_answer = ...  # your answer: a number
+check("iou_by_hand", my_iou_answer)
+
+# %% [markdown]
+# **2.** Write `my_iou(a, b)` for two `(x1, y1, x2, y2)` boxes given as tuples, in plain Python (no edudet).
+# `check` tries it on a few pairs, including two boxes that do not touch.
+
+# %%
+def my_iou(a, b):
+    """IoU of two (x1, y1, x2, y2) boxes: a number in [0, 1]."""
+    ...  # your code here
+
+
+check("iou_function", my_iou)
+
+# %% [markdown]
 # ## Check yourself
 #
 # Each assert below restates a number worked out by hand above.

@@ -155,6 +155,29 @@ ax.set_ylabel("anchors (log scale)")
 plt.show()
 
 # %% [markdown]
+# ## Your turn
+#
+# Predict, compute or write, then run the cell: `check` answers at once and says what is off.
+# Stuck? `hint("name")` gives one hint more each time. An exercise left at `...` is simply skipped.
+
+# %% [markdown]
+# **1.** How many anchors does one size with the three ratios (0.5, 1, 2) put on a 200 x 304 P2 map?
+
+# %%
+from edudet.lessons.check import check, hint
+
+my_anchor_count = ...  # your answer: a whole number
+check("anchors_on_p2", my_anchor_count)
+
+# %% [markdown]
+# **2.** Write torchvision's (rounded) base anchor of size 32 and aspect ratio 0.5 as `[x1, y1, x2, y2]`,
+# centred on 0.
+
+# %%
+my_base_anchor = ...  # your answer: [x1, y1, x2, y2]
+check("base_anchor", my_base_anchor)
+
+# %% [markdown]
 # ## Check yourself
 
 # %%

@@ -168,6 +168,30 @@ ax.legend(loc="lower left", fontsize=8)
 plt.show()
 
 # %% [markdown]
+# ## Your turn
+#
+# Predict, compute or write, then run the cell: `check` answers at once and says what is off.
+# Stuck? `hint("name")` gives one hint more each time. An exercise left at `...` is simply skipped.
+
+# %% [markdown]
+# **1.** One ground-truth box has IoUs `[0.8, 0.5, 0.2, 0.65, 0.1]` with five anchors. With thresholds 0.7 /
+# 0.3, label each anchor: 1 positive, 0 negative, -1 ignored.
+
+# %%
+from edudet.lessons.check import check, hint
+
+my_labels = ...  # your answer: a list of five labels
+check("match_labels", my_labels)
+
+# %% [markdown]
+# **2.** Another ground truth's IoUs with three anchors are `[0.4, 0.4, 0.1]`, all below 0.7. With
+# `allow_low_quality_matches=True`, which anchors (indices) become positive?
+
+# %%
+my_low_quality_anchors = ...  # your answer: a list of indices
+check("low_quality", my_low_quality_anchors)
+
+# %% [markdown]
 # ## Check yourself
 
 # %%

@@ -226,6 +226,29 @@ ax.legend(fontsize=8)
 plt.show()
 
 # %% [markdown]
+# ## Your turn
+#
+# Predict, compute or write, then run the cell: `check` answers at once and says what is off.
+# Stuck? `hint("name")` gives one hint more each time. An exercise left at `...` is simply skipped.
+
+# %% [markdown]
+# **1.** Boxes `0: (0, 0, 10, 10)` score 0.9, `1: (1, 1, 11, 11)` 0.8, `2: (0, 0, 10, 5)` 0.7, `3: (20, 20, 30,
+# 30)` 0.6. Which does NMS keep at IoU threshold **0.3**? Predict before you run anything.
+
+# %%
+from edudet.lessons.check import check, hint
+
+my_kept = ...  # your answer: a list of box indices
+check("nms_keep", my_kept)
+
+# %% [markdown]
+# **2.** Two boxes overlap with IoU exactly 0.5. How many does NMS keep at `iou_threshold=0.5`?
+
+# %%
+my_kept_count = ...  # your answer: 1 or 2
+check("nms_tie", my_kept_count)
+
+# %% [markdown]
 # ## Check yourself
 
 # %%

@@ -9,7 +9,7 @@
 # ---
 
 # %% [markdown]
-# # FPN level mapping: FPN eq. 1 next to mmdetection's finest_scale=56, and the stride mistake check_strides refuses
+# # FPN level mapping: FPN eq. 1 next to mmdetection's finest_scale=56, the stride mistake check_strides refuses, POOLER_SCALES vs featmap_strides
 #
 # A feature pyramid (FPN, Lin et al., 2017) gives a detector several feature maps: P2 with stride 4
 # (fine, for small objects) up to P5 with stride 32 (coarse, for large ones). Each region of interest
@@ -196,6 +196,112 @@ except ValueError as error:
     print("refused:", refusal)
 
 # %% [markdown]
+# ## 6. Strides or scales: maskrcnn-benchmark's `POOLER_SCALES`
+#
+# The same four numbers are written two ways. mmdetection writes each level's **stride**,
+# `featmap_strides=[4, 8, 16, 32]`; maskrcnn-benchmark (and the first detectron) writes its **scale**,
+# `POOLER_SCALES = (1/4, 1/8, 1/16, 1/32)`: `scale = 1 / stride`, the factor that takes an image coordinate to a
+# feature coordinate (`x_feature = x_image * scale`). `edudet.MultiScaleRoIAlign` takes either, as
+# `featmap_strides=` or `scales=`, and checks either against the shapes.
+
+# %%
+names = ["P2", "P3", "P4", "P5"]
+featmap_strides = [4, 8, 16, 32]
+POOLER_SCALES = [1 / stride for stride in featmap_strides]
+print("level  featmap_strides  POOLER_SCALES")
+for name, stride, pooler_scale in zip(names, featmap_strides, POOLER_SCALES):
+    print(f"{name:5s}  {stride:15d}  1/{stride} = {pooler_scale:g}")
+
+rng = np.random.default_rng(1)
+features = {name: rng.standard_normal((1, 8, h, w)).astype(np.float32) for name, (h, w) in zip(names, feature_shapes)}
+by_strides = edudet.MultiScaleRoIAlign(names, 7, 2, featmap_strides=featmap_strides)(features, [scene], [image_size])
+by_scales = edudet.MultiScaleRoIAlign(names, 7, 2, scales=POOLER_SCALES)(features, [scene], [image_size])
+print("pooled", by_scales.shape, "- the same features either way:", np.array_equal(by_strides, by_scales))
+
+# %% [markdown]
+# Swapping them is an easy slip: `POOLER_SCALES` pasted into a `featmap_strides` field reads P2 at `x / 0.25`,
+# sixteen times too far; strides pasted into a scales field read it at `x * 4`. No stride is below 1 and no scale
+# above it, so edudet names the slip when it sees one:
+
+# %%
+mixups = {}
+for slip, kwargs in [("POOLER_SCALES given as featmap_strides", dict(featmap_strides=POOLER_SCALES)),
+                     ("featmap_strides given as scales", dict(scales=featmap_strides))]:
+    try:
+        edudet.MultiScaleRoIAlign(names, 7, 2, **kwargs)(features, [scene], [image_size])
+    except ValueError as error:
+        mixups[slip] = str(error)
+        print(f"{slip}:\n  {error}\n")
+
+# %% [markdown]
+# ## 7. One level too many, or one too few
+#
+# mmdetection's `SingleRoIExtractor` makes one RoIAlign per entry of `featmap_strides`, maps RoIs with
+# `num_levels = len(featmap_strides)`, and pools level `k` from the neck's `k`-th map: it uses the **first
+# `len(featmap_strides)` maps** it is given, and nothing compares the list with the maps.
+#
+# * **One too short**, `[4, 8, 16]` for P2..P5: P5 is never read. Every RoI of scale 224 or more is pooled from
+#   P4 (the finest_scale rule clamps at `num_levels - 1`). It trains, a little worse, with no message.
+# * **One too long**, `[4, 8, 16, 32, 64]`: RoIs of scale 896 or more (`56 * 2**4`) now ask for a fifth map. If
+#   the neck returns a P6 meant for the RPN only, they are silently pooled from it; if it returns four maps, the
+#   first batch with such a large object stops with an `IndexError`, maybe hours into training.
+#
+# Here is which map each rule reads, for RoIs of scale 80 to 926 on the four maps P2..P5:
+
+# %%
+def mmdet_reads(rois, featmap_strides, maps=("P2", "P3", "P4", "P5")):
+    """The map mmdetection's SingleRoIExtractor pools each RoI from: the first len(featmap_strides) maps."""
+    levels = edudet.map_roi_levels(rois, num_levels=len(featmap_strides))
+    return [maps[k] if k < len(maps) else "no map: IndexError" for k in levels]
+
+
+sized_rois = np.array([[0, 0, 80, 80], [0, 0, 150, 150], [0, 0, 300, 300], [0, 0, 600, 600],
+                       [100, 10, 1200, 790]], dtype=np.float32)            # scales 80, 150, 300, 600, 926
+sized_scales = np.sqrt((sized_rois[:, 2] - sized_rois[:, 0]) * (sized_rois[:, 3] - sized_rois[:, 1]))
+reads = {str(strides): mmdet_reads(sized_rois, strides) for strides in ([4, 8, 16, 32], [4, 8, 16], [4, 8, 16, 32, 64])}
+print("RoI scale           " + "".join(f"{s:>20.0f}" for s in sized_scales))
+for strides, maps_read in reads.items():
+    print(f"{strides:20s}" + "".join(f"{m:>20s}" for m in maps_read))
+
+# %% [markdown]
+# edudet asks for one entry per named map and says so when the counts differ; the maps it pools from are the ones
+# `featmap_names` names, never "the first few" (a `"P6"` in the features dict is simply not used).
+
+# %%
+length_errors = {}
+for strides in ([4, 8, 16], [4, 8, 16, 32, 64]):
+    try:
+        edudet.MultiScaleRoIAlign(names, 7, 2, featmap_strides=strides)
+    except ValueError as error:
+        length_errors[len(strides)] = str(error)
+        print(f"featmap_strides={strides}: {error}")
+with_p6 = dict(features, P6=rng.standard_normal((1, 8, 13, 19)).astype(np.float32))
+ignores_p6 = edudet.MultiScaleRoIAlign(names, 7, 2, featmap_strides=featmap_strides)(with_p6, [scene], [image_size])
+print("with an extra P6 in the dict, the same result:", np.array_equal(ignores_p6, by_strides))
+
+# %% [markdown]
+# ## Your turn
+#
+# Predict, compute or write, then run the cell: `check` answers at once and says what is off.
+# Stuck? `hint("name")` gives one hint more each time. An exercise left at `...` is simply skipped.
+
+# %% [markdown]
+# **1.** Which level `k` (2 for P2 ... 5 for P5) does FPN's equation 1 give a **150 x 90** RoI?
+
+# %%
+from edudet.lessons.check import check, hint
+
+my_level_k = ...  # your answer: 2, 3, 4 or 5
+check("roi_level", my_level_k)
+
+# %% [markdown]
+# **2.** Write maskrcnn-benchmark's `POOLER_SCALES` for P2..P5 as a list of four numbers.
+
+# %%
+my_pooler_scales = ...  # your answer: [s2, s3, s4, s5]
+check("pooler_scales", my_pooler_scales)
+
+# %% [markdown]
 # ## Check yourself
 
 # %%
@@ -208,4 +314,11 @@ assert true_strides == [4, 8, 16, 32]
 assert level == 3 and np.allclose(right_cells, [[50, 30, 70, 50]]) and np.allclose(wrong_cells, [[25, 15, 35, 25]])
 assert np.allclose(wrong_cells * right_stride, roi / 2)      # half the RoI, toward the top-left corner
 assert "P2" in refusal and "8" in refusal and "4" in refusal
+assert POOLER_SCALES == [0.25, 0.125, 0.0625, 0.03125] and np.array_equal(by_strides, by_scales)
+assert "did you pass scales (1/stride)?" in mixups["POOLER_SCALES given as featmap_strides"]
+assert "did you pass strides where scales (1/stride) are expected?" in mixups["featmap_strides given as scales"]
+assert reads["[4, 8, 16, 32]"] == ["P2", "P3", "P4", "P5", "P5"]
+assert reads["[4, 8, 16]"] == ["P2", "P3", "P4", "P4", "P4"]                     # P5 never read
+assert reads["[4, 8, 16, 32, 64]"] == ["P2", "P3", "P4", "P5", "no map: IndexError"]  # scale 926 >= 896
+assert "3 entries for 4" in length_errors[3] and "5 entries for 4" in length_errors[5] and np.array_equal(ignores_p6, by_strides)
 print("all checks passed")

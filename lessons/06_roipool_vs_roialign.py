@@ -169,6 +169,34 @@ ax.legend(fontsize=8)
 plt.show()
 
 # %% [markdown]
+# ## Your turn
+#
+# Predict, compute or write, then run the cell: `check` answers at once and says what is off.
+# Stuck? `hint("name")` gives one hint more each time. An exercise left at `...` is simply skipped.
+
+# %% [markdown]
+# **1.** RoIPool reads a RoI with `x1 = 10` at `spatial_scale = 1/4`. At which feature column does its first bin
+# start?
+
+# %%
+from edudet.lessons.check import check, hint
+
+my_first_column = ...  # your answer: a column index
+check("roipool_start", my_first_column)
+
+# %% [markdown]
+# **2.** Fill in `my_bilinear(plane, y, x)`: read an `(H, W)` array at a real point `(y, x)` (pixel centres at
+# integers), the way RoIAlign reads each sampling point. Points stay inside the plane.
+
+# %%
+def my_bilinear(plane, y, x):
+    """plane: (H, W) array; (y, x): real coordinates; returns the interpolated value."""
+    ...  # your code here
+
+
+check("bilinear", my_bilinear)
+
+# %% [markdown]
 # ## Check yourself
 
 # %%

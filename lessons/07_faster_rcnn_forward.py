@@ -153,6 +153,30 @@ ax.set_ylabel("stage")
 plt.show()
 
 # %% [markdown]
+# ## Your turn
+#
+# Predict, compute or write, then run the cell: `check` answers at once and says what is off.
+# Stuck? `hint("name")` gives one hint more each time. An exercise left at `...` is simply skipped.
+
+# %% [markdown]
+# **1.** A 600 x 900 image goes through the transform (`min_size=800`, `max_size=1333`, batches my_padded to a
+# multiple of 32). What is the my_padded size `(height, width)` the backbone sees?
+
+# %%
+from edudet.lessons.check import check, hint
+
+my_padded = ...  # your answer: (height, width)
+check("padded_size", my_padded)
+
+# %% [markdown]
+# **2.** The box head predicts deltas `(1, 0, 0, 0)` for the proposal `(0, 0, 100, 100)`; the box coder's
+# weights are `(10, 10, 5, 5)`. Which box does it decode to?
+
+# %%
+my_decoded = ...  # your answer: [x1, y1, x2, y2]
+check("decode_box", my_decoded)
+
+# %% [markdown]
 # ## Check yourself
 
 # %%

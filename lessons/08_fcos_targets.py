@@ -192,6 +192,30 @@ for ax, result, title in [(axes[0], sampled, "mmdetection: points at cell centre
 plt.show()
 
 # %% [markdown]
+# ## Your turn
+#
+# Predict, compute or write, then run the cell: `check` answers at once and says what is off.
+# Stuck? `hint("name")` gives one hint more each time. An exercise left at `...` is simply skipped.
+
+# %% [markdown]
+# **1.** What is the centerness target of a point whose distances to its box's sides are `(l, t, r, b) = (10,
+# 20, 30, 20)`?
+
+# %%
+from edudet.lessons.check import check, hint
+
+my_centerness_value = ...  # your answer: a number
+check("centerness", my_centerness_value)
+
+# %% [markdown]
+# **2.** With regress ranges P3 `[0, 64]`, P4 `[64, 128]`, P5 `[128, 256]`, which level `k` must predict a point
+# with `(l, t, r, b) = (30, 100, 50, 20)`?
+
+# %%
+my_fcos_k = ...  # your answer: 3, 4 or 5
+check("fcos_level", my_fcos_k)
+
+# %% [markdown]
 # ## Check yourself
 
 # %%

@@ -9,7 +9,7 @@
 # ---
 
 # %% [markdown]
-# # Mask R-CNN masks: from the 28 x 28 mask head output back to the image with paste_masks_in_image
+# # Mask R-CNN masks: from the 28 x 28 mask head output back to the image with paste_masks_in_image, and a mask cell's image point
 #
 # Mask R-CNN (He et al., 2017) adds a mask head to Faster R-CNN: for every detected box it pools a 14 x 14
 # feature with RoIAlign (lesson 6), and predicts a **28 x 28** grid of mask logits per class, in the *box's* frame.
@@ -149,6 +149,90 @@ ax.set_ylim(120, 0)
 plt.show()
 
 # %% [markdown]
+# ## 6. A mask cell, a feature cell, back in the image: `roi_grid_to_image`
+#
+# Which image point does mask cell `(x_f, y_f)` stand for? The box is cut into 28 equal slices per side, and cell
+# `x_f` is the **centre** of slice `x_f`:
+#
+# `x_img = x1 + (x_f + 0.5) * w / 28` (and the same for `y`).
+#
+# The tempting `x1 + x_f * w / 28` is the slice's left edge: every cell drawn or compared there sits **half a
+# cell** up and to the left, `0.5 * w / 28` pixels. For our 56-pixel box a cell is 2 pixels, so the slip is 1
+# pixel; for a 280-pixel box it is 5. The same rule maps a cell of the 14 x 14 RoIAlign grid the mask head reads
+# (a *feature* cell) back to the image, with 14 slices instead of 28. `edudet.roi_grid_to_image` is that rule.
+
+# %%
+from edudet import roi_grid_to_image
+
+mask_cells = np.array([[0, 0], [5, 5], [27, 27]], dtype=np.float32)        # (x_f, y_f)
+right_points = roi_grid_to_image(mask_cells, box, M)[0]
+wrong_points = box[0, :2] + mask_cells * (box[0, 2:] - box[0, :2]) / M      # the tempting formula
+feature_cell = roi_grid_to_image([[0, 0]], box, 14)[0, 0]                    # RoIAlign grid cell (0, 0)
+for cell, right_xy, wrong_xy in zip(mask_cells, right_points, wrong_points):
+    print(f"mask cell {cell.astype(int)}: right {right_xy}, tempting {wrong_xy}, off by {right_xy - wrong_xy} px")
+print("feature cell (0, 0) of the 14 x 14 grid is centred at", feature_cell)
+
+# %% [markdown]
+# Measured, not just computed: paste a mask that is 1 in cell (5, 5) only and 0 elsewhere, and find where its
+# pixels land in the image (their weighted centre, pixel `x` standing for `x + 0.5`). The right formula
+# lands within a fifth of a pixel of it (what remains is the paste's inclusive `+ 1` pixel of step 2); the
+# tempting one is a full cell-half further off.
+
+# %%
+one_cell = np.zeros((1, 1, M, M), dtype=np.float32)
+one_cell[0, 0, 5, 5] = 1                                                    # row y_f = 5, column x_f = 5
+landed = ops.paste_masks_in_image(one_cell, box, image_shape)[0, 0]
+rows, cols = np.mgrid[0:image_shape[0], 0:image_shape[1]] + 0.5
+measured = np.array([(landed * cols).sum(), (landed * rows).sum()]) / landed.sum()
+error_right = np.abs(measured - right_points[1]).max()
+error_wrong = np.abs(measured - wrong_points[1]).max()
+print(f"cell (5, 5) lands at {measured.round(3)}; right formula {right_points[1]} ({error_right:.2f} px off), "
+      f"tempting {wrong_points[1]} ({error_wrong:.2f} px off)")
+
+# %%
+fig, ax = plt.subplots(figsize=(10, 6), layout="constrained")
+viz.draw_image(landed, ax, title="Mask cells mapped back: x1 + (x_f + 0.5) w/28 (right) vs x1 + x_f w/28",
+               cmap="Blues")                                                # the pasted one-cell mask
+for edge in np.arange(M + 1) * 2.0:                                         # mask cell edges: 2 px apart
+    ax.axvline(box[0, 0] + edge, color="0.85", linewidth=0.6)
+    ax.axhline(box[0, 1] + edge, color="0.85", linewidth=0.6)
+cell_grid = np.stack(np.meshgrid(np.arange(M), np.arange(M)), axis=-1).reshape(-1, 2).astype(np.float32)
+right_all = roi_grid_to_image(cell_grid, box, M)[0]
+wrong_all = box[0, :2] + cell_grid * (box[0, 2:] - box[0, :2]) / M
+viz.draw_boxes(box, ax, color="tab:red", linewidth=1.5, label="detection box")
+ax.scatter(*right_all.T, s=6, color="tab:green", label="x1 + (x_f + 0.5) w/28: cell centres")
+ax.scatter(*wrong_all.T, s=6, marker="x", color="tab:orange", label="x1 + x_f w/28: shifted half a cell")
+ax.scatter(*measured, s=80, facecolors="none", edgecolors="tab:blue", linewidth=2, label="cell (5, 5), measured")
+ax.set_xlim(8, 24)
+ax.set_ylim(34, 18)
+ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=9)
+plt.show()
+
+# %% [markdown]
+# ## Your turn
+#
+# Predict, compute or write, then run the cell: `check` answers at once and says what is off.
+# Stuck? `hint("name")` gives one hint more each time. An exercise left at `...` is simply skipped.
+
+# %% [markdown]
+# **1.** A detection's box has `x1 = 10` and width 56; its mask is 28 x 28. At which image `x` is the centre of
+# mask cell `x_f = 0`? (`roi_grid_to_image` above knows; try without it.)
+
+# %%
+from edudet.lessons.check import check, hint
+
+my_cell_x = ...  # your answer: an image x coordinate
+check("mask_cell", my_cell_x)
+
+# %% [markdown]
+# **2.** For a box **112** pixels wide, how many image pixels apart are the tempting `x1 + x_f * w / 28` and the
+# right `x1 + (x_f + 0.5) * w / 28`?
+
+# %%
+my_shift_pixels = ...  # your answer: pixels
+check("half_cell", my_shift_pixels)
+
+# %% [markdown]
 # ## Check yourself
 
 # %%
@@ -161,4 +245,8 @@ assert np.isclose(middle_row[10], 2.5 * 30 / 61 - 0.5, atol=1e-5)
 assert np.all(middle_row[11:66] == 1) and middle_row[8] == 0 and middle_row[68] == 0
 assert above_half[0] == 10 and above_half[-1] == 66 and above_half.size == 57
 assert np.array_equal(clipped, wide[:, :120])
+assert right_points.tolist() == [[11, 21], [21, 31], [65, 75]]     # 10 + (x_f + 0.5) * 2, 20 + (y_f + 0.5) * 2
+assert np.allclose(right_points - wrong_points, 0.5 * 56 / 28)    # half a cell: 1 px for a 56-px box
+assert feature_cell.tolist() == [12, 22]                           # 10 + 0.5 * 56 / 14
+assert error_right < 0.25 and error_wrong > 1.0                    # measured on the pasted mask
 print("all checks passed")

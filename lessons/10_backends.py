@@ -201,6 +201,30 @@ if thread5_lines:
     plt.show()
 
 # %% [markdown]
+# ## Your turn
+#
+# Predict, compute or write, then run the cell: `check` answers at once and says what is off.
+# Stuck? `hint("name")` gives one hint more each time. An exercise left at `...` is simply skipped.
+
+# %% [markdown]
+# **1.** How many bilinear samples does `roi_align` compute for 1000 RoIs on a 256-channel map, 7 x 7 output,
+# `sampling_ratio=2`?
+
+# %%
+from edudet.lessons.check import check, hint
+
+my_sample_count = ...  # your answer: a whole number
+check("roi_align_reads", my_sample_count)
+
+# %% [markdown]
+# **2.** With `sampling_ratio=-1` (adaptive), how many samples does each bin average for a 40 x 12 pixel RoI at
+# `spatial_scale=1/4`, pooled to 7 x 7?
+
+# %%
+my_samples_per_bin = ...  # your answer: a whole number
+check("adaptive_samples", my_samples_per_bin)
+
+# %% [markdown]
 # ## Check yourself
 
 # %%

@@ -131,6 +131,30 @@ plt.show()
 # large part of their size.
 
 # %% [markdown]
+# ## Your turn
+#
+# Predict, compute or write, then run the cell: `check` answers at once and says what is off.
+# Stuck? `hint("name")` gives one hint more each time. An exercise left at `...` is simply skipped.
+
+# %% [markdown]
+# **1.** Five detections, sorted by score, are TP, TP, FP, TP, FP against 4 ground-truth objects. What are
+# `(precision, recall)` after the third detection?
+
+# %%
+from edudet.lessons.check import check, hint
+
+my_precision_recall = ...  # your answer: (precision, recall)
+check("precision_recall", my_precision_recall)
+
+# %% [markdown]
+# **2.** A detection overlaps its object with IoU exactly 0.5. Is it a true positive for AP50? (`True` or
+# `False`)
+
+# %%
+my_counts_at_ap50 = ...  # your answer: True or False
+check("ap50_tie", my_counts_at_ap50)
+
+# %% [markdown]
 # ## Check yourself
 
 # %%

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edudet import LevelMapper, check_strides, infer_scale, infer_stride, map_roi_levels
-from edudet.level_mapper import check_feature_shapes
+from edudet.level_mapper import check_feature_shapes, check_scales
 from helpers import import_torchvision, random_boxes
 
 P2_P5 = [(200, 304), (100, 152), (50, 76), (25, 38)]
@@ -42,6 +42,28 @@ def test_infer_scale_and_stride_by_hand():
     assert check_strides([4, 8, 16, 32, 64], P2_P5 + [(13, 19)], (800, 1216)) == [4, 8, 16, 32, 64]
     # an unpadded image size (800 x 1199 padded to 1216) still infers the same strides, as torchvision's poolers
     assert check_strides([4, 8, 16, 32], P2_P5, (800, 1199)) == [4, 8, 16, 32]
+
+
+def test_check_scales_by_hand_and_the_stride_scale_mixup():
+    # 800 x 1216 image, P2..P5: 200/800 = 1/4, 100/800 = 1/8, 50/800 = 1/16, 25/800 = 1/32
+    shapes = [(200, 304), (100, 152), (50, 76), (25, 38)]
+    assert check_scales([0.25, 0.125, 0.0625, 0.03125], shapes, (800, 1216)) == [0.25, 0.125, 0.0625, 0.03125]
+    # POOLER_SCALES passed as strides: the first entry, 0.25, cannot be a stride (a stride is >= 1)
+    with pytest.raises(ValueError, match=r"stride 0.25 was given .*imply stride 4.* did you pass scales "
+                                         r"\(1/stride\)\? Strides are \[4, 8, 16, 32\]"):
+        check_strides([0.25, 0.125, 0.0625, 0.03125], shapes, (800, 1216))
+    # strides passed as scales
+    with pytest.raises(ValueError, match=r"scale 4 was given .*imply scale 0.25 \(1/4\).* did you pass strides "
+                                         r"where scales \(1/stride\) are expected\? Scales are \[1/4, 1/8"):
+        check_scales([4, 8, 16, 32], shapes, (800, 1216))
+    # a wrong stride that is a stride gets no mix-up hint (mmdetection's [8, 16, 32, 64])
+    with pytest.raises(ValueError, match="stride 8 was given") as info:
+        check_strides([8, 16, 32, 64], shapes, (800, 1216))
+    assert "did you pass" not in str(info.value)
+    with pytest.raises(ValueError, match="got 3 scales for 4 feature maps"):
+        check_scales([0.25, 0.125, 0.0625], shapes, (800, 1216))
+    with pytest.raises(ValueError, match="scale of P5"):
+        check_scales([0.25, 0.125, 0.0625, -1], shapes, (800, 1216), names=["P2", "P3", "P4", "P5"])
 
 
 def test_list_input_like_torchvision():

@@ -124,6 +124,47 @@ def test_explicit_strides_agree_with_inference_and_wrong_ones_raise():
         wrong(features, boxes, shapes)
 
 
+def test_scales_are_pooler_scales_and_a_mixup_is_named():
+    """maskrcnn-benchmark's POOLER_SCALES (1/stride) give the same pooling as featmap_strides."""
+    rng = np.random.default_rng(4)
+    features = pyramid(rng)
+    boxes = [boxes_in(rng, 6, (256, 320)), boxes_in(rng, 5, (256, 320))]
+    shapes = [(256, 320), (240, 300)]
+    by_strides = MultiScaleRoIAlign(NAMES, 7, 2, featmap_strides=[4, 8, 16, 32])
+    by_scales = MultiScaleRoIAlign(NAMES, 7, 2, scales=[1 / 4, 1 / 8, 1 / 16, 1 / 32])
+    np.testing.assert_array_equal(by_scales(features, boxes, shapes), by_strides(features, boxes, shapes))
+    assert by_scales.scales == [0.25, 0.125, 0.0625, 0.03125]  # 1/4 .. 1/32, exact in binary
+    assert "scales=[0.25" in repr(by_scales)
+    # POOLER_SCALES given where strides belong: 0.25 < 1 cannot be a stride
+    with pytest.raises(ValueError, match=r"stride 0.25 was given .* did you pass scales \(1/stride\)\? "
+                                         r"Strides are \[4, 8, 16, 32\]"):
+        MultiScaleRoIAlign(NAMES, 7, 2, featmap_strides=[0.25, 0.125, 0.0625, 0.03125])(features, boxes, shapes)
+    # and the reverse: strides given as scales
+    with pytest.raises(ValueError, match=r"scale 4 was given .* imply scale 0.25 \(1/4\); .* did you pass "
+                                         r"strides where scales \(1/stride\) are expected"):
+        MultiScaleRoIAlign(NAMES, 7, 2, scales=[4, 8, 16, 32])(features, boxes, shapes)
+    # a right-sized but wrong scale list is refused without the mix-up hint (0.125 for P2 is P3's scale)
+    with pytest.raises(ValueError, match=r"scale mismatch at p2: scale 0.125 .* imply scale 0.25") as info:
+        MultiScaleRoIAlign(NAMES, 7, 2, scales=[1 / 8, 1 / 16, 1 / 32, 1 / 64])(features, boxes, shapes)
+    assert "did you pass" not in str(info.value)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(featmap_strides=[4, 8, 16], scales=[0.25, 0.125, 0.0625]), ValueError, "not both"),
+    # mmdetection silently pools from the first len(featmap_strides) maps; here the lengths must match
+    (dict(featmap_strides=[4, 8, 16]), ValueError, r"featmap_strides has 3 entries for 4 featmap_names"),
+    (dict(featmap_strides=[4, 8, 16, 32, 64]), ValueError, r"featmap_strides has 5 entries for 4"),
+    (dict(scales=[0.25, 0.125, 0.0625]), ValueError, r"scales has 3 entries for 4 featmap_names"),
+    (dict(scales=[0.25, 0.125, 0.0625, 0]), ValueError, "scales entries"),
+    (dict(scales=[0.25, 0.125, 0.0625, float("nan")]), ValueError, "scales entries"),
+    (dict(scales=0.25), TypeError, "scales must be a list"),
+    (dict(featmap_strides="4816"), TypeError, "featmap_strides must be a list"),
+])
+def test_strides_and_scales_refused(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        MultiScaleRoIAlign(NAMES, 7, 2, **kwargs)
+
+
 def test_empty_boxes_and_unused_maps():
     rng = np.random.default_rng(2)
     features = pyramid(rng)
