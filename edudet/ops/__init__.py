@@ -19,6 +19,16 @@ from .masks import paste_masks_in_image
 from .nms import batched_nms, nms, soft_nms
 from .roi_align import roi_align
 from .roi_pool import roi_pool
+from .rotated import (
+    batched_nms_rotated,
+    box_iou_rotated,
+    nms_rotated,
+    rotated_box_corners,
+    rotated_boxes_from_mmcv,
+    rotated_boxes_to_mmcv,
+)
+from .rotated_box_coder import RotatedBoxCoder
+from .roi_align_rotated import roi_align_rotated
 
 __all__ = [
     "available_backends",
@@ -34,4 +44,12 @@ __all__ = [
     "roi_align",
     "roi_pool",
     "paste_masks_in_image",
+    "box_iou_rotated",
+    "nms_rotated",
+    "batched_nms_rotated",
+    "rotated_box_corners",
+    "rotated_boxes_from_mmcv",
+    "rotated_boxes_to_mmcv",
+    "RotatedBoxCoder",
+    "roi_align_rotated",
 ]
