@@ -60,9 +60,20 @@ class LevelMapper:
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         with np.errstate(divide="ignore", invalid="ignore"):  # zero-area boxes: log2(0) = -inf -> k_min
             scale = np.sqrt(np.clip(area, 0, None))
-            levels = np.floor(dtype(self.lvl0) + np.log2(scale / dtype(self.s0)) + dtype(self.eps))
+            levels = np.floor(dtype(self.lvl0) + np.log2(scale / _positive_in(dtype, self.s0, "canonical_scale"))
+                              + dtype(self.eps))
         levels = np.clip(levels, self.k_min, self.k_max)
         return levels.astype(np.int64) - self.k_min
+
+
+def _positive_in(dtype, value: float, name: str):
+    """`value` in the boxes' dtype, refused by name where it rounds to 0 or inf (0 / 0 would be NaN, a level of
+    INT64_MIN)."""
+    cast = dtype(value)
+    if not (np.isfinite(cast) and cast > 0):
+        raise ValueError(f"{name}={value:g} is not a positive finite number in {np.dtype(dtype).name}; "
+                         f"give a value the boxes' dtype can hold")
+    return cast
 
 
 def map_roi_levels(rois, num_levels: int, finest_scale: float = 56) -> np.ndarray:
@@ -80,7 +91,7 @@ def map_roi_levels(rois, num_levels: int, finest_scale: float = 56) -> np.ndarra
     dtype = boxes.dtype.type
     scale = np.sqrt(np.clip((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 0, None))
     with np.errstate(divide="ignore"):
-        levels = np.floor(np.log2(scale / dtype(finest_scale) + dtype(1e-6)))
+        levels = np.floor(np.log2(scale / _positive_in(dtype, finest_scale, "finest_scale") + dtype(1e-6)))
     return np.clip(levels, 0, num_levels - 1).astype(np.int64)
 
 

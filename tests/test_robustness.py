@@ -22,8 +22,9 @@ inside it, so numba's import and cache load are paid once per family, and a segf
 reproducer before running it, so the parent names the case that crashed, then relaunches the child without
 that property to test the rest. Failures of a property are shrunk by hypothesis to a minimal reproducer.
 
-``HYPOTHESIS_PROFILE=thorough`` runs ten times the examples; ``EDUDET_ROBUSTNESS_SEED`` fixes the seed (the
-seed of a run is printed with its failures).
+``HYPOTHESIS_PROFILE=thorough`` runs ten times the examples. The seed is fixed (0) so that the suite, and CI,
+gives the same verdict every run; ``EDUDET_ROBUSTNESS_SEED=<n>`` picks another and ``EDUDET_ROBUSTNESS_SEED=random``
+draws one (the seed of a run is printed with its failures), to explore.
 """
 from __future__ import annotations
 
@@ -1929,7 +1930,8 @@ def _selected_families(request) -> list[str]:
 @pytest.fixture(scope="module")
 def family_runs(request):
     """Start every selected family's child at once (two at a time): they are independent processes."""
-    seed = int(os.environ.get("EDUDET_ROBUSTNESS_SEED", random.randrange(2**32)))
+    chosen = os.environ.get("EDUDET_ROBUSTNESS_SEED", "0")
+    seed = random.randrange(2**32) if chosen == "random" else int(chosen)
     max_examples = settings().max_examples
     pool = ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1)))
     futures = {f: pool.submit(run_family, f, seed, max_examples) for f in _selected_families(request)}

@@ -383,6 +383,12 @@ def rotated_box_corners(boxes) -> np.ndarray:
     return np.stack([b64[:, 0, None] + x, b64[:, 1, None] + y], axis=-1).astype(b.dtype, copy=False)
 
 
+def _check_bool(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def rotated_boxes_from_mmcv(boxes, clockwise: bool = True) -> np.ndarray:
     """mmcv's ``(cx, cy, w, h, angle in radians)`` -> edudet's / detectron2's ``(cx, cy, w, h, angle in degrees)``.
 
@@ -391,6 +397,7 @@ def rotated_boxes_from_mmcv(boxes, clockwise: bool = True) -> np.ndarray:
     ``-degrees(a)``. With ``clockwise=False`` (mmcv's other option) it becomes ``degrees(a)``.
     Returns a new (N, 5) array in the boxes' float dtype.
     """
+    clockwise = _check_bool(clockwise, "clockwise")
     b = as_rotated_boxes(boxes).copy()
     b[:, 4] = np.degrees(b[:, 4]) * (-1 if clockwise else 1)
     return b
@@ -402,6 +409,7 @@ def rotated_boxes_to_mmcv(boxes, clockwise: bool = True) -> np.ndarray:
     The inverse of `rotated_boxes_from_mmcv`: ``-radians(angle)`` for mmcv's default ``clockwise=True``,
     ``radians(angle)`` for ``clockwise=False``. boxes: (N, 5); returns a new (N, 5) array.
     """
+    clockwise = _check_bool(clockwise, "clockwise")
     b = as_rotated_boxes(boxes).copy()
     b[:, 4] = np.radians(b[:, 4]) * (-1 if clockwise else 1)
     return b
