@@ -181,3 +181,14 @@ def test_parity_infer_scale_and_setup_scales():
     scales, mapper = _setup_scales(features, [(800, 1216)], 224, 4)
     assert [infer_scale(s, (800, 1216)) for s in P2_P5] == scales
     assert (mapper.k_min, mapper.k_max) == (2, 5)
+
+
+def test_scales_that_round_to_zero_in_the_boxes_dtype_are_refused():
+    # 1e-300 is 0 in float32: sqrt(0) / 0 = NaN used to become level INT64_MIN
+    rois = np.array([[0.0, 0, 0, 0]], np.float32)
+    with pytest.raises(ValueError, match="finest_scale=1e-300 is not a positive finite number in float32"):
+        map_roi_levels(rois, 4, 1e-300)
+    with pytest.raises(ValueError, match="canonical_scale=1e-300 is not a positive finite number in float32"):
+        LevelMapper(2, 5, canonical_scale=1e-300)(rois)
+    # the same scale is fine in float64, and a zero-area box goes to the lowest level
+    assert map_roi_levels(rois.astype(np.float64), 4, 1e-300).tolist() == [0]

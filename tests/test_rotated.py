@@ -543,103 +543,10 @@ def test_rotated_box_coder_round_trip(src, data):
     assert np.all((back[:, 4] >= -180) & (back[:, 4] < 180))
 
 
-# ------------------------------------------------------------------------------------ roi_align_rotated
+def test_mmcv_conversion_checks_clockwise_by_name():
+    from edudet import ops as _ops
 
-def _ramps(height=10, width=10):
-    """(1, 2, H, W): channel 0 holds each pixel's column index x, channel 1 its row index y."""
-    cols = np.tile(np.arange(width, dtype=np.float64), (height, 1))
-    rows = np.tile(np.arange(height, dtype=np.float64)[:, None], (1, width))
-    return np.stack([cols, rows])[None]
-
-
-ROI_BACKENDS = __import__("edudet.ops.roi_align_rotated", fromlist=["_roi_align_rotated"])._roi_align_rotated.backends
-
-
-@pytest.mark.parametrize("backend", ROI_BACKENDS)
-def test_roi_align_rotated_by_hand_on_ramps(backend):
-    # RoI (5, 5, 4, 2, 90), aligned: centre 5 - 0.5 = 4.5 in index coordinates; 1 x 2 bins of 2 x 1 pixels,
-    # 2 x 2 samples each. Bin 0 samples xx = -2 + 0.5, -2 + 1.5 = -1.5, -0.5 and yy = -0.5, 0.5; turned by
-    # 90 degrees (cos 0, sin 1): x = yy + 4.5 -> 4.0, 5.0 (mean 4.5), y = -xx + 4.5 -> 6.0, 5.0 (mean 5.5).
-    # Bin 1: xx = 0.5, 1.5 -> y = 4.0, 3.0 (mean 3.5). The w axis now points up the screen (smaller y).
-    out = ops.roi_align_rotated(_ramps(), [[0, 5, 5, 4, 2, 90]], (1, 2), 1.0, 2, backend=backend)
-    assert out.shape == (1, 2, 1, 2) and out.dtype == np.float64
-    assert out[0, 0, 0] == pytest.approx([4.5, 4.5], abs=1e-12)
-    assert out[0, 1, 0] == pytest.approx([5.5, 3.5], abs=1e-12)
-    # aligned=False: no half-pixel shift, centre (5, 5): every read moves by +0.5
-    legacy = ops.roi_align_rotated(_ramps(), [[0, 5, 5, 4, 2, 90]], (1, 2), 1.0, 2, aligned=False, backend=backend)
-    assert legacy[0, 1, 0] == pytest.approx([6.0, 4.0], abs=1e-12)
-    # a sample more than one pixel off the map reads 0: a RoI far outside gives 0
-    assert np.array_equal(ops.roi_align_rotated(_ramps(), [[0, 50, 50, 2, 2, 30]], 2, backend=backend),
-                          np.zeros((1, 2, 2, 2)))
-
-
-def test_roi_align_rotated_at_angle_0_is_roi_align():
-    rng = np.random.default_rng(3)
-    features = rng.standard_normal((2, 3, 17, 23))
-    k = 30
-    rois = np.column_stack([rng.integers(0, 2, k), rng.uniform(-5, 100, (k, 2)), rng.uniform(0, 40, (k, 2)),
-                            np.zeros(k)])
-    xyxy = np.column_stack([rois[:, 0], rois[:, 1] - rois[:, 3] / 2, rois[:, 2] - rois[:, 4] / 2,
-                            rois[:, 1] + rois[:, 3] / 2, rois[:, 2] + rois[:, 4] / 2])
-    for scale, ratio, aligned in ((0.25, 2, True), (0.5, -1, True), (0.25, 0, False), (1.0, 3, False)):
-        # aligned=False grows a side under 1 feature pixel to 1 about the centre here (mmcv's rotated op),
-        # from x1 in roi_align (torchvision): the two agree where no side is that small
-        same = aligned | (rois[:, 3:5].min(axis=1) * scale >= 1)
-        ours = ops.roi_align_rotated(features, rois[same], (4, 3), scale, ratio, aligned)
-        plain = ops.roi_align(features, xyxy[same], (4, 3), scale, ratio, aligned)
-        assert same.sum() > 15 and np.allclose(ours, plain, rtol=0, atol=1e-12)
-
-
-@settings(max_examples=20)
-@given(st.lists(st.tuples(st.integers(0, 1), st.floats(-10, 60), st.floats(-10, 60), st.floats(0, 30),
-                          st.floats(0, 30), st.floats(-360, 360)), min_size=0, max_size=6),
-       st.sampled_from([-1, 0, 1, 2]), st.booleans(), st.sampled_from([0.25, 0.5, 1.0]))
-def test_roi_align_rotated_backends_agree_and_read_ramps_exactly(rows, ratio, aligned, scale):
-    rois = np.array(rows, dtype=np.float64).reshape(-1, 6)
-    features = np.concatenate([_ramps(24, 30), _ramps(24, 30)])
-    expected = ops.roi_align_rotated(features, rois, (2, 3), scale, ratio, aligned, backend="numpy")
-    for backend in ROI_BACKENDS:
-        assert np.array_equal(ops.roi_align_rotated(features, rois, (2, 3), scale, ratio, aligned, backend=backend),
-                              expected)
-    # on a ramp, bilinear reads are exact: where every sample is well inside, a bin is its mean sample position,
-    # i.e. (for a symmetric grid) the bin centre turned about the RoI centre
-    for k, (_, cx, cy, w, h, angle) in enumerate(rois):
-        offset = 0.5 if aligned else 0.0
-        rw, rh = w * scale, h * scale
-        if not aligned:
-            rw, rh = max(rw, 1.0), max(rh, 1.0)
-        c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
-        reach = math.hypot(rw, rh) / 2
-        centre = (cx * scale - offset, cy * scale - offset)
-        if not (0 <= centre[0] - reach and centre[0] + reach <= 29 and 0 <= centre[1] - reach
-                and centre[1] + reach <= 23) or (ratio <= 0 and min(rw / 3, rh / 2) == 0):
-            continue
-        for ph in range(2):
-            for pw in range(3):
-                yy = -rh / 2 + (ph + 0.5) * rh / 2
-                xx = -rw / 2 + (pw + 0.5) * rw / 3
-                assert expected[k, 0, ph, pw] == pytest.approx(yy * s + xx * c + centre[0], abs=1e-9)
-                assert expected[k, 1, ph, pw] == pytest.approx(yy * c - xx * s + centre[1], abs=1e-9)
-
-
-def test_roi_align_rotated_validation_and_empties():
-    features = np.zeros((1, 2, 5, 5), dtype=np.float32)
-    out = ops.roi_align_rotated(features, np.zeros((0, 6)), 3)
-    assert out.shape == (0, 2, 3, 3) and out.dtype == np.float32
-    assert ops.roi_align_rotated(features, [[0, 2, 2, 1, 1, 10]], 2).dtype == np.float32
-    with pytest.raises(ValueError, match=r"rois must have shape \(K, 6\)"):
-        ops.roi_align_rotated(features, np.zeros((1, 5)), 2)
-    with pytest.raises(ValueError, match="batch index"):
-        ops.roi_align_rotated(features, [[1, 2, 2, 1, 1, 0]], 2)
-    with pytest.raises(ValueError, match="negative width or height"):
-        ops.roi_align_rotated(features, [[0, 2, 2, -1, 1, 0]], 2)
-    with pytest.raises(ValueError, match="rois contains NaN"):
-        ops.roi_align_rotated(features, [[0, 2, 2, 1, np.nan, 0]], 2)
-    with pytest.raises(ValueError, match="spatial_scale must be > 0"):
-        ops.roi_align_rotated(features, [[0, 2, 2, 1, 1, 0]], 2, spatial_scale=0)
-    with pytest.raises(ValueError, match="samples per bin"):
-        ops.roi_align_rotated(features, [[0, 2, 2, 1e6, 1, 0]], 2, sampling_ratio=-1)
-    with pytest.raises(ValueError, match="input contains NaN"):
-        ops.roi_align_rotated(np.full((1, 1, 2, 2), np.nan), [[0, 1, 1, 1, 1, 0]], 2)
-    with pytest.raises(TypeError, match="aligned must be a bool"):
-        ops.roi_align_rotated(features, [[0, 2, 2, 1, 1, 0]], 2, aligned=1)
+    with pytest.raises(TypeError, match="clockwise must be True or False, got 'yes'"):
+        _ops.rotated_boxes_from_mmcv(np.zeros((0, 5), np.float32), "yes")
+    with pytest.raises(TypeError, match="clockwise must be True or False"):
+        _ops.rotated_boxes_to_mmcv(np.zeros((0, 5), np.float32), 1)
