@@ -11,6 +11,8 @@ import math
 import numpy as np
 from numba import cuda
 
+from edudet.kernels._roi_common import check_plan
+
 _THREADS = 128
 
 
@@ -57,6 +59,7 @@ def _roi_align_kernel(input, batch_index, y_grid, y_off, y_lo, y_hi, y_wlo, y_wh
 
 def roi_align(input, batch_index, plan, max_mode):
     """(N, C, H, W) input, (K,) int64 batch indices, a `SamplingPlan` -> (K, C, PH, PW)."""
+    check_plan(input, batch_index, plan)  # a hand-made plan must not read outside the map
     rows, cols = plan.rows, plan.cols
     shape = (len(batch_index), input.shape[1], plan.pooled_height, plan.pooled_width)
     total = int(np.prod(shape))

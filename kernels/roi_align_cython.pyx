@@ -6,11 +6,13 @@ at a time, pooling every RoI of that image while the plane is in cache. Fused ty
 float32 and one for float64.
 
 Average pooling is separable: ``bin = sum_y w_y * sum_x w_x * f[y, x]`` with the samples' weights merged
-per pixel (`edudet.ops.roi_align.BinWeights`). Pass 1 reduces each row the RoI reads over every column bin
-(once, although neighbouring bins share rows), pass 2 weights those row sums into the bins. Same sum as
-torchvision's sample-by-sample one, in another order (a few float32 ulps apart), with 2-4x fewer reads.
+per pixel (`edudet.kernels._roi_common.BinWeights`). Pass 1 reduces each row the RoI reads over every
+column bin (once, although neighbouring bins share rows), pass 2 weights those row sums into the bins.
+Same sum as torchvision's sample-by-sample one, in another order (a few float32 ulps apart), with 2-4x
+fewer reads.
 When no bin reads more than 4 pixels per axis (``sampling_ratio <= 2``, Mask R-CNN's setting) a variant
-with the entries padded to exactly 4 unrolls the sums (same bits, ~2x faster on the mask-head workload).
+with the entries padded to exactly 4 unrolls the sums (~2x faster on the mask-head workload); its padding
+only ever multiplies, by 0, pixels its own bin reads, so a non-finite pixel cannot spread to other bins.
 Max pooling cannot merge samples: it interpolates every sample in torchvision's order, as the reference.
 Three times the code of one loop nest; the speed is worth it (see benchmarks/bench_roi.py), and the NumPy
 reference stays the readable truth.
@@ -21,7 +23,7 @@ from cython.parallel import prange
 cimport openmp
 from libc.stdint cimport int64_t
 
-from edudet.ops.roi_align import bin_weights, group_by_image, row_slots
+from edudet.kernels._roi_common import bin_weights, check_plan, group_by_image, row_slots
 
 ctypedef fused real:
     float
@@ -62,14 +64,18 @@ cdef void _average_plane(const real[:, ::1] plane, const int64_t[::1] order, int
 
 cdef void _average_plane_4(const real[:, ::1] plane, const int64_t[::1] order, int64_t first, int64_t last,
                            Py_ssize_t c, const int64_t[::1] roi_rows_off, const int64_t[::1] roi_rows,
-                           const int64_t[:, ::1] y_slot, const real[:, ::1] y_w, const int64_t[:, ::1] x_pix,
-                           const real[:, ::1] x_w, const real[::1] count, int pooled_h, int pooled_w,
-                           real[:, ::1] row_sums, real[:, :, :, ::1] out) noexcept nogil:
+                           const int64_t[::1] y_n, const int64_t[:, ::1] y_slot, const real[:, ::1] y_w,
+                           const int64_t[::1] x_n, const int64_t[:, ::1] x_pix, const real[:, ::1] x_w,
+                           const real[::1] count, int pooled_h, int pooled_w, real[:, ::1] row_sums,
+                           real[:, :, :, ::1] out) noexcept nogil:
     # `_average_plane` when no bin reads more than 4 pixels per axis (sampling_ratio <= 2, the common case):
-    # each bin's entries are padded to exactly 4 (weight 0), so the sums unroll without inner loops; the
-    # results are the same bits as `_average_plane` (adding 0 * finite changes nothing)
+    # each bin's entries are padded to exactly 4 (see `_pad_to_4`), so the sums unroll without inner loops.
+    # A padding entry repeats a pixel (row) its own bin reads, weight 0: it adds 0 unless that pixel is inf
+    # or NaN, and then the bin is not finite anyway. A bin with no entries on an axis is 0 by a select: its
+    # padding reads pixel (row slot) 0, which it never covers. Finite results are those of `_average_plane`
     cdef int64_t t, k, r, bx, by, first_row
     cdef int ph, pw
+    cdef real total
     cdef const real* row
     for t in range(first, last):
         k = order[t]
@@ -83,9 +89,10 @@ cdef void _average_plane_4(const real[:, ::1] plane, const int64_t[::1] order, i
         for ph in range(pooled_h):
             by = k * pooled_h + ph
             for pw in range(pooled_w):
-                out[k, c, ph, pw] = (y_w[by, 0] * row_sums[y_slot[by, 0], pw] + y_w[by, 1] * row_sums[y_slot[by, 1], pw]
-                                     + y_w[by, 2] * row_sums[y_slot[by, 2], pw]
-                                     + y_w[by, 3] * row_sums[y_slot[by, 3], pw]) / count[k]
+                bx = k * pooled_w + pw
+                total = (y_w[by, 0] * row_sums[y_slot[by, 0], pw] + y_w[by, 1] * row_sums[y_slot[by, 1], pw]
+                         + y_w[by, 2] * row_sums[y_slot[by, 2], pw] + y_w[by, 3] * row_sums[y_slot[by, 3], pw])
+                out[k, c, ph, pw] = total / count[k] if x_n[bx] != 0 and y_n[by] != 0 else 0
 
 
 cdef void _max_plane(const real[:, ::1] plane, const int64_t[::1] order, int64_t first, int64_t last,
@@ -139,30 +146,35 @@ def _roi_align_avg(const real[:, :, :, ::1] input, const int64_t[::1] order, con
 
 
 def _roi_align_avg_4(const real[:, :, :, ::1] input, const int64_t[::1] order, const int64_t[::1] starts,
-                     const int64_t[::1] roi_rows_off, const int64_t[::1] roi_rows, const int64_t[:, ::1] y_slot,
-                     const real[:, ::1] y_w, const int64_t[:, ::1] x_pix, const real[:, ::1] x_w,
-                     const real[::1] count, int pooled_h, int pooled_w, real[:, :, ::1] scratch,
-                     real[:, :, :, ::1] out):
+                     const int64_t[::1] roi_rows_off, const int64_t[::1] roi_rows, const int64_t[::1] y_n,
+                     const int64_t[:, ::1] y_slot, const real[:, ::1] y_w, const int64_t[::1] x_n,
+                     const int64_t[:, ::1] x_pix, const real[:, ::1] x_w, const real[::1] count, int pooled_h,
+                     int pooled_w, real[:, :, ::1] scratch, real[:, :, :, ::1] out):
     cdef Py_ssize_t c, n
     cdef Py_ssize_t num_images = input.shape[0], channels = input.shape[1]
     cdef int thread
     for c in prange(channels, nogil=True, schedule="dynamic", chunksize=4):
         thread = openmp.omp_get_thread_num()
         for n in range(num_images):
-            _average_plane_4(input[n, c], order, starts[n], starts[n + 1], c, roi_rows_off, roi_rows, y_slot, y_w,
-                             x_pix, x_w, count, pooled_h, pooled_w, scratch[thread], out)
+            _average_plane_4(input[n, c], order, starts[n], starts[n + 1], c, roi_rows_off, roi_rows, y_n, y_slot,
+                             y_w, x_n, x_pix, x_w, count, pooled_h, pooled_w, scratch[thread], out)
 
 
 def _pad_to_4(offsets, index, weight):
-    """(B + 1,) offsets and ragged entries -> (B, 4) index and weight arrays, padded with index 0, weight 0."""
+    """(B + 1,) offsets, ragged entries (<= 4 per bin) -> (B,) counts, (B, 4) indices and weights.
+
+    A bin's padding repeats its last index with weight 0 (so 0 multiplies a pixel the bin reads anyway, never
+    an unrelated one that could be inf); a bin with no entries pads with index 0 and is zeroed by count.
+    """
     counts = np.diff(offsets)
     bins = np.repeat(np.arange(len(counts)), counts)
     place = np.arange(len(index)) - offsets[bins]
-    padded_index = np.zeros((len(counts), 4), dtype=np.int64)
+    last = np.where(counts > 0, index[np.maximum(offsets[1:] - 1, 0)] if len(index) else 0, 0)
+    padded_index = np.repeat(last[:, None], 4, axis=1).astype(np.int64)
     padded_weight = np.zeros((len(counts), 4), dtype=weight.dtype)
     padded_index[bins, place] = index
     padded_weight[bins, place] = weight
-    return padded_index, padded_weight
+    return np.ascontiguousarray(counts, dtype=np.int64), padded_index, padded_weight
 
 
 def _roi_align_max(const real[:, :, :, ::1] input, const int64_t[::1] order, const int64_t[::1] starts,
@@ -181,6 +193,7 @@ def _roi_align_max(const real[:, :, :, ::1] input, const int64_t[::1] order, con
 
 def roi_align(input, batch_index, plan, max_mode):
     """(N, C, H, W) input, (K,) int64 batch indices, a `SamplingPlan` -> (K, C, PH, PW)."""
+    check_plan(input, batch_index, plan)  # the kernels do no bounds checks: a hand-made plan must not read outside
     order, starts = group_by_image(batch_index, input.shape[0])
     rows, cols = plan.rows, plan.cols
     out = np.empty((len(batch_index), input.shape[1], plan.pooled_height, plan.pooled_width), dtype=input.dtype)
@@ -193,13 +206,13 @@ def roi_align(input, batch_index, plan, max_mode):
     xs = bin_weights(cols, plan.pooled_width, input.shape[3])
     slots = row_slots(ys, plan.pooled_height, input.shape[2])
     max_rows = int(np.diff(slots.offsets).max())
-    # zeros: a padded slot may point at a row the RoI never filled; 0 * (a finite stale value) stays 0
+    # at least one row: an empty bin's padding reads row slot 0 (and its result is then set to 0)
     scratch = np.zeros((openmp.omp_get_max_threads(), max(max_rows, 1), plan.pooled_width), dtype=input.dtype)
     if max(np.diff(ys.offsets).max(), np.diff(xs.offsets).max()) <= 4:
-        y_slot, y_w = _pad_to_4(ys.offsets, slots.slot, ys.weight)
-        x_pix, x_w = _pad_to_4(xs.offsets, xs.pixel, xs.weight)
-        _roi_align_avg_4(input, order, starts, slots.offsets, slots.rows, y_slot, y_w, x_pix, x_w, plan.count,
-                         plan.pooled_height, plan.pooled_width, scratch, out)
+        y_n, y_slot, y_w = _pad_to_4(ys.offsets, slots.slot, ys.weight)
+        x_n, x_pix, x_w = _pad_to_4(xs.offsets, xs.pixel, xs.weight)
+        _roi_align_avg_4(input, order, starts, slots.offsets, slots.rows, y_n, y_slot, y_w, x_n, x_pix, x_w,
+                         plan.count, plan.pooled_height, plan.pooled_width, scratch, out)
         return out
     _roi_align_avg(input, order, starts, slots.offsets, slots.rows, ys.offsets, slots.slot, ys.weight,
                    xs.offsets, xs.pixel, xs.weight, plan.count, plan.pooled_height, plan.pooled_width, scratch, out)

@@ -4,9 +4,10 @@ Parallel over channels; for each channel it visits one image plane at a time and
 image from it while the plane sits in cache (a 200 x 272 float32 plane is ~217 KB: it fits in L2).
 
 Average pooling is separable: ``bin = sum_y w_y * sum_x w_x * f[y, x]`` with the samples' weights merged
-per pixel (`edudet.ops.roi_align.BinWeights`). Pass 1 reduces each row the RoI reads over every column bin
-(once, although neighbouring bins share rows), pass 2 weights those row sums into the bins. Same sum as
-torchvision's sample-by-sample one, in another order (a few float32 ulps apart), with 2-4x fewer reads.
+per pixel (`edudet.kernels._roi_common.BinWeights`). Pass 1 reduces each row the RoI reads over every
+column bin (once, although neighbouring bins share rows), pass 2 weights those row sums into the bins.
+Same sum as torchvision's sample-by-sample one, in another order (a few float32 ulps apart), with 2-4x
+fewer reads.
 Max pooling cannot merge samples: it interpolates every sample in torchvision's order, as the reference.
 The loop nests mirror the Cython twin's general path (it has an unrolled variant for <= 4 entries).
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from edudet.ops.roi_align import bin_weights, group_by_image, row_slots
+from edudet.kernels._roi_common import bin_weights, check_plan, group_by_image, row_slots
 
 
 @njit(cache=True, parallel=True)
@@ -85,6 +86,7 @@ def _roi_align_max(input, order, starts, y_grid, y_off, y_lo, y_hi, y_wlo, y_whi
 
 def roi_align(input, batch_index, plan, max_mode):
     """(N, C, H, W) input, (K,) int64 batch indices, a `SamplingPlan` -> (K, C, PH, PW)."""
+    check_plan(input, batch_index, plan)  # Numba does no bounds checks: a hand-made plan must not read outside
     order, starts = group_by_image(batch_index, input.shape[0])
     out = np.empty((len(batch_index), input.shape[1], plan.pooled_height, plan.pooled_width), dtype=input.dtype)
     zero = input.dtype.type(0)

@@ -10,6 +10,7 @@ import math
 import numpy as np
 from numba import cuda
 
+from edudet.kernels._roi_common import check_bins
 from edudet.ops.roi_pool import LOWEST
 
 _THREADS = 128
@@ -43,6 +44,7 @@ def _roi_pool_kernel(input, batch_index, h_start, h_end, w_start, w_end, lowest,
 
 def roi_pool(input, batch_index, bins):
     """(N, C, H, W) input, (K,) int64 batch indices, `PoolingBins` -> (K, C, PH, PW)."""
+    check_bins(input, batch_index, bins)  # hand-made bins must stay in the map
     shape = (len(batch_index), input.shape[1], bins.h_start.shape[1], bins.w_start.shape[1])
     total = int(np.prod(shape))
     if total == 0:

@@ -11,7 +11,7 @@ import numpy as np
 from cython.parallel import prange
 from libc.stdint cimport int64_t
 
-from edudet.ops.roi_align import group_by_image
+from edudet.kernels._roi_common import check_bins, group_by_image
 from edudet.ops.roi_pool import LOWEST
 
 ctypedef fused real:
@@ -75,6 +75,7 @@ def _roi_pool(const real[:, :, :, ::1] input, const int64_t[::1] order, const in
 
 def roi_pool(input, batch_index, bins):
     """(N, C, H, W) input, (K,) int64 batch indices, `PoolingBins` -> (K, C, PH, PW)."""
+    check_bins(input, batch_index, bins)  # the kernel does no bounds checks: hand-made bins must stay in the map
     order, starts = group_by_image(batch_index, input.shape[0])
     out = np.empty((len(batch_index), input.shape[1], bins.h_start.shape[1], bins.w_start.shape[1]),
                    dtype=input.dtype)

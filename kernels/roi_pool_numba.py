@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from edudet.ops.roi_align import group_by_image
+from edudet.kernels._roi_common import check_bins, group_by_image
 from edudet.ops.roi_pool import LOWEST
 
 
@@ -61,6 +61,7 @@ def _roi_pool(input, order, starts, h_start, h_end, w_start, w_end, lowest, out)
 
 def roi_pool(input, batch_index, bins):
     """(N, C, H, W) input, (K,) int64 batch indices, `PoolingBins` -> (K, C, PH, PW)."""
+    check_bins(input, batch_index, bins)  # the kernel does no bounds checks: hand-made bins must stay in the map
     order, starts = group_by_image(batch_index, input.shape[0])
     out = np.empty((len(batch_index), input.shape[1], bins.h_start.shape[1], bins.w_start.shape[1]),
                    dtype=input.dtype)

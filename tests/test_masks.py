@@ -103,3 +103,73 @@ def test_parity_with_torchvision(dtype, size, padding):
     out = paste_masks_in_image(masks, boxes, (240, 320), padding=padding)
     assert out.dtype == dtype and out.shape == expected.shape
     np.testing.assert_allclose(out, expected, rtol=0, atol=2e-6 if dtype == np.float32 else 1e-12)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# extreme input (issue 12): coordinates up to 1e15 pasted exactly, everything else refused by name
+# ---------------------------------------------------------------------------------------------------------
+def test_boxes_beyond_two_to_the_30_are_pasted_exactly():
+    # corners used to be clipped to +-2**30, which moved the mask. Mask columns [0, 1], padding 0, box x from
+    # -3e9 to 1e9: 4e9 + 1 pixels; image pixel 0 is box pixel 3e9, source (3e9 + 0.5) * 2 / (4e9 + 1) - 0.5
+    # = 0.99999999987: nearly all of column 1 -> ~1 (pixels 1, 2 read column 1 only: 1). Clipped to -2**30
+    # it read source 0.536, half-way between the columns
+    masks = np.array([[[[0.0, 1.0], [0.0, 1.0]]]])
+    out = paste_masks_in_image(masks, np.array([[-3e9, -3e9, 1e9, 3e9]]), (2, 3), padding=0)
+    np.testing.assert_allclose(out[0, 0], np.ones((2, 3)), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(boxes=np.array([[0, 0, 1.0000001e15, 1], [0, 0, 1, 1]])), ValueError, "coordinate of magnitude"),
+    (dict(boxes=np.array([[-3e38, 0, 3e38, 1], [0, 0, 1, 1]], np.float32)), ValueError, "coordinate of magnitude"),
+    (dict(padding=np.nan), ValueError, "padding must be finite"),
+    (dict(padding=2**64), ValueError, "padding must fit in a 64-bit integer"),
+    (dict(padding=1.5), ValueError, "padding must be an integer"),
+    (dict(padding=10**6), ValueError, "padded masks"),
+    (dict(image_shape=(np.nan, 10)), ValueError, r"image_shape\[0\] must be finite"),
+    (dict(image_shape=(10, 2**64)), ValueError, r"image_shape\[1\] must fit in a 64-bit integer"),
+    (dict(image_shape=np.array(10)), ValueError, "image_shape must be a"),
+    (dict(image_shape=(10**6, 10**6)), ValueError, r"\(K, 1, H, W\) output"),
+])
+def test_bad_sizes_and_coordinates_are_named(kwargs, error, match):
+    # issue 12, findings 13 and 14: named errors, and sizes checked before anything is allocated
+    args = dict(masks=np.zeros((2, 1, 28, 28)), boxes=np.zeros((2, 4)), image_shape=(10, 10))
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        paste_masks_in_image(**args)
+
+
+def test_zero_d_array_parameters_are_unwrapped():
+    masks = np.ones((1, 1, 2, 2), np.float32)
+    expected = paste_masks_in_image(masks, np.array([[0, 0, 3, 3]], np.float32), (6, 6), 1)
+    out = paste_masks_in_image(masks, np.array([[0, 0, 3, 3]], np.float32), (np.array(6), np.int64(6)), np.array(1))
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_padding_that_grows_boxes_past_int64_pixels_is_refused():
+    # M = 1, padding 600: boxes grow 1201-fold about their centres; (-1e15, -1e15, 1e15, 1e15) reaches
+    # +-1e15 * 1201 = +-1.2e18, past the +-1e18 pixel coordinates whose widths still fit in int64
+    with pytest.raises(ValueError, match="use a smaller padding"):
+        paste_masks_in_image(np.ones((1, 1, 1, 1)), np.array([[-1e15, -1e15, 1e15, 1e15]]), (4, 4), padding=600)
+    # the same box with padding 400 (x 801: 8.01e17) is pasted: the image lies in its middle, where the
+    # 1 x 1 mask padded to 801 x 801 is 1 (cell 400): every pixel samples cell 400, up to float64 rounding
+    out = paste_masks_in_image(np.ones((1, 1, 1, 1)), np.array([[-1e15, -1e15, 1e15, 1e15]]), (4, 4), padding=400)
+    np.testing.assert_allclose(out, 1.0, rtol=0, atol=1e-9)
+
+
+_magnitudes = st.sampled_from([0.0, 5e-324, 1e-310, 1e-45, 1e-30, 0.5, 3.0, 17.25, 1e3, 3e9, 1e14, 1e15])
+_coordinate = st.builds(lambda m, sign: sign * m, _magnitudes, st.sampled_from([-1, 1]))
+
+
+@given(corners=st.lists(st.tuples(_coordinate, _coordinate, _coordinate, _coordinate), min_size=1, max_size=3),
+       dtype=st.sampled_from([np.float32, np.float64]), padding=st.integers(0, 3), seed=st.integers(0, 2**16))
+def test_extreme_finite_boxes_paste_probabilities(corners, dtype, padding, seed):
+    # coordinates from subnormal to 1e15, either order: the result is finite probabilities of the right shape,
+    # zero outside the grown box, and the same as pasting each box alone
+    masks = np.random.default_rng(seed).uniform(0, 1, (len(corners), 1, 5, 5)).astype(dtype)
+    boxes = np.array(corners, dtype=dtype)
+    out = paste_masks_in_image(masks, boxes, (6, 7), padding)
+    assert out.shape == (len(corners), 1, 6, 7) and out.dtype == dtype
+    assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1 + 1e-6
+    for k in range(len(corners)):
+        alone = paste_masks_in_image(masks[k:k + 1], boxes[k:k + 1], (6, 7), padding)
+        np.testing.assert_array_equal(alone[0], out[k])

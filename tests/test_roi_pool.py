@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edudet.ops import roi_pool
-from helpers import import_torchvision
+from helpers import assert_child_ok, import_torchvision
 
 roi_pool_module = importlib.import_module("edudet.ops.roi_pool")
 BACKENDS = roi_pool_module._roi_pool.backends
@@ -60,8 +60,11 @@ def test_bins_clip_to_the_map_and_empty_bins_are_zero(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_nan_is_skipped_and_the_floor_is_minus_flt_max(backend):
+    # the kernels themselves (the public op refuses NaN maps): NaN never wins torchvision's strict `>`
     fmap = np.array([[[[1.0, np.nan], [-2.0, 0.5]]]], np.float32)
-    np.testing.assert_array_equal(roi_pool(fmap, rois((0, 0, 1, 1)), 1, backend=backend), [[[[1.0]]]])
+    bins = roi_pool_module.pooling_bins(np.array([[0, 0, 1, 1]], np.float32), 2, 2, (1, 1), 1.0)
+    out = roi_pool_module._roi_pool.get(backend)(fmap, np.zeros(1, np.int64), bins)
+    np.testing.assert_array_equal(out, [[[[1.0]]]])
     # torchvision starts every bin at -FLT_MAX, in float64 too: values below it are never picked
     tiny = np.full((1, 1, 2, 2), -1e300)
     out = roi_pool(tiny, rois((0, 0, 1, 1), dtype=np.float64), 1, backend=backend)
@@ -186,3 +189,152 @@ def test_parity_with_torchvision(dtype, scale):
         assert out.dtype == dtype
         np.testing.assert_array_equal(out, expected, backend)
         np.testing.assert_array_equal(roi_pool(fmap, per_image, (5, 4), scale, backend=backend), expected_listed)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# extreme and non-finite input (issue 12): refused by name at the boundary, never read out of bounds
+# ---------------------------------------------------------------------------------------------------------
+def test_rois_beyond_the_coordinate_limit_are_refused_on_every_backend():
+    # issue 12, finding 3 (roi_pool's share): +-3e38 / +-1e308 rois were clipped silently to +-2**30;
+    # now refused by name, given or after spatial_scale. In a child, every backend
+    assert_child_ok("""
+        import importlib
+        import numpy as np
+        from edudet.ops import roi_pool
+        backends = importlib.import_module("edudet.ops.roi_pool")._roi_pool.backends
+        assert "cuda" in backends, backends
+        cases = [
+            ("float32 +-3e38", np.float32, [0, -3e38, -3e38, 3e38, 3e38], 1.0),
+            ("float64 +-1e308", np.float64, [0, -1e308, -1e308, 1e308, 1e308], 1.0),
+            ("float64 just over 1e15", np.float64, [0, 0, 0, 1.0000001e15, 4], 1.0),
+            ("float64 1e10 * spatial_scale 1e10", np.float64, [0, 0, 0, 1e10, 1e10], 1e10),
+            ("float32 scale 1e300 overflows float32", np.float32, [0, 0, 0, 2, 2], 1e300),
+        ]
+        for backend in backends:
+            for name, dtype, roi, scale in cases:
+                print(backend, name, flush=True)
+                try:
+                    out = roi_pool(np.ones((1, 1, 8, 8), dtype), np.array([roi], dtype), 2, scale, backend=backend)
+                except ValueError as err:
+                    assert "boxes" in str(err) and ("1e+15" in str(err) or "overflows" in str(err)), err
+                else:
+                    raise AssertionError(f"accepted, returned {out.ravel()}")
+        print("done")
+    """)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_coordinates_beyond_two_to_the_30_are_exact(backend):
+    # the bins used to clip corners to +-2**30, moving every bin edge of a bigger region. Row region 0..0;
+    # columns: start -2**31, end 3 * 2**31 -> 2**33 + 1 pixels, 4 bins of 2147483648.25: bin 0 covers
+    # [0, ceil(2147483648.25)) - 2**31 = [-2**31, 1) -> pixel 0; bin 1 [2**31, 4294967297) - 2**31 -> the
+    # whole 8-px row; bins 2, 3 start at 2**31 and beyond: empty. On f = x + 1: [1, 8, 0, 0]
+    # (the clipped region gave [0, 1, 8, 0])
+    fmap = np.arange(1, 9, dtype=np.float64).reshape(1, 1, 1, 8)
+    out = roi_pool(fmap, rois((-2.0**31, 0, 3 * 2.0**31, 0), dtype=np.float64), (1, 4), backend=backend)
+    np.testing.assert_array_equal(out, [[[[1, 8, 0, 0]]]])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_map_is_refused(backend, bad):
+    # issue 12, finding 9: the README promises NaN input raises; a NaN map was pooled silently
+    fmap = np.ones((1, 2, 4, 4), np.float32)
+    fmap[0, 1, 3, 3] = bad
+    with pytest.raises(ValueError, match="input contains NaN or inf"):
+        roi_pool(fmap, rois((0, 0, 1, 1)), 2, backend=backend)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(output_size=np.nan), ValueError, r"output_size\[0\] must be finite"),
+    (dict(output_size=2**64), ValueError, r"output_size\[0\] must fit in a 64-bit integer"),
+    (dict(output_size=(2, 1.5)), ValueError, r"output_size\[1\] must be an integer"),
+    (dict(spatial_scale=np.nan), ValueError, "spatial_scale must be finite"),
+    (dict(spatial_scale=np.array([0.5])), TypeError, "spatial_scale must be a real number"),
+    (dict(output_size=2**20), ValueError, r"roi_pool's \(K, C, PH, PW\) output"),
+])
+def test_bad_parameters_are_named(kwargs, error, match):
+    # issue 12, findings 13 and 14: named errors instead of NumPy's, sizes checked before allocating
+    args = dict(input=np.zeros((1, 1, 4, 4)), boxes=rois((0, 0, 2, 2)), output_size=2)
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        roi_pool(**args)
+
+
+def test_zero_d_array_parameters_are_unwrapped():
+    # the 2 x 2 case of test_arange_4x4_two_by_two: [[5, 7], [13, 15]]
+    out = roi_pool(grid(4, 4), rois((0, 0, 3, 3)), np.array(2), np.array(1.0))
+    np.testing.assert_array_equal(out, [[[[5, 7], [13, 15]]]])
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "numpy"])
+def test_hand_made_bins_that_read_outside_are_refused_by_the_kernel(backend):
+    # kernels called directly: bins past the map or a batch index past N raise before any read
+    assert_child_ok(f"""
+        import importlib
+        import numpy as np
+        module = importlib.import_module("edudet.ops.roi_pool")
+        kernel = module._roi_pool.get({backend!r})
+        fmap = np.ones((1, 1, 4, 4), np.float32)
+        for what, value in [("h_end", 5), ("w_start", -1), ("w_end", 2**62), ("h_start", -2**63)]:
+            print(what, value, flush=True)
+            bins = module.pooling_bins(np.array([[0, 0, 2, 2]], np.float32), 4, 4, (2, 2), 1.0)
+            getattr(bins, what)[0, 1] = value
+            try:
+                kernel(fmap, np.zeros(1, np.int64), bins)
+            except ValueError as err:
+                assert "bins." + what in str(err), err
+            else:
+                raise AssertionError("bins reading outside the map were accepted")
+        print("batch index", flush=True)
+        bins = module.pooling_bins(np.array([[0, 0, 2, 2]], np.float32), 4, 4, (2, 2), 1.0)
+        try:
+            kernel(fmap, np.array([1], np.int64), bins)
+        except ValueError as err:
+            assert "batch_index" in str(err), err
+        else:
+            raise AssertionError("batch index 1 of 1 image was accepted")
+    """)
+
+
+def test_extreme_finite_rois_give_the_reference_or_the_same_error_on_every_backend():
+    # hypothesis in a child: corners from subnormal to 1e300, float32 and float64; every backend (CUDA in the
+    # simulator, tiny map) equals the NumPy reference exactly or raises the same ValueError
+    assert_child_ok("""
+        import importlib
+        import numpy as np
+        from hypothesis import given, settings, HealthCheck, strategies as st
+        from edudet.ops import roi_pool
+        backends = importlib.import_module("edudet.ops.roi_pool")._roi_pool.backends
+        magnitudes = st.sampled_from([0.0, 5e-324, 1e-310, 1e-45, 1e-30, 0.5, 2.5, 3.0, 1e3, 3e9, 1e14, 1e15,
+                                      1.0000001e15, 1e30, 3e38, 1e300])
+        coordinate = st.builds(lambda m, sign, jitter: sign * m * jitter, magnitudes, st.sampled_from([-1, 1]),
+                               st.sampled_from([1.0, 0.75, 1.5]))
+
+        @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(corners=st.lists(st.tuples(coordinate, coordinate, coordinate, coordinate), min_size=1, max_size=3),
+               dtype=st.sampled_from([np.float32, np.float64]), scale=st.sampled_from([1.0, 0.25, 1e-300, 1e10]),
+               output_size=st.sampled_from([1, 2, (1, 3)]), seed=st.integers(0, 2**16))
+        def check(corners, dtype, scale, output_size, seed):
+            fmap = np.random.default_rng(seed).standard_normal((1, 2, 3, 4)).astype(dtype)
+            with np.errstate(over="ignore"):  # 1e300 becomes inf in float32: refused as such
+                boxes = np.array([[0, *c] for c in corners], dtype=np.float64).astype(dtype)
+            print("case", repr(boxes.tolist()), dtype.__name__, scale, output_size, flush=True)
+            outcomes = {}
+            for backend in backends:
+                try:
+                    outcomes[backend] = roi_pool(fmap, boxes, output_size, scale, backend=backend)
+                except ValueError as err:
+                    outcomes[backend] = str(err)
+            reference = outcomes["numpy"]
+            for backend, outcome in outcomes.items():
+                if isinstance(reference, str):
+                    assert outcome == reference, (backend, outcome, reference)
+                else:
+                    assert not isinstance(outcome, str), (backend, outcome)
+                    assert outcome.dtype == dtype, backend
+                    np.testing.assert_array_equal(outcome, reference, err_msg=backend)
+
+        check()
+        print("done")
+    """)

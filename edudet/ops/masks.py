@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import as_boxes, as_image_size, as_real_array, check_finite, check_scalar, float_dtype_of
+from .._validate import (as_boxes, as_image_size, as_real_array, check_allocation, check_finite, check_scalar,
+                         float_dtype_of)
 
 __all__ = ["paste_masks_in_image", "expand_boxes"]
+
+# grown boxes are truncated to int64 pixel coordinates; within +-1e18 their widths (x2 - x1 + 1) cannot wrap
+_PIXEL_LIMIT = 1e18
 
 
 def expand_boxes(boxes: np.ndarray, scale: float) -> np.ndarray:
@@ -49,6 +53,10 @@ def paste_masks_in_image(masks, boxes, image_shape, padding: int = 1) -> np.ndar
     mask to the ``max(x2 - x1 + 1, 1)`` x ``max(y2 - y1 + 1, 1)`` pixels of that box with bilinear
     interpolation (``align_corners=False``); pixels outside the box, or the box's part outside the
     image, are 0 / dropped. Only the visible part of each box is computed.
+
+    Refused with ``ValueError``: NaN or inf in `masks` or `boxes`; a box coordinate beyond +-1e15
+    (``COORDINATE_LIMIT``); a box grown by the padding beyond +-1e18 pixels (``padding`` hundreds of times
+    ``M``); a padded-mask or output array above edudet's allocation limit.
     """
     array = as_real_array(masks, "masks")
     if array.ndim != 4 or array.shape[1] != 1 or array.shape[2] != array.shape[3] or array.shape[2] < 1:
@@ -62,13 +70,23 @@ def paste_masks_in_image(masks, boxes, image_shape, padding: int = 1) -> np.ndar
     height, width = as_image_size(image_shape, "image_shape")
     padding = check_scalar(padding, "padding", low=0, integer=True)
     size = array.shape[-1]
+    check_allocation((len(array), 1, height, width), np.dtype(dtype).itemsize,
+                     "paste_masks_in_image's (K, 1, H, W) output (masks: K, image_shape: H, W)")
     out = np.zeros((len(array), 1, height, width), dtype=dtype)
     if len(array) == 0:
         return out
-    padded = np.pad(array[:, 0], ((0, 0), (padding, padding), (padding, padding)))
+    check_allocation((len(array), size + 2 * padding, size + 2 * padding), np.dtype(dtype).itemsize,
+                     "paste_masks_in_image's padded masks (K, M + 2 padding, M + 2 padding)")
     scale = (size + 2 * padding) / size
-    expanded = np.trunc(expand_boxes(boxes, scale))  # torchvision's .to(int64) truncates toward zero
-    expanded = np.clip(expanded, -(1 << 30), 1 << 30).astype(np.int64)
+    with np.errstate(over="ignore"):
+        expanded = np.trunc(expand_boxes(boxes, scale))  # torchvision's .to(int64) truncates toward zero
+    largest = float(np.abs(expanded).max())
+    if not largest <= _PIXEL_LIMIT:  # also catches inf: float32 boxes grown past 3.4e38
+        raise ValueError(f"boxes grown by padding={padding} (x {scale:.3g} for M = {size}) reach {largest:.3g}, "
+                         f"beyond the +-{_PIXEL_LIMIT:.0e} pixel coordinates paste_masks_in_image handles; "
+                         f"use a smaller padding")
+    expanded = expanded.astype(np.int64)
+    padded = np.pad(array[:, 0], ((0, 0), (padding, padding), (padding, padding)))
     for k, (x1, y1, x2, y2) in enumerate(expanded):
         box_w, box_h = max(x2 - x1 + 1, 1), max(y2 - y1 + 1, 1)
         # the box's pixels that fall inside the image, as image and as box coordinates

@@ -16,9 +16,14 @@ The computation is split in two, and a learner should read it in that order:
 
 Every rounding step of the plan follows torchvision's CPU kernel (in the input's dtype ``T``), so sample
 positions and weights are bit-identical to torchvision's. The sums differ only in order: the NumPy
-reference uses NumPy's pairwise sums, the numba/cython twins sum separably over merged per-pixel weights
-(`bin_weights`, `row_slots`) and the CUDA twin sample by sample as torchvision; all agree with torchvision
-to a few units in the last place (~1e-6 in float32 on unit-scale maps, ~1e-15 in float64).
+reference uses NumPy's sums, the numba/cython twins sum separably over merged per-pixel weights
+(``edudet.kernels._roi_common``: `bin_weights`, `row_slots`) and the CUDA twin sample by sample as
+torchvision; all agree with torchvision to a few units in the last place (~1e-6 in float32 on unit-scale
+maps, ~1e-15 in float64).
+
+Bounds, checked by `roi_align` (and `sampling_plan`) before anything is allocated: box corners, given and
+after ``* spatial_scale``, within +-COORDINATE_LIMIT (1e15: every position, width and index stays finite and
+exact enough); at most MAX_SAMPLING_GRID samples per bin per axis; NaN or inf in the feature map is refused.
 """
 from __future__ import annotations
 
@@ -27,12 +32,22 @@ from typing import NamedTuple
 import numpy as np
 
 from .._dispatch import Dispatcher
-from .._validate import as_boxes, as_real_array, check_finite, check_scalar, float_dtype_of
+from .._validate import (as_boxes, as_real_array, check_allocation, check_coordinates, check_finite,
+                         check_scalar, float_dtype_of)
 
-__all__ = ["roi_align", "roi_align_numpy", "sampling_plan", "SamplingPlan", "bin_weights", "row_slots"]
+__all__ = ["roi_align", "roi_align_numpy", "sampling_plan", "SamplingPlan", "AxisSamples", "MAX_SAMPLING_GRID"]
 
-# an adaptive grid this many samples per bin or more means a box far larger than any feature map
-_MAX_GRID = 1 << 16
+# At most this many samples per bin along each axis, set by `sampling_ratio` or by the adaptive rule
+# ceil(roi_size / output_size): a bin then averages at most 4096 ** 2 = 2 ** 24 samples (a count float32 still
+# holds exactly), and an adaptive bin spans at most 4096 feature pixels, wider than any detector's feature map.
+MAX_SAMPLING_GRID = 4096
+
+# The NumPy reference computes at most this many samples at once (a block of channels x sample rows x bin
+# columns): its ~10 temporaries of this size stay under ~200 MB in float64, whatever the RoI's size.
+_CHUNK_ELEMENTS = 1 << 21
+
+# bytes per sample per axis while a plan is built (its six arrays and the int64/T temporaries behind them)
+_PLAN_BYTES_PER_SAMPLE = 96
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -48,8 +63,23 @@ def as_feature_map(input, name: str = "input") -> np.ndarray:
     return np.ascontiguousarray(array, dtype=float_dtype_of(array))
 
 
+def check_finite_map(fmap: np.ndarray, name: str = "input") -> None:
+    """Refuse a feature map (clean, from `as_feature_map`) holding NaN or inf, in one BLAS pass over it.
+
+    ``x . x`` is finite exactly when every x is, unless a square overflows (|x| > ~1.8e19 in float32); only
+    then does the elementwise check decide. About 1.5x faster than ``isfinite(x).all()``, with no temporary.
+    """
+    flat = fmap.reshape(-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        squares = np.dot(flat, flat)
+    if flat.size and not np.isfinite(squares):
+        check_finite(fmap, name)
+
+
 def as_output_size(output_size, name: str = "output_size") -> tuple[int, int]:
     """An int ``s`` (meaning ``(s, s)``) or a pair ``(h, w)`` of positive ints."""
+    if isinstance(output_size, np.ndarray) and output_size.ndim == 0:
+        output_size = output_size.item()
     if isinstance(output_size, (list, tuple, np.ndarray)):
         if len(output_size) != 2:
             raise ValueError(f"{name} must be an int or a pair (h, w), got {output_size!r}")
@@ -64,6 +94,7 @@ def as_rois(boxes, num_images: int, dtype, name: str = "boxes") -> tuple[np.ndar
 
     `boxes` is a (K, 5) array ``[batch_index, x1, y1, x2, y2]`` or a list of N arrays (K_i, 4), the i-th
     holding image i's boxes. A single (K, 4) array is refused: it does not say which image a box is on.
+    Coordinates must be finite and within +-COORDINATE_LIMIT (checked before the cast to `dtype`).
     """
     if isinstance(boxes, (list, tuple)):
         if len(boxes) > num_images:
@@ -82,6 +113,7 @@ def as_rois(boxes, num_images: int, dtype, name: str = "boxes") -> tuple[np.ndar
         raise ValueError(f"{name} must be a (K, 5) array [batch_index, x1, y1, x2, y2] or a list of N (K_i, 4) "
                          f"arrays, got shape {tuple(array.shape)}")
     check_finite(array, name)
+    check_coordinates(array[:, 1:], name)
     index = array[:, 0]
     if index.size and (np.any(index != np.floor(index)) or index.min() < 0 or index.max() >= num_images):
         raise ValueError(f"{name}[:, 0] (the batch index) must hold integers in [0, {num_images}) "
@@ -89,15 +121,19 @@ def as_rois(boxes, num_images: int, dtype, name: str = "boxes") -> tuple[np.ndar
     return index.astype(np.int64), np.ascontiguousarray(array[:, 1:], dtype=dtype)
 
 
-def group_by_image(batch_index: np.ndarray, num_images: int) -> tuple[np.ndarray, np.ndarray]:
-    """RoI numbers sorted by image, and where each image's run starts: ``order[starts[n]:starts[n + 1]]``.
+def scaled_corners(boxes: np.ndarray, spatial_scale: float, name: str = "boxes") -> np.ndarray:
+    """(K, 4) boxes of dtype T times `spatial_scale`, computed in T, each corner finite and within the bound.
 
-    The fast kernels visit one (image, channel) plane at a time and pool every RoI of that image from it
-    while the plane is in cache, instead of pulling ``C`` planes through the cache once per RoI.
+    A valid box and a valid scale can still overflow T together (float32(1e300) is inf, 1e15 x 1e10 is far
+    past the bound): refused here by name, so no later position, width or pixel index can be NaN or wrap.
     """
-    order = np.argsort(batch_index, kind="stable").astype(np.int64)
-    starts = np.searchsorted(batch_index[order], np.arange(num_images + 1)).astype(np.int64)
-    return order, starts
+    dtype = boxes.dtype.type
+    with np.errstate(over="ignore", invalid="ignore"):
+        corners = boxes * dtype(spatial_scale)
+    if not np.isfinite(corners).all():
+        raise ValueError(f"{name} * spatial_scale ({spatial_scale:g}) overflows {np.dtype(dtype).name}")
+    check_coordinates(corners, f"{name} * spatial_scale ({spatial_scale:g})")
+    return corners
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -138,9 +174,12 @@ def _axis_samples(start, bin_size, grid, pooled: int, size: int, dtype) -> AxisS
     # the same operations, in the same order and dtype, as torchvision's kernel: bit-identical positions
     pos = (start[roi] + p.astype(dtype) * bin_size[roi]
            + (i + 0.5).astype(dtype) * bin_size[roi] / grid[roi].astype(dtype))
-    # a sample more than one pixel outside the map reads nothing; one within a pixel reads the border
-    outside = (pos < -1.0) | (pos > size)
-    pos = np.maximum(pos, dtype(0))
+    # a sample more than one pixel outside the map reads nothing; one within a pixel reads the border.
+    # Written as "inside" so that a NaN position (impossible from checked boxes) also reads nothing, and
+    # every index below comes from a position in [0, size]: no value of `pos` can index outside the map
+    inside = (pos >= -1.0) & (pos <= size)
+    outside = ~inside
+    pos = np.where(inside, np.maximum(pos, dtype(0)), dtype(0))
     low = pos.astype(np.int64)
     at_edge = low >= size - 1
     low = np.where(at_edge, size - 1, low)
@@ -162,109 +201,68 @@ def sampling_plan(boxes: np.ndarray, height: int, width: int, output_size: tuple
 
     Box corners scale to ``corner * spatial_scale - (0.5 if aligned else 0)``; when not aligned a RoI is at
     least 1 x 1 (legacy Detectron); each of the ``PH x PW`` bins gets ``sampling_ratio`` samples per axis,
-    or ``ceil(roi_size / pooled_size)`` when ``sampling_ratio <= 0``.
+    or ``ceil(roi_size / pooled_size)`` when ``sampling_ratio <= 0``. Raises ``ValueError`` when a scaled
+    corner is non-finite or beyond +-COORDINATE_LIMIT, when a bin would take more than MAX_SAMPLING_GRID
+    samples per axis, or when the plan would exceed edudet's allocation limit.
     """
     dtype = boxes.dtype.type
     pooled_h, pooled_w = output_size
     # aligned=True: a pixel's centre is at +0.5 in continuous coordinates; shifting by -0.5 puts pixel
     # centres on integer indices, which is where bilinear interpolation reads them (Detectron2's fix)
     offset = dtype(0.5 if aligned else 0.0)
-    corners = boxes * dtype(spatial_scale) - offset
+    corners = scaled_corners(boxes, spatial_scale) - offset
     x1, y1, x2, y2 = corners.T
     roi_w, roi_h = x2 - x1, y2 - y1
     if not aligned:
         roi_w, roi_h = np.maximum(roi_w, dtype(1)), np.maximum(roi_h, dtype(1))
     bin_h, bin_w = roi_h / dtype(pooled_h), roi_w / dtype(pooled_w)
     if sampling_ratio > 0:
+        if sampling_ratio > MAX_SAMPLING_GRID:
+            raise ValueError(f"sampling_ratio must be <= {MAX_SAMPLING_GRID} (samples per bin per axis), "
+                             f"got {sampling_ratio}")
         grid_h = np.full(len(boxes), sampling_ratio, dtype=np.int64)
         grid_w = grid_h.copy()
     else:
         grid_h = np.ceil(roi_h / dtype(pooled_h))
         grid_w = np.ceil(roi_w / dtype(pooled_w))
-        if grid_h.size and max(grid_h.max(), grid_w.max()) > _MAX_GRID:
-            raise ValueError(f"boxes: a box spans more than {_MAX_GRID} feature pixels per bin; check "
-                             f"spatial_scale ({spatial_scale}) and the box coordinates")
+        if grid_h.size and max(grid_h.max(), grid_w.max()) > MAX_SAMPLING_GRID:
+            raise ValueError(f"boxes: a box spans more than {MAX_SAMPLING_GRID} feature pixels per bin, so the "
+                             f"adaptive grid (sampling_ratio <= 0) would exceed {MAX_SAMPLING_GRID} samples per "
+                             f"bin per axis; check spatial_scale ({spatial_scale:g}) and the box coordinates, "
+                             f"or pass sampling_ratio > 0")
         # a negative-size aligned box has no samples (torchvision's loops do not run): its bins are 0
         grid_h = np.maximum(grid_h, 0).astype(np.int64)
         grid_w = np.maximum(grid_w, 0).astype(np.int64)
+    num_samples = pooled_h * int(grid_h.sum()) + pooled_w * int(grid_w.sum())
+    check_allocation((num_samples,), _PLAN_BYTES_PER_SAMPLE,
+                     "roi_align's sampling plan (K boxes x output size x samples per bin, rows plus columns)")
     count = np.maximum(grid_h * grid_w, 1).astype(dtype)
     rows = _axis_samples(y1, bin_h, grid_h, pooled_h, height, dtype)
     cols = _axis_samples(x1, bin_w, grid_w, pooled_w, width, dtype)
     return SamplingPlan(rows, cols, count, pooled_h, pooled_w)
 
 
-class BinWeights(NamedTuple):
-    """Per bin of every RoI along one axis, the pixels its samples read and their summed weights.
-
-    Bin p of RoI k (``b = k * pooled + p``) owns entries ``offsets[b] : offsets[b + 1]``: pixel ``pixel[e]``
-    with weight ``weight[e]``, each pixel once (sorted), zero weights dropped. Because bilinear weights
-    factor, ``sum over samples of w_y * w_x * f[y, x]`` equals ``sum over y entries of w_y * (sum over x
-    entries of w_x * f[y, x])`` with these merged weights: the average-pooling kernels read each pixel
-    once per bin instead of once per sample that touches it (up to ~4x fewer reads with adaptive grids,
-    whose samples are about a pixel apart). Used by the numba and cython twins. Dropping zero weights
-    skips pixels torchvision multiplies by 0: only a non-finite map (0 * inf = NaN there) tells them apart.
-    """
-
-    offsets: np.ndarray  # (K * pooled + 1,) int64
-    pixel: np.ndarray  # (E,) int64
-    weight: np.ndarray  # (E,) T
-
-
-def bin_weights(axis: AxisSamples, pooled: int, size: int) -> BinWeights:
-    """Merge the two neighbours of every sample of a bin into one weight per pixel (see `BinWeights`)."""
-    dtype = axis.w_low.dtype.type
-    num_rois = len(axis.grid)
-    roi = np.repeat(np.arange(num_rois), pooled * axis.grid)
-    j = np.arange(len(roi)) - axis.offsets[roi]
-    bin_id = roi * pooled + j // np.maximum(axis.grid[roi], 1)
-    keys = np.concatenate([bin_id * size + axis.low, bin_id * size + axis.high])
-    weights = np.concatenate([axis.w_low, axis.w_high])
-    keep = weights != 0
-    unique, inverse = np.unique(keys[keep], return_inverse=True)
-    # each pixel's weights are summed in float64 and rounded to T once
-    merged = np.bincount(inverse.ravel(), weights=weights[keep], minlength=len(unique)).astype(dtype)
-    offsets = np.searchsorted(unique // size, np.arange(num_rois * pooled + 1)).astype(np.int64)
-    return BinWeights(offsets, (unique % size).astype(np.int64), merged)
-
-
-class RowSlots(NamedTuple):
-    """The distinct rows each RoI reads, so a kernel can reduce every row once and reuse it across bins.
-
-    RoI k reads rows ``rows[offsets[k]:offsets[k + 1]]``; entry e of the row `BinWeights` reads the RoI's
-    row number ``slot[e]`` in that list. Neighbouring bins share rows (always when bins are under a pixel),
-    so a row's per-bin column sums are computed once, then weighted into every bin that reads the row.
-    """
-
-    offsets: np.ndarray  # (K + 1,) int64
-    rows: np.ndarray  # (R,) int64
-    slot: np.ndarray  # (E,) int64
-
-
-def row_slots(row_bins: BinWeights, pooled_h: int, height: int) -> RowSlots:
-    """The distinct rows of each RoI's row `BinWeights` and each entry's place among them (see `RowSlots`)."""
-    num_rois = (len(row_bins.offsets) - 1) // pooled_h
-    entry_roi = np.repeat(np.arange(num_rois * pooled_h), np.diff(row_bins.offsets)) // pooled_h
-    unique, inverse = np.unique(entry_roi * height + row_bins.pixel, return_inverse=True)
-    offsets = np.searchsorted(unique // height, np.arange(num_rois + 1)).astype(np.int64)
-    slot = inverse.ravel() - offsets[entry_roi]
-    return RowSlots(offsets, (unique % height).astype(np.int64), slot.astype(np.int64))
-
-
 # ----------------------------------------------------------------------------------------------------------
 # 2. Pooling the samples: the NumPy reference
 # ----------------------------------------------------------------------------------------------------------
-def roi_align_numpy(input: np.ndarray, batch_index: np.ndarray, plan: SamplingPlan, max_mode: bool) -> np.ndarray:
+def roi_align_numpy(input: np.ndarray, batch_index: np.ndarray, plan: SamplingPlan, max_mode: bool,
+                    max_elements: int | None = None) -> np.ndarray:
     """NumPy reference: clean (N, C, H, W) input, (K,) int64 batch indices, a plan -> (K, C, PH, PW).
 
-    Per RoI (a loop over RoIs, everything else vectorised): gather the four neighbours of all
-    ``PH grid_h x PW grid_w`` samples, weight them, then average (or max) each bin's ``grid_h x grid_w`` block.
+    Per RoI (a loop over RoIs, everything else vectorised): gather the four neighbours of the
+    ``PH grid_h x PW grid_w`` samples, weight them, then average (or max) each bin's ``grid_h x grid_w``
+    block. Usually a RoI is one piece; a RoI with more than `max_elements` samples (default 2 ** 21) is
+    done in pieces (`_pieces`) whose partial sums (or maxima) add up per bin: memory stays bounded
+    whatever the box size, and the result is the same up to rounding.
     """
+    max_elements = _CHUNK_ELEMENTS if max_elements is None else max_elements
     num_rois, channels = len(batch_index), input.shape[1]
     ph_, pw_ = plan.pooled_height, plan.pooled_width
     out = np.zeros((num_rois, channels, ph_, pw_), dtype=input.dtype)
     rows, cols = plan.rows, plan.cols
+    reduce = np.maximum if max_mode else np.add
     for k in range(num_rois):
-        gh, gw = rows.grid[k], cols.grid[k]
+        gh, gw = int(rows.grid[k]), int(cols.grid[k])
         if gh == 0 or gw == 0:
             continue  # no samples: every bin is 0
         r = slice(rows.offsets[k], rows.offsets[k + 1])
@@ -272,19 +270,41 @@ def roi_align_numpy(input: np.ndarray, batch_index: np.ndarray, plan: SamplingPl
         y_lo, y_hi, hy, ly = rows.low[r], rows.high[r], rows.w_low[r], rows.w_high[r]
         x_lo, x_hi, hx, lx = cols.low[c], cols.high[c], cols.w_low[c], cols.w_high[c]
         fmap = input[batch_index[k]]  # (C, H, W)
+        total = np.full((channels, ph_, pw_), -np.inf if max_mode else 0, dtype=input.dtype)
+        for chans, ys, bins in _pieces(channels, ph_ * gh, pw_, gw, max_elements):
+            xs = slice(bins.start * gw, bins.stop * gw)  # the sample columns of these bin columns
 
-        def corner(y, x):  # (C, PH * gh, PW * gw): one neighbour of every sample
-            return fmap[:, y[:, None], x[None, :]]
+            def corner(y, x):  # (channels, sample rows, sample columns): one neighbour of every sample
+                return fmap[chans, y[ys, None], x[None, xs]]
 
-        # w1..w4 are outer products of the row and column weights, as in torchvision
-        samples = (np.multiply.outer(hy, hx) * corner(y_lo, x_lo) + np.multiply.outer(hy, lx) * corner(y_lo, x_hi)
-                   + np.multiply.outer(ly, hx) * corner(y_hi, x_lo) + np.multiply.outer(ly, lx) * corner(y_hi, x_hi))
-        samples = samples.reshape(channels, ph_, gh, pw_, gw)
-        if max_mode:
-            out[k] = samples.max(axis=(2, 4))
-        else:
-            out[k] = samples.sum(axis=(2, 4)) / plan.count[k]
+            # w1..w4 are outer products of the row and column weights, as in torchvision
+            samples = (np.multiply.outer(hy[ys], hx[xs]) * corner(y_lo, x_lo)
+                       + np.multiply.outer(hy[ys], lx[xs]) * corner(y_lo, x_hi)
+                       + np.multiply.outer(ly[ys], hx[xs]) * corner(y_hi, x_lo)
+                       + np.multiply.outer(ly[ys], lx[xs]) * corner(y_hi, x_hi))
+            # reduce each bin column's grid_w samples, then each run of sample rows of one bin row
+            samples = samples.reshape(*samples.shape[:2], bins.stop - bins.start, gw)
+            per_row = samples.max(axis=3) if max_mode else samples.sum(axis=3)
+            bin_row = np.arange(ys.start, ys.stop) // gh
+            first = np.flatnonzero(np.r_[True, bin_row[1:] != bin_row[:-1]])
+            hit = bin_row[first]
+            total[chans, hit, bins] = reduce(total[chans, hit, bins], reduce.reduceat(per_row, first, axis=1))
+        out[k] = total if max_mode else total / plan.count[k]
     return out
+
+
+def _pieces(channels: int, sample_rows: int, bin_columns: int, grid_w: int, max_elements: int):
+    """Cut one RoI's samples (channels x sample rows x bin columns of grid_w samples) into pieces of at most
+    `max_elements` (never less than one bin column of one sample row of one channel, <= MAX_SAMPLING_GRID):
+    yields (channel slice, sample-row slice, bin-column slice)."""
+    bins_step = max(1, min(bin_columns, max_elements // grid_w))
+    rows_step = max(1, min(sample_rows, max_elements // (bins_step * grid_w)))
+    channels_step = max(1, min(channels, max_elements // (rows_step * bins_step * grid_w)))
+    for c0 in range(0, channels, channels_step):
+        for r0 in range(0, sample_rows, rows_step):
+            for b0 in range(0, bin_columns, bins_step):
+                yield (slice(c0, min(c0 + channels_step, channels)), slice(r0, min(r0 + rows_step, sample_rows)),
+                       slice(b0, min(b0 + bins_step, bin_columns)))
 
 
 _roi_align = Dispatcher(
@@ -311,19 +331,39 @@ def roi_align(input, boxes, output_size, spatial_scale: float = 1.0, sampling_ra
     one pixel outside the map counts as 0, one within a pixel reads the border. A bin with no samples is 0.
     Same values as ``torchvision.ops.roi_align``; ``aligned=True`` is Detectron2's half-pixel fix.
     `backend`: None (fastest CPU), "numpy", "numba", "cython" or "cuda".
+
+    Refused with ``ValueError``: NaN or inf in `input` or `boxes`; a box corner, given or times
+    `spatial_scale`, beyond +-1e15 (``COORDINATE_LIMIT``); more than 4096 samples per bin per axis
+    (``MAX_SAMPLING_GRID``: ``sampling_ratio`` above it, or an adaptive grid over a bin wider than 4096
+    feature pixels); an output or sampling plan above edudet's allocation limit.
+    """
+    fmap = as_feature_map(input)
+    check_finite_map(fmap)
+    return _roi_align_on_finite_map(fmap, boxes, output_size, spatial_scale, sampling_ratio, aligned, pool_mode,
+                                    backend)
+
+
+def _roi_align_on_finite_map(fmap: np.ndarray, boxes, output_size, spatial_scale: float = 1.0,
+                             sampling_ratio: int = -1, aligned: bool = False, pool_mode: str = "avg",
+                             backend: str | None = None) -> np.ndarray:
+    """`roi_align` for a caller that already holds a clean, finite map (`as_feature_map`, `check_finite_map`).
+
+    Every other argument is checked here; only the pass over the map for NaN/inf is skipped. For
+    `MultiScaleRoIAlign`, which checks each pyramid level once per call.
     """
     kernel = _roi_align.get(backend)
-    fmap = as_feature_map(input)
     batch_index, coords = as_rois(boxes, fmap.shape[0], fmap.dtype)
     output_size = as_output_size(output_size)
     spatial_scale = check_scalar(spatial_scale, "spatial_scale", low=0, low_inclusive=False)
-    sampling_ratio = check_scalar(sampling_ratio, "sampling_ratio", integer=True)
+    sampling_ratio = check_scalar(sampling_ratio, "sampling_ratio", high=MAX_SAMPLING_GRID, integer=True)
     if not isinstance(aligned, (bool, np.bool_)):
         raise TypeError(f"aligned must be a bool, got {type(aligned).__name__}")
-    if pool_mode not in ("avg", "max"):
+    if not isinstance(pool_mode, str) or pool_mode not in ("avg", "max"):
         raise ValueError(f"pool_mode must be 'avg' or 'max', got {pool_mode!r}")
+    shape = (len(coords), fmap.shape[1], *output_size)
+    check_allocation(shape, fmap.itemsize, "roi_align's (K, C, PH, PW) output (boxes: K, input: C)")
     if len(coords) == 0:
-        return np.zeros((0, fmap.shape[1], *output_size), dtype=fmap.dtype)
+        return np.zeros(shape, dtype=fmap.dtype)
     plan = sampling_plan(coords, fmap.shape[2], fmap.shape[3], output_size, spatial_scale, sampling_ratio,
                          bool(aligned))
     return kernel(fmap, batch_index, plan, pool_mode == "max")

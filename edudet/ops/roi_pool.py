@@ -16,15 +16,13 @@ from typing import NamedTuple
 import numpy as np
 
 from .._dispatch import Dispatcher
-from .._validate import check_scalar
-from .roi_align import as_feature_map, as_output_size, as_rois
+from .._validate import check_allocation, check_scalar
+from .roi_align import as_feature_map, as_output_size, as_rois, check_finite_map, scaled_corners
 
 __all__ = ["roi_pool", "roi_pool_numpy", "pooling_bins", "PoolingBins", "round_half_away_from_zero"]
 
 # torchvision starts each bin's max at -FLT_MAX (in float64 too): values below it are never chosen
 LOWEST = float(np.finfo(np.float32).min)
-# keeps the int conversion of absurd (finite) coordinates defined; far beyond any feature map
-_COORD_LIMIT = float(1 << 30)
 
 
 class PoolingBins(NamedTuple):
@@ -59,11 +57,12 @@ def pooling_bins(boxes: np.ndarray, height: int, width: int, output_size: tuple[
 
     Corners are ``round(corner * spatial_scale)`` (half away from zero, in T); the region spans
     ``max(end - start + 1, 1)`` pixels per axis; bin p covers ``[floor(p * bin), ceil((p + 1) * bin))``
-    shifted by the region's start and clipped to the map.
+    shifted by the region's start and clipped to the map. Scaled corners must be finite and within
+    +-COORDINATE_LIMIT (1e15, `ValueError` otherwise): then every edge is exact in int64 before the clip
+    (torchvision rounds to a 32-bit int, undefined beyond 2 ** 31; here the bins stay defined up to 1e15).
     """
     dtype = boxes.dtype.type
-    corners = round_half_away_from_zero(boxes * dtype(spatial_scale))
-    corners = np.clip(corners, -_COORD_LIMIT, _COORD_LIMIT).astype(np.int64)
+    corners = round_half_away_from_zero(scaled_corners(boxes, spatial_scale)).astype(np.int64)
     x1, y1, x2, y2 = corners.T
     h_start, h_end = _bin_edges(y1, y2, output_size[0], height, dtype)
     w_start, w_end = _bin_edges(x1, x2, output_size[1], width, dtype)
@@ -73,22 +72,22 @@ def pooling_bins(boxes: np.ndarray, height: int, width: int, output_size: tuple[
 def roi_pool_numpy(input: np.ndarray, batch_index: np.ndarray, bins: PoolingBins) -> np.ndarray:
     """NumPy reference: clean (N, C, H, W) input, (K,) int64 batch indices, `PoolingBins` -> (K, C, PH, PW).
 
-    Per RoI: a max over each bin's columns, then over each bin's rows (max is separable), using boolean
-    masks of the pixels each bin covers. NaN is skipped and an empty bin is 0, as in torchvision.
+    Per RoI and bin: the maximum over the bin's pixels, all channels at once. NaN is skipped and an empty
+    bin is 0, as in torchvision. Each bin reads a view of the map: no copy, whatever the region's size.
     """
     num_rois, channels = len(batch_index), input.shape[1]
     pooled_h, pooled_w = bins.h_start.shape[1], bins.w_start.shape[1]
     out = np.zeros((num_rois, channels, pooled_h, pooled_w), dtype=input.dtype)
-    rows, cols = np.arange(input.shape[2]), np.arange(input.shape[3])
     for k in range(num_rois):
-        in_row = (rows >= bins.h_start[k][:, None]) & (rows < bins.h_end[k][:, None])  # (PH, H)
-        in_col = (cols >= bins.w_start[k][:, None]) & (cols < bins.w_end[k][:, None])  # (PW, W)
         fmap = input[batch_index[k]]
-        fmap = np.where(np.isnan(fmap), -np.inf, fmap)  # NaN never wins a comparison in torchvision's loop
-        col_max = np.where(in_col[None, None], fmap[:, :, None, :], -np.inf).max(axis=3)  # (C, H, PW)
-        bin_max = np.where(in_row[None, :, :, None], col_max[:, None], -np.inf).max(axis=2)  # (C, PH, PW)
-        empty = ~(in_row.any(axis=1)[:, None] & in_col.any(axis=1)[None, :])  # (PH, PW)
-        out[k] = np.where(empty, 0, np.maximum(bin_max, LOWEST))
+        for ph in range(pooled_h):
+            rows = slice(bins.h_start[k, ph], bins.h_end[k, ph])
+            for pw in range(pooled_w):
+                cols = slice(bins.w_start[k, pw], bins.w_end[k, pw])
+                if rows.stop <= rows.start or cols.stop <= cols.start:
+                    continue  # an empty bin is 0
+                # fmax skips NaN, as torchvision's strict `>` never picks it; nothing is below its -FLT_MAX start
+                out[k, :, ph, pw] = np.fmax(np.fmax.reduce(fmap[:, rows, cols], axis=(1, 2)), LOWEST)
     return out
 
 
@@ -113,13 +112,19 @@ def roi_pool(input, boxes, output_size, spatial_scale: float = 1.0, backend: str
     the region's start, clipped to the map; each bin is its maximum (0 when it covers no pixel).
     Same values as ``torchvision.ops.roi_pool``. `backend`: None (fastest CPU), "numpy", "numba",
     "cython" or "cuda".
+
+    Refused with ``ValueError``: NaN or inf in `input` or `boxes`; a box corner, given or times
+    `spatial_scale`, beyond +-1e15 (``COORDINATE_LIMIT``); an output above edudet's allocation limit.
     """
     kernel = _roi_pool.get(backend)
     fmap = as_feature_map(input)
+    check_finite_map(fmap)
     batch_index, coords = as_rois(boxes, fmap.shape[0], fmap.dtype)
     output_size = as_output_size(output_size)
     spatial_scale = check_scalar(spatial_scale, "spatial_scale", low=0, low_inclusive=False)
+    shape = (len(coords), fmap.shape[1], *output_size)
+    check_allocation(shape, fmap.itemsize, "roi_pool's (K, C, PH, PW) output (boxes: K, input: C)")
     if len(coords) == 0:
-        return np.zeros((0, fmap.shape[1], *output_size), dtype=fmap.dtype)
+        return np.zeros(shape, dtype=fmap.dtype)
     bins = pooling_bins(coords, fmap.shape[2], fmap.shape[3], output_size, spatial_scale)
     return kernel(fmap, batch_index, bins)
