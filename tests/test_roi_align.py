@@ -562,3 +562,11 @@ def test_extreme_finite_rois_give_the_reference_or_the_same_error_on_every_backe
         check()
         print("done")
     """)
+
+
+def test_an_output_too_large_names_output_size():
+    from edudet import ops as _ops
+
+    for op in (_ops.roi_align, _ops.roi_pool):
+        with pytest.raises(ValueError, match=r"output_size: \(PH, PW\)\) would need 1 x 1 x 1000000000"):
+            op(np.ones((1, 1, 8, 8), np.float32), np.array([[0, 0, 0, 4, 4.0]], np.float32), 10**9)

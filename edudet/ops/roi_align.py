@@ -361,7 +361,8 @@ def _roi_align_on_finite_map(fmap: np.ndarray, boxes, output_size, spatial_scale
     if not isinstance(pool_mode, str) or pool_mode not in ("avg", "max"):
         raise ValueError(f"pool_mode must be 'avg' or 'max', got {pool_mode!r}")
     shape = (len(coords), fmap.shape[1], *output_size)
-    check_allocation(shape, fmap.itemsize, "roi_align's (K, C, PH, PW) output (boxes: K, input: C)")
+    check_allocation(shape, fmap.itemsize,
+                     "roi_align's (K, C, PH, PW) output (boxes: K, input: C, output_size: (PH, PW))")
     if len(coords) == 0:
         return np.zeros(shape, dtype=fmap.dtype)
     plan = sampling_plan(coords, fmap.shape[2], fmap.shape[3], output_size, spatial_scale, sampling_ratio,

@@ -123,7 +123,8 @@ def roi_pool(input, boxes, output_size, spatial_scale: float = 1.0, backend: str
     output_size = as_output_size(output_size)
     spatial_scale = check_scalar(spatial_scale, "spatial_scale", low=0, low_inclusive=False)
     shape = (len(coords), fmap.shape[1], *output_size)
-    check_allocation(shape, fmap.itemsize, "roi_pool's (K, C, PH, PW) output (boxes: K, input: C)")
+    check_allocation(shape, fmap.itemsize,
+                     "roi_pool's (K, C, PH, PW) output (boxes: K, input: C, output_size: (PH, PW))")
     if len(coords) == 0:
         return np.zeros(shape, dtype=fmap.dtype)
     bins = pooling_bins(coords, fmap.shape[2], fmap.shape[3], output_size, spatial_scale)
