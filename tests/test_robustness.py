@@ -1749,6 +1749,78 @@ def boundary_cases() -> list[Case]:
 # The families: one child interpreter each
 # =============================================================================================================
 # property name -> (strategy, share of the profile's max_examples)
+@st.composite
+def prior_cases(draw):
+    """SSD default boxes, YOLO anchors, mmdetection points and valid flags on adversarial arguments."""
+    which = draw(st.sampled_from(["ssd", "yolo", "points", "valid_flags"]))
+    h, sh = draw(param([3, 0, 1], kind="int", bad=[-1]))
+    w, sw = draw(param([2, 5], kind="int", bad=[-2]))
+    stride, ss = draw(param([12, 8, 7], kind="int", bad=[0, -8, 2.5]))
+    dtype, sd = draw(st.sampled_from([(np.float32, OK), (np.float64, OK), (np.int32, BAD), (None, BAD)]))
+    aliases = {"featmap_sizes": ("featmap_sizes",), "feature_shapes": ("feature_shapes",)}
+    if which == "ssd":
+        ratio, sr = draw(param([2.0, 3.0], bad=[0.0, -1.0]))
+        scale, sc = draw(param([0.2, 0.9, 1.5], bad=[0.0, -0.5]))
+        step, sp = draw(st.one_of(st.just((None, OK)), param([8.0, 100.0], bad=[0.0, -8.0])))
+        clip, scl = draw(param([True, False], kind="bool"))
+
+        def call(backend, aspect_ratios, scale, steps, clip, feature_shapes, dtype):
+            gen = edudet.DefaultBoxGenerator([[aspect_ratios]], scales=[scale, scale], clip=clip,
+                                             steps=None if steps is None else [steps])
+            return gen((30, 40), feature_shapes, dtype=dtype)
+
+        def expect(out):
+            return expect_array(out, (int(h) * int(w) * 4, 4), dtype)
+
+        return Case("edudet.DefaultBoxGenerator", call,
+                    dict(aspect_ratios=ratio, scale=scale, steps=step, clip=clip, feature_shapes=[(h, w)], dtype=dtype),
+                    dict(aspect_ratios=sr, scale=sc, steps=sp, clip=scl, feature_shapes=worst(sh, sw), dtype=sd),
+                    "edudet.DefaultBoxGenerator([[{aspect_ratios}]], scales=[{scale}, {scale}], clip={clip}, "
+                    "steps=[{steps}])((30, 40), {feature_shapes}, dtype={dtype})", NUMPY_ONLY, expect=expect,
+                    aliases={**aliases, "scale": ("scales",), "steps": ("steps",)})
+    if which == "yolo":
+        size, sz = draw(param([10.0, 33.5], bad=[0.0, -3.0]))
+
+        def call(backend, strides, size, featmap_sizes, dtype):
+            return edudet.YOLOAnchorGenerator([strides], [[(size, 13.0)]])(featmap_sizes, dtype=dtype)
+
+        def expect(out):
+            return expect_array(out, (int(h) * int(w), 4), dtype)
+
+        return Case("edudet.YOLOAnchorGenerator", call,
+                    dict(strides=stride, size=size, featmap_sizes=[(h, w)], dtype=dtype),
+                    dict(strides=ss, size=sz, featmap_sizes=worst(sh, sw), dtype=sd),
+                    "edudet.YOLOAnchorGenerator([{strides}], [[({size}, 13.0)]])({featmap_sizes}, dtype={dtype})",
+                    NUMPY_ONLY, expect=expect, aliases={**aliases, "size": ("base_sizes",)})
+    if which == "points":
+        offset, so = draw(param([0.5, 0.0], bad=[-0.5, 1.5]))
+
+        def call(backend, strides, offset, featmap_sizes, dtype):
+            return edudet.MlvlPointGenerator([strides], offset)(featmap_sizes, dtype=dtype, with_stride=True)
+
+        def expect(out):
+            return expect_array(out, (int(h) * int(w), 4), dtype)
+
+        return Case("edudet.MlvlPointGenerator", call,
+                    dict(strides=stride, offset=offset, featmap_sizes=[(h, w)], dtype=dtype),
+                    dict(strides=ss, offset=so, featmap_sizes=worst(sh, sw), dtype=sd),
+                    "edudet.MlvlPointGenerator([{strides}], {offset})({featmap_sizes}, dtype={dtype}, "
+                    "with_stride=True)", NUMPY_ONLY, expect=expect, aliases=aliases)
+    count, sn = draw(param([1, 3], kind="int", bad=[0, -1]))
+
+    def expect(out):
+        return expect_array(out, (int(h) * int(w) * int(count),), np.bool_)
+
+    return Case("edudet.valid_flags", lambda backend, **v: edudet.valid_flags(**v),
+                dict(featmap_size=(h, w), valid_size=(0, 0), num_base_priors=count),
+                dict(featmap_size=worst(sh, sw), valid_size=OK, num_base_priors=sn),
+                "edudet.valid_flags({featmap_size}, {valid_size}, {num_base_priors})", NUMPY_ONLY, expect=expect)
+
+
+def worst(*statuses):
+    return BAD if BAD in statuses else EITHER if EITHER in statuses else OK
+
+
 PROPERTIES = {
     "box_iou": (box_iou_cases, 1.0),
     "generalized_box_iou": (generalized_box_iou_cases, 0.5),
@@ -1777,6 +1849,7 @@ PROPERTIES = {
     "nms_rotated": (nms_rotated_cases, 0.5),
     "rotated_helpers": (rotated_helpers_cases, 0.5),
     "roi_align_rotated": (roi_align_rotated_cases, 0.5),
+    "priors": (prior_cases, 0.5),
 }
 FIXED = {"sizes": size_cases, "boundary": boundary_cases}
 # every public name of edudet and edudet.ops -> the properties that run it (test_every_public_op_is_in_the_suite)
@@ -1796,6 +1869,8 @@ COVERAGE = {
     "Matcher": "match_boxes", "rpn_background_matches": "sampler", "BalancedPositiveNegativeSampler": "sampler",
     "rpn_targets": "rpn_targets", "roi_head_targets": "roi_head_targets", "fcos_targets": "fcos_targets",
     "MultiScaleRoIAlign": "multiscale_roi_align", "roi_grid_to_image": "roi_grid_to_image",
+    "DefaultBoxGenerator": "priors", "YOLOAnchorGenerator": "priors", "MlvlPointGenerator": "priors",
+    "valid_flags": "priors",
 }
 NOT_OPS = {"ops", "__version__", "available_backends", "backends_for"}  # names that take no data
 FAMILIES = {
@@ -1803,7 +1878,7 @@ FAMILIES = {
               "level_mapping"],
     "nms": ["nms", "batched_nms", "soft_nms"],
     "matching": ["match_boxes", "matcher_call", "rpn_targets", "roi_head_targets", "sampler"],
-    "fcos_anchors": ["fcos_targets", "anchors_points", "strides"],
+    "fcos_anchors": ["fcos_targets", "anchors_points", "strides", "priors"],
     "roi": ["roi_align", "roi_pool", "multiscale_roi_align", "paste_masks", "roi_grid_to_image"],
     "rotated": ["box_iou_rotated", "nms_rotated", "rotated_helpers", "roi_align_rotated"],
     "sizes_and_boundary": ["sizes", "boundary"],
