@@ -1,4 +1,5 @@
-"""Rotated boxes: `box_iou_rotated`, `nms_rotated`, `batched_nms_rotated`, `roi_align_rotated`, every CPU backend.
+"""Rotated boxes: `box_iou_rotated`, `nms_rotated`, `batched_nms_rotated`, `roi_align_rotated` and
+`RotatedAnchorGenerator`, every CPU backend.
 
 torchvision has no rotated op, so the baseline (the "torchvision ms" column, and the ratio) is edudet's own
 vectorised NumPy reference (`edudet.ops.rotated`); the row's workload says so. Workloads are an oriented
@@ -10,6 +11,7 @@ import numpy as np
 from harness import Case
 
 from edudet.ops.roi_align_rotated import _roi_align_rotated, roi_align_rotated
+from edudet.rotated_anchors import RotatedAnchorGenerator, _rotated_grid_anchors
 from edudet.ops.rotated import (
     _batched_nms_rotated,
     _box_iou_rotated,
@@ -61,3 +63,13 @@ def cases(quick: bool):
                edudet={be: (lambda be=be: roi_align_rotated(features, rois, 7, 0.25, 2, backend=be))
                        for be in _fast(_roi_align_rotated)},
                torchvision=lambda: roi_align_rotated(features, rois, 7, 0.25, 2, backend="numpy"), repeat=2)
+
+    # detectron2's RRPN anchors on an FPN: one size per level, 3 ratios x 7 angles (its default angles)
+    generator = RotatedAnchorGenerator(sizes=[[32], [64], [128], [256], [512]], aspect_ratios=[0.5, 1.0, 2.0],
+                                       angles=[-90, -60, -30, 0, 30, 60, 90], strides=[4, 8, 16, 32, 64])
+    shapes = [(100, 152), (50, 76), (25, 38), (13, 19), (7, 10)] if quick else \
+        [(200, 304), (100, 152), (50, 76), (25, 38), (13, 19)]
+    count = sum(h * w for h, w in shapes) * 21
+    yield Case("RotatedAnchorGenerator", f"{count:,} anchors (5 FPN levels, 3 ratios x 7 angles), float32; {BASELINE}",
+               edudet={be: (lambda be=be: generator(shapes, backend=be)) for be in _fast(_rotated_grid_anchors)},
+               torchvision=lambda: generator(shapes, backend="numpy"))

@@ -18,8 +18,9 @@ from functools import lru_cache
 BACKENDS = ("numpy", "numba", "cython", "cuda")
 # the modules that declare a Dispatcher (imported by `backends_for` / `dispatchers`, never by `import edudet`)
 OP_MODULES = ("edudet.ops.boxes", "edudet.ops.nms", "edudet.ops.roi_align", "edudet.ops.roi_pool",
-              "edudet.matcher", "edudet.targets", "edudet.ops.rotated",
-              "edudet.ops.roi_align_rotated")
+              "edudet.matcher", "edudet.targets", "edudet.anchors", "edudet.ops.rotated",
+              "edudet.ops.roi_align_rotated", "edudet.rotated_anchors",
+              "edudet.ops.iou_variants")
 _REGISTRY: dict = {}
 # backend=None picks the first usable of these (CUDA is never picked implicitly: data lives on the host)
 DEFAULT_PREFERENCE = ("cython", "numba", "numpy")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from edudet.kernels._roi_align_rotated_common import check_rotated_plan
+
 
 @njit(cache=True)
 def _weights(height, width, y, x):
@@ -65,4 +67,5 @@ def _roi_align_rotated(input, batch_index, plan, pooled_h, pooled_w):
 
 def roi_align_rotated(input, batch_index, plan, output_size):
     """(N, C, H, W), (K,) int64, (K, 11) float64 plan, (PH, PW) -> (K, C, PH, PW) float64."""
+    check_rotated_plan(input, batch_index, plan, output_size)  # Numba does no bounds checks: refuse a bad plan
     return _roi_align_rotated(input, batch_index, plan, int(output_size[0]), int(output_size[1]))

@@ -16,7 +16,8 @@ side at least 1 feature pixel (``aligned=False``, mmcv's legacy mode). Sampling 
 The RoI plan (centres, sizes, cos/sin, sample grid) is computed here in float64 for every backend, and the
 samples too; values are accumulated in float64 and returned in the input's dtype (detectron2 computes in the
 input's dtype: float32 results can differ in the last bits). The NumPy reference below is the readable truth;
-``kernels/roi_align_rotated_numba.py`` does the same arithmetic in the same order (bitwise-equal results).
+``kernels/roi_align_rotated_{numba,cython,cuda}`` do the same arithmetic in the same order (bitwise-equal
+results; on a real GPU fused multiply-adds can move the last bits).
 """
 from __future__ import annotations
 
@@ -99,7 +100,9 @@ def roi_align_rotated_numpy(input: np.ndarray, batch_index: np.ndarray, plan: np
 
 
 _roi_align_rotated = Dispatcher("roi_align_rotated", reference=roi_align_rotated_numpy,
-                                numba="roi_align_rotated_numba:roi_align_rotated")
+                                numba="roi_align_rotated_numba:roi_align_rotated",
+                                cython="roi_align_rotated_cython:roi_align_rotated",
+                                cuda="roi_align_rotated_cuda:roi_align_rotated")
 
 
 def roi_align_rotated(input, rois, output_size, spatial_scale: float = 1.0, sampling_ratio: int = -1,
@@ -116,7 +119,7 @@ def roi_align_rotated(input, rois, output_size, spatial_scale: float = 1.0, samp
     is mmcv's legacy mode (no shift; a side under 1 feature pixel grows to 1 about the centre). At angle 0
     this is `roi_align` with the same `aligned` on the RoI's ``(cx - w/2, cy - h/2, cx + w/2, cy + h/2)``
     (with ``aligned=False`` only where no side is under 1 feature pixel: `roi_align` grows such a side from
-    x1, as torchvision does). `backend`: None, "numpy" or "numba".
+    x1, as torchvision does). `backend`: None (fastest CPU), "numpy", "numba", "cython" or "cuda".
     """
     fmap = as_feature_map(input)
     check_finite_map(fmap)
