@@ -80,7 +80,11 @@ def test_linear_decode_properties(seed):
     boxes = linear_decode(distances, anchors)
     # non-negative distances give a box around the point, (l + r) anchor widths wide
     assert (boxes[:, :2] <= centre + 1e-3).all() and (boxes[:, 2:] >= centre - 1e-3).all()
-    np.testing.assert_allclose(boxes[:, 2] - boxes[:, 0], (distances[:, 0] + distances[:, 2]) * size, rtol=1e-5)
+    # the width is a difference of two float32 coordinates near the centre (up to ~700): each is rounded to
+    # half an ulp, so the difference is good to ~2 ulps of the coordinates (2 * 2**-24 * 1024 = 1.2e-4)
+    coordinate_ulp = np.spacing(np.abs(boxes).max().astype(np.float32))
+    np.testing.assert_allclose(boxes[:, 2] - boxes[:, 0], (distances[:, 0] + distances[:, 2]) * size, rtol=1e-5,
+                               atol=2 * coordinate_ulp)
 
 
 # parity with torchvision ----------------------------------------------------------------------------------
@@ -91,11 +95,12 @@ def run():
 
 def test_fpn_levels(run):
     ours = run["trace"]["backbone.fpn"].arrays
+    names = ["0", "1", "2", "p6", "p7"]  # the backbone's declared out_names, torchvision's
     # 320 x 448 padded input: P3 40 x 56 ... P7 3 x 4
-    assert [ours[f"P[{i}]"].shape[-2:] for i in range(5)] == [(40, 56), (20, 28), (10, 14), (5, 7), (3, 4)]
-    for i, expected in enumerate(run["tv"]["features"]):
+    assert [ours[f"P[{n}]"].shape[-2:] for n in names] == [(40, 56), (20, 28), (10, 14), (5, 7), (3, 4)]
+    for name, expected in zip(names, run["tv"]["features"]):
         scale = np.abs(expected).max()
-        np.testing.assert_allclose(ours[f"P[{i}]"], expected, rtol=0, atol=2e-5 * scale, err_msg=f"level {i}")
+        np.testing.assert_allclose(ours[f"P[{name}]"], expected, rtol=0, atol=2e-5 * scale, err_msg=f"level {name}")
 
 
 def test_head_outputs(run):

@@ -8,8 +8,7 @@ import pytest
 import edudet.models as models
 from edudet.models.convert import main as convert_main
 from edudet.models.faster_rcnn import FasterRCNN, resnet50_fpn_backbone
-from edudet.models.layers import Conv2d
-from edudet.models.weights import load_conv_bn
+from edudet.models.layers import Conv2d, FrozenBatchNorm2d
 from tests.helpers import import_torchvision
 
 
@@ -35,9 +34,9 @@ def test_expected_keys_hand():
 def test_batch_norm_is_folded_hand():
     # 1x1 conv weight 3; BN weight 2, bias 1, mean 1, var 1 - eps: y = 2 (3x - 1) / 1 + 1 = 6x - 1
     conv = Conv2d(1, 1, 1, bias=False)
-    state = {"c.weight": np.full((1, 1, 1, 1), 3.0), "bn.weight": [2.0], "bn.bias": [1.0], "bn.running_mean": [1.0],
-             "bn.running_var": [1.0 - 1e-5]}
-    load_conv_bn(conv, state, "c", "bn")
+    conv.load_state({"weight": np.full((1, 1, 1, 1), 3.0)})
+    FrozenBatchNorm2d(conv).load_state({"weight": [2.0], "bias": [1.0], "running_mean": [1.0],
+                                        "running_var": [1.0 - 1e-5]})
     np.testing.assert_allclose(conv(np.array([[[[0.0, 1.0]]]], np.float32))[0, 0, 0], [-1.0, 5.0], rtol=1e-6)
 
 

@@ -14,9 +14,13 @@ empty, corrupt, pickled objects without ``--trust-pickle``) or the output cannot
 from __future__ import annotations
 
 import argparse
+import pickle
 import re
 import sys
 from pathlib import Path
+
+from . import ARCHITECTURES, architecture_of, num_classes_of
+from .weights import CONFIG_KEY
 
 __all__ = ["main", "read_checkpoint"]
 
@@ -27,9 +31,7 @@ def read_checkpoint(path, trust_pickle: bool = False) -> dict:
     Raises ValueError, naming the file, when it cannot be read: empty, corrupt, not a state dict, or holding
     pickled Python objects beyond tensors (a whole model) while `trust_pickle` is False.
     """
-    import pickle
-
-    import torch
+    import torch  # only here: converting is the one step that needs torch
 
     name = str(path)
     try:
@@ -78,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("checkpoint", help="a .pth written by torch.save (state_dict or model)")
     parser.add_argument("output", help="the .npz to write")
     parser.add_argument("--architecture", default="auto",
-                        choices=["auto", "fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "fcos_resnet50_fpn",
-                                 "retinanet_resnet50_fpn", "fasterrcnn_resnet18_fpn", "maskrcnn_resnet18_fpn"],
+                        choices=["auto", *ARCHITECTURES],
                         help="the detector the checkpoint is for (default: recognised from its keys)")
     parser.add_argument("--half", action="store_true",
                         help="store conv and linear weights as float16 (half the file; each weight rounded to "
@@ -99,9 +100,6 @@ def main(argv: list[str] | None = None) -> int:
         print("edudet convert needs torch to read .pth files (pip install torch); nothing else in edudet does",
               file=sys.stderr)
         return 2
-    from . import _BUILDERS, architecture_of, num_classes_of
-    from .weights import CONFIG_KEY
-
     if not Path(args.checkpoint).exists():
         print(f"edudet convert: {args.checkpoint} does not exist", file=sys.stderr)
         return 2
@@ -117,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     num_classes = num_classes_of(state, architecture) or 91
     try:
         options = {} if args.bn_eps is None else {"bn_eps": args.bn_eps}
-        model = _BUILDERS[architecture](state, num_classes=num_classes, **options)
+        model = ARCHITECTURES[architecture][0](state, num_classes=num_classes, **options)
     except (TypeError, ValueError) as err:
         print(f"edudet convert: {args.checkpoint} does not load as a {architecture} checkpoint: {_one_line(err)}",
               file=sys.stderr)

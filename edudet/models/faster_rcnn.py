@@ -6,8 +6,10 @@ so a torchvision checkpoint converted with ``python -m edudet convert`` gives th
 from __future__ import annotations
 
 from .._validate import check_scalar
+from ..anchors import AnchorGenerator
+from ..strides import check_sizes_against_strides
+from .detector import TwoStageDetector
 from .fpn import BackboneWithFPN, FeaturePyramidNetwork, LastLevelMaxPool
-from .generalized_rcnn import GeneralizedRCNN
 from .resnet import resnet50_body
 from .roi_heads import FastRCNNPredictor, RoIHeads, TwoMLPHead, multiscale_roi_align
 from .rpn import RegionProposalNetwork, RPNHead
@@ -25,18 +27,17 @@ _TRAINING_ONLY = {
 }
 
 
-class FasterRCNN(GeneralizedRCNN):
+class FasterRCNN(TwoStageDetector):
     """Faster R-CNN: a backbone with ``out_channels``, an RPN on every level, a two-layer box head.
 
     Keyword arguments and defaults are torchvision's (``FasterRCNN``'s inference ones). Three more describe
     parts torchvision takes as objects: `anchor_sizes` (one tuple of sizes per FPN level, ``"pool"``
     included) and `aspect_ratios` (the same on every level) for its ``rpn_anchor_generator``, and
-    `representation_size`, the width of ``TwoMLPHead``. The RoI pooler uses every backbone level but ``"pool"``.
+    `representation_size`, the width of ``TwoMLPHead``. The RoI pooler uses every backbone level but ``"pool"``
+    (the body's levels); each level's smallest anchor must be at least the stride the backbone declares.
     """
 
     kind = "fasterrcnn"
-    architecture = "fasterrcnn_resnet50_fpn"
-    classifier_weight = ("roi_heads.box_predictor.cls_score.weight", 2)
 
     def __init__(self, backbone, num_classes: int = 91, *, min_size: int = 800, max_size: int = 1333,
                  image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, rpn_pre_nms_top_n_test: int = 1000,
@@ -44,8 +45,6 @@ class FasterRCNN(GeneralizedRCNN):
                  box_score_thresh: float = 0.05, box_nms_thresh: float = 0.5, box_detections_per_img: int = 100,
                  anchor_sizes=((32,), (64,), (128,), (256,), (512,)), aspect_ratios=(0.5, 1.0, 2.0),
                  representation_size: int = 1024, **training_only):
-        from ..anchors import AnchorGenerator
-
         unknown = set(training_only) - _TRAINING_ONLY
         if unknown:
             raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)}")
@@ -63,12 +62,15 @@ class FasterRCNN(GeneralizedRCNN):
         representation_size = check_scalar(representation_size, "representation_size", low=1, integer=True)
         transform = GeneralizedRCNNTransform(min_size, max_size, image_mean, image_std)
         min_size, max_size = transform.min_size, transform.max_size
-        levels = [str(i) for i in range(len(backbone.body.out_channels))]  # the FPN levels before "pool"
+        # the levels the RoIs are pooled from: the body's, not the extra block's ("pool")
+        pooled = len(backbone.body.strides)
+        levels, level_strides = backbone.out_names[:pooled], backbone.strides[:pooled]
         # plain lists of numbers (whole sizes as ints), so the saved JSON config reads as written
         anchor_sizes = [[float(s) if float(s) != int(s) else int(s) for s in sizes] for sizes in anchor_sizes]
         if len(anchor_sizes) != len(levels) + 1:
             raise ValueError(f"anchor_sizes must have one entry per FPN level ({len(levels) + 1} with 'pool'), "
                              f"got {len(anchor_sizes)}")
+        check_sizes_against_strides(anchor_sizes, backbone.strides, what="anchor_sizes")
         aspect_ratios = [float(r) for r in aspect_ratios]
         config = dict(num_classes=num_classes, min_size=min_size, max_size=max_size,
                       image_mean=list(map(float, image_mean)), image_std=list(map(float, image_std)),
@@ -82,14 +84,16 @@ class FasterRCNN(GeneralizedRCNN):
         anchor_generator = AnchorGenerator(anchor_sizes, (aspect_ratios,) * len(anchor_sizes))
         rpn = RegionProposalNetwork(anchor_generator, RPNHead(channels, len(aspect_ratios) * len(anchor_sizes[0])),
                                     rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test, rpn_nms_thresh, rpn_score_thresh)
+        # the pooler infers each level's scale as torchvision does (``2 ** round(log2(h / H))``, H unpadded): its
+        # `featmap_strides` check uses the same estimate, which refuses the declared strides of images thinner
+        # than ~2 strides after resizing, so the declared strides are checked on the padded maps (`Detector`)
         box_roi_pool = multiscale_roi_align(levels, 7, 2)
         box_head = TwoMLPHead(channels * 7 * 7, representation_size)
         roi_heads = RoIHeads(box_roi_pool, box_head, FastRCNNPredictor(representation_size, num_classes),
                              box_score_thresh, box_nms_thresh, box_detections_per_img)
         super().__init__(backbone, rpn, roi_heads, transform, config)
         self.num_classes = num_classes
-        self.feature_levels = levels
-        self.architecture = f"{self.kind}_{getattr(backbone, 'name', 'resnet50_fpn')}"
+        self.feature_levels, self.feature_strides = levels, level_strides
 
 
 def resnet50_fpn_backbone(bn_eps: float = 1e-5) -> BackboneWithFPN:

@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..anchors import AnchorGenerator
+from .faster_rcnn import check_bn_eps
 from .fpn import BackboneWithFPN, FeaturePyramidNetwork, LastLevelP6P7
 from .layers import Conv2d
 from .one_stage import DenseHead, OneStageDetector, check_one_stage_arguments
@@ -79,8 +81,8 @@ class FCOSHead(DenseHead):
         super().__init__(in_channels, num_anchors, num_classes, num_convs, group_norm=True)
         self.bbox_ctrness = Conv2d(in_channels, num_anchors, 3, padding=1)
 
-    def _convs(self):
-        return {**super()._convs(), "regression_head.bbox_ctrness": self.bbox_ctrness}
+    def children(self):
+        return {**super().children(), "regression_head.bbox_ctrness": self.bbox_ctrness}
 
     def _level_outputs(self, feature):
         hidden = self.regression_tower(feature)  # shared by the distances and the centerness
@@ -93,20 +95,20 @@ class FCOS(OneStageDetector):
 
     Keyword arguments and defaults are torchvision's ``FCOS`` (``score_thresh=0.2``, ``nms_thresh=0.6``,
     ``detections_per_img=100``, ``topk_candidates=1000``); `anchor_generator` may be an
-    `edudet.AnchorGenerator` with one anchor per location.
+    `edudet.AnchorGenerator` with one anchor per location, of size = the level's declared stride (by default
+    the backbone's strides, 8 .. 128).
     """
 
-    architecture = "fcos_resnet50_fpn"
+    kind = "fcos"
+    anchor_sizes_equal_strides = True
 
     def __init__(self, backbone, num_classes: int = 91, *, min_size: int = 800, max_size: int = 1333,
                  image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, anchor_generator=None, head=None,
                  score_thresh: float = 0.2, nms_thresh: float = 0.6, detections_per_img: int = 100,
                  topk_candidates: int = 1000, **training_only):
-        from ..anchors import AnchorGenerator
-
         if anchor_generator is None:
             # one stride-sized square per location: its centre is the FCOS point, its size the unit of the codes
-            anchor_generator = AnchorGenerator(((8,), (16,), (32,), (64,), (128,)), ((1.0,),) * 5)
+            anchor_generator = AnchorGenerator([(s,) for s in backbone.strides], ((1.0,),) * len(backbone.strides))
         num_classes, score_thresh, nms_thresh, detections_per_img, topk_candidates = check_one_stage_arguments(
             training_only, _TRAINING_ONLY, num_classes, score_thresh, nms_thresh, detections_per_img, topk_candidates,
             anchor_generator)
@@ -132,8 +134,6 @@ class FCOS(OneStageDetector):
 
 def resnet50_fpn_p3p7_backbone(bn_eps: float = 1e-5) -> BackboneWithFPN:
     """ResNet-50 C3..C5 -> FPN P3..P5 (256 channels) plus P6, P7 from P5 (``LastLevelP6P7(256, 256)``)."""
-    from .faster_rcnn import check_bn_eps
-
     body = resnet50_body(returned_layers=(2, 3, 4), bn_eps=check_bn_eps(bn_eps))
     return BackboneWithFPN(body, FeaturePyramidNetwork(body.out_channels, 256, LastLevelP6P7(256, 256)))
 

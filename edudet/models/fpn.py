@@ -13,13 +13,15 @@ from collections import OrderedDict
 import numpy as np
 
 from .layers import Conv2d, interpolate_nearest, relu_
-from .weights import StateModule, conv_shapes, load_convs, sub_state
+from .weights import StateModule
 
 __all__ = ["FeaturePyramidNetwork", "LastLevelMaxPool", "LastLevelP6P7", "BackboneWithFPN"]
 
 
 class LastLevelMaxPool(StateModule):
     """Adds ``"pool"`` = ``max_pool2d(P_last, kernel_size=1, stride=2)``: every other pixel of the last level."""
+
+    names = ("pool",)  # the levels it adds, each twice the stride of the one before
 
     def __call__(self, results: list[np.ndarray], inputs: list[np.ndarray], names: list[str]):
         return results + [np.ascontiguousarray(results[-1][:, :, ::2, ::2])], names + ["pool"]
@@ -28,19 +30,15 @@ class LastLevelMaxPool(StateModule):
 class LastLevelP6P7(StateModule):
     """Adds ``"p6"`` = conv3x3/2(P5 or C5) and ``"p7"`` = conv3x3/2(relu(P6)) (RetinaNet, FCOS)."""
 
+    names = ("p6", "p7")
+
     def __init__(self, in_channels: int, out_channels: int):
         self.p6 = Conv2d(in_channels, out_channels, 3, stride=2, padding=1)
         self.p7 = Conv2d(out_channels, out_channels, 3, stride=2, padding=1)
         self.use_p5 = in_channels == out_channels  # torchvision's rule: P5 when the widths allow it
 
-    def _convs(self):
+    def children(self):
         return {"p6": self.p6, "p7": self.p7}
-
-    def state_shapes(self):
-        return conv_shapes(self._convs())
-
-    def load_state(self, state):
-        load_convs(self._convs(), state)
 
     def __call__(self, results, inputs, names):
         p6 = self.p6(results[-1] if self.use_p5 else inputs[-1])
@@ -60,21 +58,13 @@ class FeaturePyramidNetwork(StateModule):
         self.extra_blocks = extra_blocks
         self.out_channels = out_channels
 
-    def _convs(self):
-        return {f"{kind}.{i}.0": conv for kind, convs in (("inner_blocks", self.inner_blocks),
-                                                           ("layer_blocks", self.layer_blocks))
-                for i, conv in enumerate(convs)}
-
-    def state_shapes(self):
-        shapes = conv_shapes(self._convs())
+    def children(self):
+        children = {f"{kind}.{i}.0": conv for kind, convs in (("inner_blocks", self.inner_blocks),
+                                                               ("layer_blocks", self.layer_blocks))
+                    for i, conv in enumerate(convs)}
         if self.extra_blocks is not None:
-            shapes.update({f"extra_blocks.{k}": v for k, v in self.extra_blocks.state_shapes().items()})
-        return shapes
-
-    def load_state(self, state):
-        load_convs(self._convs(), state)
-        if self.extra_blocks is not None:
-            self.extra_blocks.load_state(sub_state(state, "extra_blocks"))
+            children["extra_blocks"] = self.extra_blocks
+        return children
 
     def __call__(self, inputs: list[np.ndarray], names: list[str] | None = None) -> "OrderedDict[str, np.ndarray]":
         names = list(names) if names is not None else [str(i) for i in range(len(inputs))]
@@ -91,11 +81,20 @@ class FeaturePyramidNetwork(StateModule):
 
 
 class BackboneWithFPN(StateModule):
-    """A backbone body (returning C2..C5) followed by an FPN: ``(N, 3, H, W)`` -> OrderedDict of P levels."""
+    """A backbone body (returning C2..C5) followed by an FPN: ``(N, 3, H, W)`` -> OrderedDict of P levels.
+
+    It declares what it returns: `out_names` (``"0"``, ``"1"``, ... for the body's levels, then the extra
+    block's, e.g. ``"pool"``), their `strides` (the body's, then each extra level twice the one before) and
+    `out_channels`. The detectors check anchor sizes against those strides, and
+    `edudet.strides.level_strides` checks the strides against the maps of every forward pass.
+    """
 
     def __init__(self, body, fpn: FeaturePyramidNetwork, name: str = "resnet50_fpn"):
         self.body, self.fpn, self.name = body, fpn, name
         self.out_channels = fpn.out_channels
+        extra = tuple(getattr(fpn.extra_blocks, "names", ()))
+        self.out_names = [str(i) for i in range(len(body.strides))] + list(extra)
+        self.strides = list(body.strides) + [body.strides[-1] * 2 ** (i + 1) for i in range(len(extra))]
 
     def children(self):
         return {"body": self.body, "fpn": self.fpn}

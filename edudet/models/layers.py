@@ -16,7 +16,7 @@ import numpy as np
 
 __all__ = [
     "Conv2d", "Linear", "fold_batch_norm", "max_pool2d", "interpolate_nearest", "interpolate_bilinear",
-    "relu_", "softmax", "GroupNorm", "ConvTranspose2d",
+    "relu_", "softmax", "GroupNorm", "ConvTranspose2d", "FrozenBatchNorm2d",
 ]
 
 # im2col is done in row bands so the column matrix stays under this size: the 3x3 conv of the RPN head on
@@ -52,6 +52,13 @@ class Conv2d:
     def weight_shape(self) -> tuple[int, int, int, int]:
         k = self.kernel_size
         return (self.out_channels, self.in_channels, k, k)
+
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``weight`` (and ``bias``, unless built with ``bias=False``): torch's ``Conv2d`` keys."""
+        return {"weight": self.weight_shape, **({"bias": (self.out_channels,)} if self.has_bias else {})}
+
+    def load_state(self, state) -> None:
+        self.set_weight(state["weight"], state["bias"] if self.has_bias else None)
 
     def set_weight(self, weight: np.ndarray, bias: np.ndarray | None = None) -> None:
         """Store torch-layout weights (and bias) as the float32 matrix the product uses."""
@@ -120,6 +127,29 @@ def fold_batch_norm(conv: Conv2d, weight, bias, running_mean, running_var, eps: 
     conv.bias = (conv.bias.astype(np.float64) * scale + shift).astype(np.float32)
 
 
+class FrozenBatchNorm2d:
+    """An inference batch norm that lives inside the convolution before it (`fold_batch_norm`).
+
+    It has torch's ``BatchNorm2d`` keys (``weight``, ``bias``, ``running_mean``, ``running_var``) but no
+    forward pass of its own: loading it folds it into `conv`, whose weights must be loaded first (a model
+    declares the conv before its norm, as torchvision lists them).
+    """
+
+    def __init__(self, conv: "Conv2d", eps: float = 1e-5):
+        self.conv, self.eps = conv, float(eps)
+
+    def __repr__(self) -> str:
+        return f"FrozenBatchNorm2d({self.conv.out_channels}, eps={self.eps:g})"
+
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        channels = (self.conv.out_channels,)
+        return {"weight": channels, "bias": channels, "running_mean": channels, "running_var": channels}
+
+    def load_state(self, state) -> None:
+        fold_batch_norm(self.conv, state["weight"], state["bias"], state["running_mean"], state["running_var"],
+                        self.eps)
+
+
 class Linear:
     """``(N, in_features)`` -> ``(N, out_features)``: ``x W^T + b`` with torch's ``(out, in)`` weight layout."""
 
@@ -130,6 +160,12 @@ class Linear:
 
     def __repr__(self) -> str:
         return f"Linear({self.in_features}, {self.out_features})"
+
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"weight": (self.out_features, self.in_features), "bias": (self.out_features,)}
+
+    def load_state(self, state) -> None:
+        self.set_weight(state["weight"], state["bias"])
 
     def set_weight(self, weight: np.ndarray, bias: np.ndarray) -> None:
         # stored transposed (a view of the torch layout): x @ W^T is then a plain row-major product
@@ -264,6 +300,12 @@ class GroupNorm:
     def __repr__(self) -> str:
         return f"GroupNorm({self.num_groups}, {self.num_channels})"
 
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"weight": (self.num_channels,), "bias": (self.num_channels,)}
+
+    def load_state(self, state) -> None:
+        self.set_weight(state["weight"], state["bias"])
+
     def set_weight(self, weight: np.ndarray, bias: np.ndarray) -> None:
         self.weight = np.ascontiguousarray(weight, dtype=np.float32)
         self.bias = np.ascontiguousarray(bias, dtype=np.float32)
@@ -310,6 +352,12 @@ class ConvTranspose2d:
     def weight_shape(self) -> tuple[int, int, int, int]:
         k = self.kernel_size
         return (self.in_channels, self.out_channels, k, k)
+
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"weight": self.weight_shape, "bias": (self.out_channels,)}
+
+    def load_state(self, state) -> None:
+        self.set_weight(state["weight"], state["bias"])
 
     def set_weight(self, weight: np.ndarray, bias: np.ndarray) -> None:
         weight = np.asarray(weight, np.float32)

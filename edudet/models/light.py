@@ -20,11 +20,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from .faster_rcnn import FasterRCNN, check_bn_eps
 from .fpn import BackboneWithFPN, FeaturePyramidNetwork, LastLevelMaxPool
 from .mask_rcnn import MaskRCNN
 from .resnet import resnet18_body
-from .weights import load_weights
+from .weights import load_npz, load_weights
 
 __all__ = ["LIGHT_DEFAULTS", "SHAPES_WEIGHTS", "shapes_detector", "shapes_record", "resnet18_fpn_backbone",
            "fasterrcnn_resnet18_fpn", "maskrcnn_resnet18_fpn", "torchvision_model"]
@@ -69,7 +71,7 @@ def shapes_detector(**overrides):
 
     Keyword `overrides` replace constructor arguments, e.g. ``shapes_detector(box_score_thresh=0.5)``.
     """
-    from . import load
+    from . import load  # the package imports this module first: a top-level import would be circular
 
     if not SHAPES_WEIGHTS.exists():
         raise FileNotFoundError(f"the shipped weights {SHAPES_WEIGHTS} are missing from this installation; "
@@ -128,10 +130,7 @@ def torchvision_model(architecture: str = "maskrcnn_resnet18_fpn", num_classes: 
 
 
 def _load_into_torch(model, path) -> None:
-    import numpy as np
-    import torch
-
-    from .weights import load_npz
+    import torch  # only when called: torch is never a run-time dependency
 
     state, _ = load_npz(path)
     missing, unexpected = model.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in state.items()},

@@ -13,11 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 from .._validate import check_scalar
+from ..poolers import MultiScaleRoIAlign
 from .faster_rcnn import FasterRCNN, resnet50_fpn_backbone
 from .layers import Conv2d, ConvTranspose2d
 from .roi_heads import multiscale_roi_align
 from .rpn import sigmoid
-from .weights import StateModule, conv_shapes, load_convs, load_weights
+from .weights import StateModule, load_weights
 
 __all__ = ["MaskRCNN", "MaskRCNNHeads", "MaskRCNNPredictor", "maskrcnn_resnet50_fpn"]
 
@@ -35,14 +36,8 @@ class MaskRCNNHeads(StateModule):
             in_channels = width
         self.out_channels = in_channels
 
-    def _convs(self):
+    def children(self):
         return {f"{i}.0": conv for i, conv in enumerate(self.convs)}
-
-    def state_shapes(self):
-        return conv_shapes(self._convs())
-
-    def load_state(self, state):
-        load_convs(self._convs(), state)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         for conv in self.convs:
@@ -64,14 +59,8 @@ class MaskRCNNPredictor(StateModule):
         self.conv5_mask = ConvTranspose2d(in_channels, dim_reduced, 2)
         self.mask_fcn_logits = Conv2d(dim_reduced, num_classes, 1)
 
-    def _convs(self):
+    def children(self):
         return {"conv5_mask": self.conv5_mask, "mask_fcn_logits": self.mask_fcn_logits}
-
-    def state_shapes(self):
-        return conv_shapes(self._convs())
-
-    def load_state(self, state):
-        load_convs(self._convs(), state)
 
     def __call__(self, x: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         hidden = self.conv5_mask(x, relu=True)  # (K, D, 28, 28)
@@ -118,13 +107,10 @@ class MaskRCNN(FasterRCNN):
     """
 
     kind = "maskrcnn"
-    architecture = "maskrcnn_resnet50_fpn"
 
     def __init__(self, backbone, num_classes: int = 91, *, mask_roi_pool=None, mask_head=None, mask_predictor=None,
                  mask_layers=(256, 256, 256, 256), mask_dim_reduced: int = 256, **kwargs):
         super().__init__(backbone, num_classes, **kwargs)
-        from ..poolers import MultiScaleRoIAlign
-
         if isinstance(mask_layers, (str, bytes)) or not hasattr(mask_layers, "__len__") or len(mask_layers) == 0:
             raise ValueError(f"mask_layers must be a non-empty list of positive widths, got {mask_layers!r}")
         mask_layers = [check_scalar(w, f"mask_layers[{i}]", low=1, integer=True) for i, w in enumerate(mask_layers)]

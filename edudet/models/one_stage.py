@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .generalized_rcnn import GeneralizedRCNN
+from .._validate import check_scalar
+from ..anchors import AnchorGenerator
+from ..ops import batched_nms, clip_boxes_to_image
+from ..strides import check_sizes_against_strides
+from .detector import Detector
 from .layers import Conv2d, GroupNorm
 from .rpn import flatten_level, top_n_descending
 from .transform import GeneralizedRCNNTransform
-from .weights import StateModule, conv_shapes, load_convs, sub_state
+from .weights import StateModule
 
 __all__ = ["OneStageDetector", "DenseHead", "HeadTower"]
 
@@ -33,26 +37,13 @@ class HeadTower(StateModule):
         self.convs = [Conv2d(channels, channels, 3, padding=1) for _ in range(num_convs)]
         self.norms = [GroupNorm(32, channels) for _ in range(num_convs)] if group_norm else None
 
-    def _names(self):
-        for i, conv in enumerate(self.convs):
-            if self.norms is None:
-                yield f"{i}.0", conv, None
-            else:
-                yield f"{3 * i}", conv, (f"{3 * i + 1}", self.norms[i])
-
-    def state_shapes(self):
-        shapes = {}
-        for name, conv, norm in self._names():
-            shapes.update(conv_shapes({name: conv}))
-            if norm is not None:
-                shapes[f"{norm[0]}.weight"] = shapes[f"{norm[0]}.bias"] = (norm[1].num_channels,)
-        return shapes
-
-    def load_state(self, state):
-        for name, conv, norm in self._names():
-            load_convs({name: conv}, state)
-            if norm is not None:
-                norm[1].set_weight(state[f"{norm[0]}.weight"], state[f"{norm[0]}.bias"])
+    def children(self):
+        if self.norms is None:
+            return {f"{i}.0": conv for i, conv in enumerate(self.convs)}
+        children = {}
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            children[f"{3 * i}"], children[f"{3 * i + 1}"] = conv, norm  # 3 i + 2 is the ReLU
+        return children
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         for i, conv in enumerate(self.convs):
@@ -83,23 +74,9 @@ class DenseHead(StateModule):
         self.regression_tower = HeadTower(in_channels, num_convs, group_norm)
         self.bbox_reg = Conv2d(in_channels, num_anchors * 4, 3, padding=1)
 
-    def _towers(self):
-        return {"classification_head.conv": self.classification_tower, "regression_head.conv": self.regression_tower}
-
-    def _convs(self):
-        return {"classification_head.cls_logits": self.cls_logits, "regression_head.bbox_reg": self.bbox_reg}
-
-    def state_shapes(self):
-        shapes = {}
-        for prefix, tower in self._towers().items():
-            shapes.update({f"{prefix}.{k}": v for k, v in tower.state_shapes().items()})
-        shapes.update(conv_shapes(self._convs()))
-        return shapes
-
-    def load_state(self, state):
-        for prefix, tower in self._towers().items():
-            tower.load_state(sub_state(state, prefix))
-        load_convs(self._convs(), state)
+    def children(self):
+        return {"classification_head.conv": self.classification_tower, "regression_head.conv": self.regression_tower,
+                "classification_head.cls_logits": self.cls_logits, "regression_head.bbox_reg": self.bbox_reg}
 
     def _level_outputs(self, feature: np.ndarray) -> dict[str, np.ndarray]:
         """One level's arrays, one per name in `outputs`."""
@@ -114,18 +91,19 @@ class DenseHead(StateModule):
         return outputs
 
 
-class OneStageDetector(GeneralizedRCNN):
+class OneStageDetector(Detector):
     """``model(images)`` -> one ``{"boxes": (K, 4) float32, "labels": (K,) int64, "scores": (K,) float32}`` per image.
 
     images: a list of ``(3, H, W)`` float arrays in [0, 1] or ``(H, W, 3)`` uint8 arrays. Boxes are
     ``(x1, y1, x2, y2)`` in each original image's pixels, sorted by decreasing score.
     ``model(images, trace=True)`` returns ``(detections, trace)``. The transform, backbone and weights are
-    `GeneralizedRCNN`'s; `detect` runs the head, the anchors and the filter above. Subclasses give the head
+    `Detector`'s; `detect` runs the head, the anchors and the filter above. Subclasses give the head
     and the two rules that differ: `level_scores` (class scores per anchor) and `decode` (codes -> boxes).
+    `anchor_sizes_equal_strides`: whether each level's one anchor must be as large as its stride (FCOS);
+    otherwise a level's smallest anchor must be at least its stride (`edudet.strides.check_sizes_against_strides`).
     """
 
-    features_by_name = False
-    classifier_weight = ("head.classification_head.cls_logits.weight", 4)
+    anchor_sizes_equal_strides = False
 
     def __init__(self, backbone, head, anchor_generator, num_classes: int, *, min_size: int, max_size: int,
                  image_mean, image_std, score_thresh: float, nms_thresh: float, detections_per_img: int,
@@ -136,7 +114,8 @@ class OneStageDetector(GeneralizedRCNN):
                       image_mean=list(map(float, image_mean)), image_std=list(map(float, image_std)),
                       score_thresh=score_thresh, nms_thresh=nms_thresh, detections_per_img=detections_per_img,
                       topk_candidates=topk_candidates)
-        super().__init__(backbone, None, None, transform, config)
+        check_sizes_against_strides(anchor_generator.sizes, backbone.strides, equal=self.anchor_sizes_equal_strides)
+        super().__init__(backbone, transform, config)
         self.head, self.anchor_generator, self.num_classes = head, anchor_generator, num_classes
         self.score_thresh, self.nms_thresh = float(score_thresh), float(nms_thresh)
         self.detections_per_img, self.topk_candidates = int(detections_per_img), int(topk_candidates)
@@ -144,8 +123,15 @@ class OneStageDetector(GeneralizedRCNN):
     def children(self):
         return {"backbone": self.backbone, "head": self.head}
 
-    def classifier_rows_per_class(self) -> int:
-        return self.anchor_generator.num_anchors_per_location()[0]
+    @classmethod
+    def num_classes_in(cls, state):
+        # cls_logits has A K rows and bbox_reg 4 A (A anchors per location): K from the weights alone
+        logits = state.get("head.classification_head.cls_logits.weight")
+        codes = state.get("head.regression_head.bbox_reg.weight")
+        if logits is None or codes is None or np.ndim(logits) != 4 or np.ndim(codes) != 4:
+            return None
+        anchors = int(np.shape(codes)[0]) // 4
+        return int(np.shape(logits)[0]) // anchors if anchors else None
 
     # the two rules a detector defines -------------------------------------------------------------------
     def level_scores(self, outputs: dict, level: int, image: int) -> np.ndarray:
@@ -158,7 +144,8 @@ class OneStageDetector(GeneralizedRCNN):
 
     # the forward pass ------------------------------------------------------------------------------------
     def detect(self, batch, image_sizes, features, recorder):
-        """FPN levels (a list) -> detections in the resized images' pixels: head, anchors, postprocess."""
+        """FPN levels -> detections in the resized images' pixels: head, anchors, postprocess."""
+        features = list(features.values())  # a dense head runs on every level alike, in order
         with recorder.stage("head") as stage:
             outputs = self.head(features)
             for name, value in outputs.items():
@@ -184,8 +171,6 @@ class OneStageDetector(GeneralizedRCNN):
         return self.level_output(outputs, "bbox_regression", level, image, 4)
 
     def postprocess_detections(self, outputs: dict, level_anchors: list[np.ndarray], image_sizes) -> list[dict]:
-        from ..ops import batched_nms, clip_boxes_to_image
-
         results = []
         for image, size in enumerate(image_sizes):
             boxes, scores, labels = [], [], []
@@ -217,9 +202,6 @@ def check_one_stage_arguments(training_only, allowed, num_classes, score_thresh,
 
     Returns the checked `(num_classes, score_thresh, nms_thresh, detections_per_img, topk_candidates)`.
     """
-    from .._validate import check_scalar
-    from ..anchors import AnchorGenerator
-
     unknown = set(training_only) - allowed
     if unknown:
         raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)}")

@@ -10,10 +10,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layers import Conv2d, max_pool2d, relu_
-from .weights import StateModule, conv_bn_shapes, load_conv_bn, sub_state
+from .layers import Conv2d, FrozenBatchNorm2d, max_pool2d, relu_
+from .weights import StateModule
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNetBody", "resnet18_body", "resnet50_body"]
+
+
+def conv_bn_children(block, conv_names) -> dict[str, object]:
+    """torchvision's keys of a block's bias-free convs, each followed by the batch norm folded into it:
+    ``conv{i}``, ``bn{i}`` and, for a projection shortcut, ``downsample.0`` (conv), ``downsample.1`` (norm)."""
+    children = {}
+    for name in conv_names:
+        conv = getattr(block, name)
+        children[name], children[name.replace("conv", "bn")] = conv, FrozenBatchNorm2d(conv, block.bn_eps)
+    if block.downsample is not None:
+        children["downsample.0"] = block.downsample
+        children["downsample.1"] = FrozenBatchNorm2d(block.downsample, block.bn_eps)
+    return children
 
 
 class BasicBlock(StateModule):
@@ -28,21 +41,8 @@ class BasicBlock(StateModule):
         self.downsample = (Conv2d(in_channels, width, 1, stride=stride, bias=False)
                            if stride != 1 or in_channels != width else None)
 
-    def _conv_bns(self):
-        pairs = [(self.conv1, "conv1", "bn1"), (self.conv2, "conv2", "bn2")]
-        if self.downsample is not None:
-            pairs.append((self.downsample, "downsample.0", "downsample.1"))
-        return pairs
-
-    def state_shapes(self):
-        shapes = {}
-        for conv, conv_name, bn_name in self._conv_bns():
-            shapes.update(conv_bn_shapes(conv, conv_name, bn_name))
-        return shapes
-
-    def load_state(self, state):
-        for conv, conv_name, bn_name in self._conv_bns():
-            load_conv_bn(conv, state, conv_name, bn_name, self.bn_eps)
+    def children(self):
+        return conv_bn_children(self, ("conv1", "conv2"))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         out = self.conv2(self.conv1(x, relu=True))
@@ -65,19 +65,8 @@ class Bottleneck(StateModule):
         self.downsample = (Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
                            if stride != 1 or in_channels != out_channels else None)
 
-    def state_shapes(self):
-        shapes = {}
-        for i, conv in enumerate((self.conv1, self.conv2, self.conv3), start=1):
-            shapes.update(conv_bn_shapes(conv, f"conv{i}", f"bn{i}"))
-        if self.downsample is not None:
-            shapes.update(conv_bn_shapes(self.downsample, "downsample.0", "downsample.1"))
-        return shapes
-
-    def load_state(self, state):
-        for i, conv in enumerate((self.conv1, self.conv2, self.conv3), start=1):
-            load_conv_bn(conv, state, f"conv{i}", f"bn{i}", self.bn_eps)
-        if self.downsample is not None:
-            load_conv_bn(self.downsample, state, "downsample.0", "downsample.1", self.bn_eps)
+    def children(self):
+        return conv_bn_children(self, ("conv1", "conv2", "conv3"))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         out = self.conv1(x, relu=True)
@@ -116,19 +105,14 @@ class ResNetBody(StateModule):
                 in_channels = width * block.expansion
             self.stages.append(stage_blocks)
         self.out_channels = [widths[i - 1] * block.expansion for i in self.returned_layers]
+        # the stem halves twice (conv, max-pool), every later stage once: layer i has stride 2 ** (i + 1)
+        self.strides = [2 ** (i + 1) for i in self.returned_layers]
 
-    def state_shapes(self):
-        shapes = conv_bn_shapes(self.conv1, "conv1", "bn1")
+    def children(self):
+        children = {"conv1": self.conv1, "bn1": FrozenBatchNorm2d(self.conv1, self.bn_eps)}
         for s, blocks in enumerate(self.stages, start=1):
-            for b, block in enumerate(blocks):
-                shapes.update({f"layer{s}.{b}.{k}": v for k, v in block.state_shapes().items()})
-        return shapes
-
-    def load_state(self, state):
-        load_conv_bn(self.conv1, state, "conv1", "bn1", self.bn_eps)
-        for s, blocks in enumerate(self.stages, start=1):
-            for b, block in enumerate(blocks):
-                block.load_state(sub_state(state, f"layer{s}.{b}"))
+            children.update({f"layer{s}.{b}": block for b, block in enumerate(blocks)})
+        return children
 
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
         x = self.conv1(x, relu=True)

@@ -12,6 +12,7 @@ against their anchors and clipped; then per-class NMS at `nms_thresh` and the `d
 """
 from __future__ import annotations
 
+from ..anchors import AnchorGenerator
 from ..box_coder import BoxCoder
 from .fcos import resnet50_fpn_p3p7_backbone
 from .one_stage import DenseHead, OneStageDetector, check_one_stage_arguments
@@ -26,8 +27,6 @@ _TRAINING_ONLY = {"fg_iou_thresh", "bg_iou_thresh", "trainable_backbone_layers",
 
 def retinanet_anchor_generator():
     """torchvision's RetinaNet anchors: 3 octave scales x 3 aspect ratios on each of P3 .. P7."""
-    from ..anchors import AnchorGenerator
-
     sizes = tuple((s, int(s * 2 ** (1.0 / 3)), int(s * 2 ** (2.0 / 3))) for s in (32, 64, 128, 256, 512))
     return AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
 
@@ -48,10 +47,11 @@ class RetinaNet(OneStageDetector):
     """RetinaNet: a backbone with ``out_channels``, nine anchors per location, the head above.
 
     Keyword arguments and defaults are torchvision's ``RetinaNet`` (``score_thresh=0.05``,
-    ``nms_thresh=0.5``, ``detections_per_img=300``, ``topk_candidates=1000``).
+    ``nms_thresh=0.5``, ``detections_per_img=300``, ``topk_candidates=1000``). The anchor generator needs one
+    entry of sizes per backbone level, each level's smallest anchor at least the level's stride.
     """
 
-    architecture = "retinanet_resnet50_fpn"
+    kind = "retinanet"
 
     def __init__(self, backbone, num_classes: int = 91, *, min_size: int = 800, max_size: int = 1333,
                  image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, anchor_generator=None, head=None,

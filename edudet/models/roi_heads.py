@@ -15,6 +15,8 @@ import numpy as np
 
 from .._validate import check_scalar
 from ..box_coder import BoxCoder
+from ..ops import batched_nms, clip_boxes_to_image, remove_small_boxes
+from ..poolers import MultiScaleRoIAlign
 from .layers import Linear, softmax
 from .trace import NULL_TRACE
 from .weights import StateModule
@@ -22,11 +24,10 @@ from .weights import StateModule
 __all__ = ["TwoMLPHead", "FastRCNNPredictor", "RoIHeads", "multiscale_roi_align"]
 
 
-def multiscale_roi_align(featmap_names, output_size, sampling_ratio):
-    """The pooler: `edudet.MultiScaleRoIAlign` (FPN eq. 1 level mapping + RoIAlign per level)."""
-    from ..poolers import MultiScaleRoIAlign
-
-    return MultiScaleRoIAlign(list(featmap_names), output_size, sampling_ratio)
+def multiscale_roi_align(featmap_names, output_size, sampling_ratio, featmap_strides=None):
+    """The pooler: `edudet.MultiScaleRoIAlign` (FPN eq. 1 level mapping + RoIAlign per level); `featmap_strides`:
+    None (each level's scale inferred as torchvision does) or the strides, checked against the maps at every call."""
+    return MultiScaleRoIAlign(list(featmap_names), output_size, sampling_ratio, featmap_strides=featmap_strides)
 
 
 class TwoMLPHead(StateModule):
@@ -36,13 +37,8 @@ class TwoMLPHead(StateModule):
         self.fc6 = Linear(in_channels, representation_size)
         self.fc7 = Linear(representation_size, representation_size)
 
-    def state_shapes(self):
-        return {"fc6.weight": (self.fc6.out_features, self.fc6.in_features), "fc6.bias": (self.fc6.out_features,),
-                "fc7.weight": (self.fc7.out_features, self.fc7.in_features), "fc7.bias": (self.fc7.out_features,)}
-
-    def load_state(self, state):
-        self.fc6.set_weight(state["fc6.weight"], state["fc6.bias"])
-        self.fc7.set_weight(state["fc7.weight"], state["fc7.bias"])
+    def children(self):
+        return {"fc6": self.fc6, "fc7": self.fc7}
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         flat = x.reshape(x.shape[0], int(np.prod(x.shape[1:])))  # (K, C 7 7), also for K = 0
@@ -57,14 +53,8 @@ class FastRCNNPredictor(StateModule):
         self.cls_score = Linear(in_channels, num_classes)
         self.bbox_pred = Linear(in_channels, num_classes * 4)
 
-    def state_shapes(self):
-        d = self.cls_score.in_features
-        return {"cls_score.weight": (self.num_classes, d), "cls_score.bias": (self.num_classes,),
-                "bbox_pred.weight": (4 * self.num_classes, d), "bbox_pred.bias": (4 * self.num_classes,)}
-
-    def load_state(self, state):
-        self.cls_score.set_weight(state["cls_score.weight"], state["cls_score.bias"])
-        self.bbox_pred.set_weight(state["bbox_pred.weight"], state["bbox_pred.bias"])
+    def children(self):
+        return {"cls_score": self.cls_score, "bbox_pred": self.bbox_pred}
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.cls_score(x), self.bbox_pred(x)
@@ -108,8 +98,6 @@ class RoIHeads(StateModule):
         return detections
 
     def postprocess_detections(self, class_logits, box_regression, proposals, image_sizes) -> list[dict]:
-        from ..ops import batched_nms, clip_boxes_to_image, remove_small_boxes
-
         num_classes = class_logits.shape[1]
         counts = [p.shape[0] for p in proposals]
         all_proposals = np.concatenate(proposals) if proposals else np.zeros((0, 4), np.float32)

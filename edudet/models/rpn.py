@@ -13,9 +13,10 @@ import numpy as np
 
 from .._validate import check_scalar
 from ..box_coder import BoxCoder
+from ..ops import batched_nms, clip_boxes_to_image, remove_small_boxes
 from .layers import Conv2d
 from .trace import NULL_TRACE
-from .weights import StateModule, conv_shapes, load_convs
+from .weights import StateModule
 
 __all__ = ["RPNHead", "RegionProposalNetwork", "sigmoid"]
 
@@ -36,13 +37,9 @@ class RPNHead(StateModule):
         self.conv = Conv2d(in_channels, in_channels, 3, padding=1)
         self.cls_logits = Conv2d(in_channels, num_anchors, 1)
         self.bbox_pred = Conv2d(in_channels, num_anchors * 4, 1)
-        self._names = {"conv.0.0": self.conv, "cls_logits": self.cls_logits, "bbox_pred": self.bbox_pred}
 
-    def state_shapes(self):
-        return conv_shapes(self._names)
-
-    def load_state(self, state):
-        load_convs(self._names, state)
+    def children(self):
+        return {"conv.0.0": self.conv, "cls_logits": self.cls_logits, "bbox_pred": self.bbox_pred}
 
     def __call__(self, features: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         logits, deltas = [], []
@@ -120,8 +117,6 @@ class RegionProposalNetwork(StateModule):
                 np.concatenate(levels))
 
     def filter_proposals(self, anchors: np.ndarray, logits, deltas, image_sizes):
-        from ..ops import batched_nms, clip_boxes_to_image, remove_small_boxes
-
         all_boxes, all_scores = [], []
         for image, size in enumerate(image_sizes):
             # decoding only the chosen anchors gives the same boxes as decoding all, for a fraction of the work

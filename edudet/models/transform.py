@@ -21,6 +21,7 @@ import warnings
 import numpy as np
 
 from .._validate import check_scalar
+from ..ops import paste_masks_in_image
 from .layers import interpolate_bilinear, resize_output_size
 
 __all__ = ["GeneralizedRCNNTransform", "as_image_list", "resize_boxes"]
@@ -164,7 +165,5 @@ class GeneralizedRCNNTransform:
         for result, size, original in zip(detections, image_sizes, original_sizes):
             result["boxes"] = resize_boxes(result["boxes"], size, original)
             if "masks" in result:
-                from ..ops import paste_masks_in_image
-
                 result["masks"] = paste_masks_in_image(result["masks"], result["boxes"], original)
         return detections

@@ -1,8 +1,9 @@
 """Weights: torchvision's parameter names in, folded float32 arrays inside, ``.npz`` files on disk.
 
-A model is a tree of `StateModule`s. Each lists the torchvision names and shapes it expects
-(`state_shapes`, names relative to itself) and takes the checked arrays (`load_state`); a parent adds its
-children's prefixes, so the whole model lists exactly the keys of torchvision's ``state_dict()``.
+A model is a tree of `StateModule`s whose leaves are layers. Each declares its parts once (`children`:
+name -> layer or sub-module); the torchvision names and shapes it expects (`state_shapes`) and the loading
+of the checked arrays (`load_state`) both follow from that declaration, each parent adding its children's
+prefixes, so the whole model lists exactly the keys of torchvision's ``state_dict()``.
 `check_state_dict` compares a mapping with that list once and raises one error naming every missing,
 unexpected and mis-shaped entry. Nothing here needs torch: tensors are accepted but never required.
 """
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+
+from .._validate import check_scalar
 
 __all__ = ["StateModule", "normalize_state_dict", "check_state_dict", "check_state_values", "random_state_dict",
            "save_npz", "load_npz", "load_weights", "CONFIG_KEY"]
@@ -35,16 +38,22 @@ _LEGACY_NAMES = [
 
 
 class StateModule:
-    """A part of a model whose parameters have torchvision's names (see the module docstring)."""
+    """A part of a model whose parameters have torchvision's names (see the module docstring).
 
-    def children(self) -> dict[str, "StateModule"]:
-        """name -> sub-module, for parents that only delegate."""
+    A part declares its parameters once, in `children`: name -> a layer (`layers.Conv2d`, `Linear`,
+    `GroupNorm`, `ConvTranspose2d`, `FrozenBatchNorm2d`, each listing its own ``weight``/``bias``/... keys) or
+    another `StateModule`. `state_shapes` and `load_state` both walk that one mapping, in its order (a conv
+    before the batch norm folded into it), so no weight is ever named twice.
+    """
+
+    def children(self) -> dict[str, object]:
+        """name -> layer or sub-module, in torchvision's ``state_dict`` order (empty: no parameters)."""
         return {}
 
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         shapes = {}
         for name, child in self.children().items():
-            shapes.update({f"{name}.{key}": shape for key, shape in child.state_shapes().items()})
+            shapes.update({f"{name}.{key}": tuple(shape) for key, shape in child.state_shapes().items()})
         return shapes
 
     def load_state(self, state: Mapping[str, np.ndarray]) -> None:
@@ -56,35 +65,6 @@ def sub_state(state: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndar
     """The entries of `state` under ``prefix.``, with the prefix removed."""
     head = prefix + "."
     return {key[len(head):]: value for key, value in state.items() if key.startswith(head)}
-
-
-def conv_shapes(convs: Mapping[str, object]) -> dict[str, tuple[int, ...]]:
-    """The keys of named convs with a bias (``Conv2d``, ``ConvTranspose2d``): ``{name}.weight``, ``{name}.bias``."""
-    shapes = {}
-    for name, conv in convs.items():
-        shapes[f"{name}.weight"], shapes[f"{name}.bias"] = conv.weight_shape, (conv.out_channels,)
-    return shapes
-
-
-def load_convs(convs: Mapping[str, object], state: Mapping[str, np.ndarray]) -> None:
-    """Set each named conv's weight and bias from ``state[f"{name}.weight"]``, ``state[f"{name}.bias"]``."""
-    for name, conv in convs.items():
-        conv.set_weight(state[f"{name}.weight"], state[f"{name}.bias"])
-
-
-def conv_bn_shapes(conv, conv_name: str, bn_name: str) -> dict[str, tuple[int, ...]]:
-    """The keys of a bias-free conv followed by a batch norm (torchvision's ResNet layout)."""
-    channels = (conv.out_channels,)
-    return {f"{conv_name}.weight": conv.weight_shape, f"{bn_name}.weight": channels, f"{bn_name}.bias": channels,
-            f"{bn_name}.running_mean": channels, f"{bn_name}.running_var": channels}
-
-
-def load_conv_bn(conv, state: Mapping[str, np.ndarray], conv_name: str, bn_name: str, eps: float = 1e-5) -> None:
-    from .layers import fold_batch_norm
-
-    conv.set_weight(state[f"{conv_name}.weight"])
-    fold_batch_norm(conv, state[f"{bn_name}.weight"], state[f"{bn_name}.bias"],
-                    state[f"{bn_name}.running_mean"], state[f"{bn_name}.running_var"], eps)
 
 
 def _as_array(value, key: str) -> np.ndarray:
@@ -277,17 +257,13 @@ def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], dict]:
 
 def load_weights(model, weights, seed: int = 0):
     """Fill `model` from `weights`: None (seeded `random_state_dict`), a path to an ``.npz``, or a mapping."""
-    from typing import Mapping as _Mapping
-
-    from .._validate import check_scalar
-
     seed = check_scalar(seed, "seed", low=0, integer=True)
     if weights is None:
         model.load_state_dict(random_state_dict(model.state_shapes(), seed))
     elif isinstance(weights, (str, Path)):
         state, _ = load_npz(weights)
         model.load_state_dict(state)
-    elif isinstance(weights, _Mapping):
+    elif isinstance(weights, Mapping):
         model.load_state_dict(weights)
     else:
         raise TypeError(f"weights must be None, a path to an .npz or a mapping of arrays, got {type(weights).__name__}")
