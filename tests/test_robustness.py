@@ -1821,6 +1821,38 @@ def worst(*statuses):
     return BAD if BAD in statuses else EITHER if EITHER in statuses else OK
 
 
+@st.composite
+def rotated_anchor_cases(draw):
+    """detectron2's rotated anchors: adversarial sizes, ratios, angles, strides, offsets and feature shapes."""
+    h, sh = draw(param([3, 0, 1], kind="int", bad=[-1]))
+    w, sw = draw(param([2, 5], kind="int", bad=[-2]))
+    stride, ss = draw(param([16, 8, 12], kind="int", bad=[0, -8, 2.5]))
+    size, sz = draw(param([32.0, 1.0, 0.5], bad=[0.0, -8.0], either=[1e300, 1e-300]))
+    ratio, sr = draw(param([1.0, 0.5, 2.0], bad=[0.0, -1.0], either=[1e-300, 1e300]))
+    angle, sa = draw(param([0.0, 45.0, -90.0], bad=[], either=[1e300]))
+    offset, so = draw(param([0.5, 0.0], bad=[-0.5, 1.5]))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+
+    def call(backend, sizes, aspect_ratios, angles, strides, offset, feature_shapes):
+        gen = edudet.RotatedAnchorGenerator(sizes=[sizes], aspect_ratios=[aspect_ratios], angles=[angles],
+                                            strides=[strides], offset=offset)
+        return gen(feature_shapes, dtype=dtype, backend=backend)
+
+    def expect(out):
+        if not isinstance(out, list) or len(out) != 1:
+            return [f"want one level of anchors, got {type(out).__name__}"]
+        return expect_array(out[0], (int(h) * int(w), 5), dtype)
+
+    return Case("edudet.RotatedAnchorGenerator", call,
+                dict(sizes=size, aspect_ratios=ratio, angles=angle, strides=stride, offset=offset,
+                     feature_shapes=[(h, w)]),
+                dict(sizes=sz, aspect_ratios=sr, angles=sa, strides=ss, offset=so, feature_shapes=worst(sh, sw)),
+                "edudet.RotatedAnchorGenerator(sizes=[{sizes}], aspect_ratios=[{aspect_ratios}], angles=[{angles}], "
+                "strides=[{strides}], offset={offset})({feature_shapes}, dtype=np." + np.dtype(dtype).name + ")",
+                dispatcher_backends("edudet.rotated_anchors", "rotated_grid_anchors"), (0.0, 0.0), expect,
+                aliases={"feature_shapes": ("feature_shapes",)})
+
+
 PROPERTIES = {
     "box_iou": (box_iou_cases, 1.0),
     "generalized_box_iou": (generalized_box_iou_cases, 0.5),
@@ -1850,6 +1882,7 @@ PROPERTIES = {
     "rotated_helpers": (rotated_helpers_cases, 0.5),
     "roi_align_rotated": (roi_align_rotated_cases, 0.5),
     "priors": (prior_cases, 0.5),
+    "rotated_anchors": (rotated_anchor_cases, 0.5),
 }
 FIXED = {"sizes": size_cases, "boundary": boundary_cases}
 # every public name of edudet and edudet.ops -> the properties that run it (test_every_public_op_is_in_the_suite)
@@ -1870,7 +1903,7 @@ COVERAGE = {
     "rpn_targets": "rpn_targets", "roi_head_targets": "roi_head_targets", "fcos_targets": "fcos_targets",
     "MultiScaleRoIAlign": "multiscale_roi_align", "roi_grid_to_image": "roi_grid_to_image",
     "DefaultBoxGenerator": "priors", "YOLOAnchorGenerator": "priors", "MlvlPointGenerator": "priors",
-    "valid_flags": "priors",
+    "valid_flags": "priors", "RotatedAnchorGenerator": "rotated_anchors",
 }
 NOT_OPS = {"ops", "__version__", "available_backends", "backends_for"}  # names that take no data
 FAMILIES = {
@@ -1880,7 +1913,7 @@ FAMILIES = {
     "matching": ["match_boxes", "matcher_call", "rpn_targets", "roi_head_targets", "sampler"],
     "fcos_anchors": ["fcos_targets", "anchors_points", "strides", "priors"],
     "roi": ["roi_align", "roi_pool", "multiscale_roi_align", "paste_masks", "roi_grid_to_image"],
-    "rotated": ["box_iou_rotated", "nms_rotated", "rotated_helpers", "roi_align_rotated"],
+    "rotated": ["box_iou_rotated", "nms_rotated", "rotated_helpers", "roi_align_rotated", "rotated_anchors"],
     "sizes_and_boundary": ["sizes", "boundary"],
 }
 
