@@ -1072,8 +1072,10 @@ def fcos_targets_cases(draw):
     ranges = [(lo, hi) for lo, hi in zip([-1.0, *edges], [*edges, 1e8])]
     s_ranges = OK
     if _chance(draw, 10):
-        ranges, s_ranges = draw(st.sampled_from([ranges[:-1] + [(NAN, 1e8)], ranges[:-1] + [(5.0, 1.0)],
-                                                 ranges + [(0.0, 1.0)], ranges[:-1] + [(0.0, INF)]])), BAD
+        # an infinite upper end is FCOS's own "no upper bound" (edudet.targets.FCOS_INF): valid
+        ranges, s_ranges = draw(st.sampled_from([(ranges[:-1] + [(NAN, 1e8)], BAD), (ranges[:-1] + [(5.0, 1.0)], BAD),
+                                                 (ranges + [(0.0, 1.0)], BAD),
+                                                 (ranges[:-1] + [(ranges[-1][0], INF)], OK)]))
     center_sampling, sc = draw(param([False, True], kind="bool"))
     radius, sr = draw(param([1.5, 1e-300, 1e300], bad=[0.0, -1.0]))
     norm, sno = draw(param([False, True], kind="bool"))
