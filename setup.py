@@ -7,6 +7,7 @@ compiler edudet still installs, without the Cython backend (one warning); the ot
 """
 import glob
 import os
+import shutil
 import sys
 
 import numpy
@@ -45,6 +46,23 @@ def openmp_flags():
     return ["-fopenmp"], ["-fopenmp"]
 
 
+def pxd_include_dir() -> str:
+    """A folder laid out as ``edudet/kernels/*.pxd`` (copies of kernels/*.pxd, modification times kept).
+
+    The extensions are named ``edudet.kernels.X`` but their sources live in ``kernels/``, so Cython would not
+    find ``X.pxd`` as ``edudet.kernels.X``'s declarations (and would not export its cdef functions for users'
+    ``cimport``) without this.
+    """
+    root = os.path.join("build", "pxd_include")
+    target = os.path.join(root, "edudet", "kernels")
+    os.makedirs(target, exist_ok=True)
+    for package in (os.path.join(root, "edudet"), target):
+        open(os.path.join(package, "__init__.pxd"), "a").close()
+    for pxd in glob.glob(os.path.join("kernels", "*.pxd")):
+        shutil.copy2(pxd, os.path.join(target, os.path.basename(pxd)))
+    return root
+
+
 def cython_extensions():
     compile_args, link_args = openmp_flags()
     extensions = []
@@ -64,6 +82,7 @@ def cython_extensions():
 
     return cythonize(
         extensions,
+        include_path=[pxd_include_dir()],
         compiler_directives={
             "language_level": 3,
             "boundscheck": False,

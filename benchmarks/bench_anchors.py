@@ -11,6 +11,7 @@ import numpy as np
 from harness import Case, random_boxes, torch_and_torchvision
 
 from edudet import AnchorGenerator, Matcher, fcos_targets
+from edudet.anchors import _grid_anchors
 from edudet.matcher import _match_boxes
 from edudet.targets import _fcos_assign
 
@@ -60,7 +61,9 @@ def cases(quick: bool):
     )
     yield Case(
         "AnchorGenerator", f"{height}x{width}, 5 levels x 3 ratios",
-        edudet={"numpy": lambda: generator((height, width), shapes)}, torchvision=tv_anchors,
+        edudet={be: (lambda be=be: generator((height, width), shapes, backend=be))
+                for be in _grid_anchors.backends if be != "cuda"},
+        torchvision=tv_anchors,
     )
     yield Case(
         "iou+matcher", workload,

@@ -5,6 +5,10 @@ a few boxes of fixed sizes and aspect ratios centred on that location; an anchor
 one point. Both are a grid of shifts (``location * stride``) plus, for anchors, a small set of zero-centred
 "cell" (base) anchors. Their order is the order the head's outputs are flattened in: level by level, then
 location by location (row-major: y outer, x inner), then, for anchors, the anchors of one location.
+
+`grid_anchors_numpy` is the readable reference of the grid step (base anchors + shifts, written level by level
+into a preallocated output); its fast twins (`kernels/anchors_{numba,cython,cuda}`) fill the same output in one
+pass without the per-level temporaries, and `AnchorGenerator(..., backend=)` picks one like every other op.
 """
 from __future__ import annotations
 
@@ -12,10 +16,11 @@ from typing import Sequence
 
 import numpy as np
 
+from ._dispatch import Dispatcher
 from ._validate import COORDINATE_LIMIT, as_image_size, check_allocation, check_scalar
 from .level_mapper import check_feature_shapes, check_strides
 
-__all__ = ["AnchorGenerator", "grid_points"]
+__all__ = ["AnchorGenerator", "grid_points", "grid_anchors_numpy"]
 
 
 def _level_strides(image_size, feature_shapes, strides):
@@ -119,6 +124,9 @@ class AnchorGenerator:
                 largest = base[np.argmax(np.abs(base).max(axis=1))].tolist()
                 raise ValueError(f"sizes[{i}] and aspect_ratios[{i}] give base anchors beyond +-{COORDINATE_LIMIT:.0e} "
                                  f"(edudet's coordinate limit), e.g. {largest}")
+        # the kernels' inputs, built once: every level's base anchors stacked, and how many each level has
+        self._base_anchors = np.ascontiguousarray(np.concatenate(self.cell_anchors), dtype=np.float32)
+        self._base_counts = np.array([len(base) for base in self.cell_anchors], dtype=np.int64)
 
     def __repr__(self) -> str:
         return (f"AnchorGenerator(sizes={self.sizes}, aspect_ratios={self.aspect_ratios}, "
@@ -145,13 +153,15 @@ class AnchorGenerator:
         return [int(tuple(shape)[-2]) * int(tuple(shape)[-1]) * n
                 for shape, n in zip(feature_shapes, self.num_anchors_per_location())]
 
-    def __call__(self, image_size, feature_shapes, strides=None, dtype=np.float32, num_images: int | None = None):
+    def __call__(self, image_size, feature_shapes, strides=None, dtype=np.float32, num_images: int | None = None,
+                 backend: str | None = None):
         """Anchors of one (padded) image: (A, 4) ``(x1, y1, x2, y2)`` in `dtype`, level by level.
 
         image_size: ``(H, W)``; feature_shapes: one ``(..., h, w)`` per level (each ``H / 2**k`` rounded
         down or up, else ``ValueError``); strides: optional per-level strides, checked against the shapes
         (``ValueError`` naming the level on a mismatch); by default ``H // h`` and ``W // w``.
         With ``num_images=n`` returns a list of n copies, like torchvision's one anchor set per image.
+        `backend`: None (fastest CPU), "numpy", "numba", "cython" or "cuda" fills the grid (same values).
         """
         image_size = as_image_size(image_size)
         if not isinstance(feature_shapes, (list, tuple)):
@@ -169,18 +179,47 @@ class AnchorGenerator:
         check_allocation((copies, num_anchors, 4), np.dtype(dtype).itemsize,
                          f"AnchorGenerator's anchors, (A, 4) per image (A = {num_anchors} over every level of "
                          f"feature_shapes) x num_images")
-        levels = []
-        for shape, stride, base in zip(shapes, level_strides, self.cell_anchors):
-            shifts = _shifts(shape, stride, np.float32)
-            if self.center_offset:
-                shifts = shifts + np.float32(self.center_offset) * np.array(stride[::-1], dtype=np.float32)
-            shifts4 = np.concatenate([shifts, shifts], axis=1)  # (x, y, x, y)
-            # every location (outer) with every base anchor (inner), as the head's outputs are laid out
-            levels.append((shifts4[:, None, :] + base[None, :, :]).reshape(-1, 4))
-        anchors = np.concatenate(levels).astype(dtype, copy=False)
+        kernel = _grid_anchors.get(backend)
+        anchors = np.empty((num_anchors, 4), dtype=dtype)
+        kernel(self._base_anchors, self._base_counts, np.array(shapes, dtype=np.int64).reshape(-1, 2),
+               np.array(level_strides, dtype=np.int64).reshape(-1, 2), np.float32(self.center_offset), anchors)
         if num_images is None:
             return anchors
         return [anchors.copy() for _ in range(num_images)]
+
+
+def grid_anchors_numpy(base_anchors: np.ndarray, base_counts: np.ndarray, feature_shapes: np.ndarray,
+                       strides: np.ndarray, center_offset, out: np.ndarray) -> np.ndarray:
+    """NumPy reference of the anchor grid: fills and returns `out`, (sum_l h_l * w_l * A_l, 4).
+
+    base_anchors (sum_l A_l, 4) float32: every level's zero-centred base anchors, level after level;
+    base_counts (L,) int64: A_l; feature_shapes (L, 2) int64: (h_l, w_l); strides (L, 2) int64:
+    (stride_h, stride_w); center_offset: a float32 in [0, 1]; out: float32 or float64. Anchor
+    ``(i, j, a)`` of level l is ``base[a] + (x, y, x, y)`` with ``x = j * stride_w + center_offset * stride_w``
+    (and y alike), computed in float32 as torchvision does, then stored in out's dtype.
+    """
+    start, first_base = 0, 0
+    for count, (h, w), stride in zip(base_counts, feature_shapes, strides):
+        base = base_anchors[first_base:first_base + count]
+        first_base += count
+        shifts = _shifts((h, w), stride, np.float32)
+        shifts = shifts + np.float32(center_offset) * np.array(stride[::-1], dtype=np.float32)
+        shifts4 = np.concatenate([shifts, shifts], axis=1)  # (x, y, x, y)
+        # every location (outer) with every base anchor (inner), as the head's outputs are laid out; the sum is
+        # float32 (torchvision's), stored in out's dtype
+        stop = start + h * w * count
+        out[start:stop] = (shifts4[:, None, :] + base[None, :, :]).reshape(-1, 4)
+        start = stop
+    return out
+
+
+_grid_anchors = Dispatcher(
+    "grid_anchors",
+    reference=grid_anchors_numpy,
+    numba="anchors_numba:grid_anchors",
+    cython="anchors_cython:grid_anchors",
+    cuda="anchors_cuda:grid_anchors",
+)
 
 
 def grid_points(image_size, feature_shapes, strides=None, offset=0.5, dtype=np.float32) -> list[np.ndarray]:

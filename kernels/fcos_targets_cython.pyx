@@ -1,17 +1,41 @@
 # cython: language_level=3
 """Cython twin of `edudet.targets.fcos_assign_numpy`: FCOS point-to-ground-truth assignment.
 
-One pass over points (OpenMP prange) x ground truths keeping the running smallest candidate area: no
-(P, G, 4) temporaries. Same operations and dtype as the reference, so the assignment is identical.
-`no_candidate_area` is `edudet.targets.FCOS_INF` (infinity): a candidate's area must be below it.
+Public names (stable; see docs/kernels.md):
+
+* ``fcos_assign(points, gt, radius_stride, range_low, range_high, center_sampling, no_candidate_area) -> (P,)
+  int64`` (``def``): points (P, 2), gt (G, 4) ``(x1, y1, x2, y2)``, radius_stride (``stride * radius``),
+  range_low, range_high (P,), all of one float dtype, C-contiguous; no_candidate_area:
+  `edudet.targets.FCOS_INF` (infinity). Each point's ground-truth index, -1 for none. OpenMP over points.
+* ``fcos_assign_point(x, y, gt, radius_stride, range_low, range_high, center_sampling, no_candidate_area)``:
+  ``cdef inline int64_t ... noexcept nogil``, defined in ``fcos_targets_cython.pxd``: one point.
+
+Checks at entry of ``fcos_assign`` (ValueError naming the argument): ndarrays, shapes (P, 2), (G, 4), (P,) x 3,
+matching lengths, C-contiguity, one float dtype. With ``EDUDET_CHECK_KERNELS=1``: finite points and boxes within
+1e15, finite radius_stride. Not checked: x2 >= x1, range_low <= range_high. ``fcos_assign_point`` checks nothing.
+
+One pass over points x ground truths keeping the running smallest candidate area: no (P, G, 4) temporaries.
+Same operations and dtype as the reference, so the assignment is identical. ``fcos_assign`` runs its own copy
+of the point loop (areas and centres computed once per ground truth), so that this module builds whether or
+not Cython finds the .pxd; the tests hold the two equal.
+
+Example (from a user's .pyx)::
+
+    from libc.math cimport INFINITY
+    from edudet.kernels.fcos_targets_cython cimport fcos_assign_point
+    def assign(float x, float y, const float[:, ::1] gt):
+        with nogil:   # stride 8 x radius 1.5 = 12, regression range [0, 64], no center sampling
+            return fcos_assign_point(x, y, gt, 12, 0, 64, False, INFINITY)
 """
 import numpy as np
-cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
+from libc.stdint cimport int64_t
+
+from ._checks import CHECK_KERNELS, check_structure, check_values
 
 
-cdef cnp.int64_t _assign_point(const floating[:, ::1] points, const floating[:, ::1] gt, const floating[::1] areas,
+cdef int64_t _assign_point(const floating[:, ::1] points, const floating[:, ::1] gt, const floating[::1] areas,
                                const floating[::1] center_x, const floating[::1] center_y,
                                const floating[::1] radius_stride, const floating[::1] range_low,
                                const floating[::1] range_high, bint center_sampling, floating no_candidate_area,
@@ -19,7 +43,7 @@ cdef cnp.int64_t _assign_point(const floating[:, ::1] points, const floating[:, 
     cdef floating x = points[p, 0], y = points[p, 1], r = radius_stride[p]
     cdef floating left, top, right, bottom, reach, lo, hi
     cdef floating best_area = no_candidate_area
-    cdef cnp.int64_t best = -1
+    cdef int64_t best = -1
     cdef Py_ssize_t g
     cdef bint inside
     for g in range(gt.shape[0]):
@@ -61,7 +85,7 @@ def _assign(const floating[:, ::1] points, const floating[:, ::1] gt, const floa
     cdef floating[::1] center_x = np.ascontiguousarray((gt_np[:, 0] + gt_np[:, 2]) / 2)
     cdef floating[::1] center_y = np.ascontiguousarray((gt_np[:, 1] + gt_np[:, 3]) / 2)
     out = np.empty(points.shape[0], dtype=np.int64)
-    cdef cnp.int64_t[::1] assigned = out
+    cdef int64_t[::1] assigned = out
     cdef Py_ssize_t p
     with nogil:
         for p in prange(points.shape[0], schedule="static"):
@@ -72,4 +96,15 @@ def _assign(const floating[:, ::1] points, const floating[:, ::1] gt, const floa
 
 def fcos_assign(points, gt, radius_stride, range_low, range_high, center_sampling, no_candidate_area):
     """points (P, 2), gt (G, 4) and per-point radius_stride, range_low, range_high of one float dtype -> (P,) int64."""
+    check_structure("points", points, columns=2)
+    check_structure("gt", gt, columns=4)
+    n = points.shape[0]
+    for name, values in (("radius_stride", radius_stride), ("range_low", range_low), ("range_high", range_high)):
+        check_structure(name, values, ndim=1, length=n)
+    if gt.dtype not in (np.float32, np.float64) or any(
+            a.dtype != gt.dtype for a in (points, radius_stride, range_low, range_high)):
+        raise ValueError("points, gt, radius_stride, range_low and range_high must share one float dtype "
+                         "(float32 or float64)")
+    if CHECK_KERNELS:
+        check_values(points=points, gt_boxes=gt, radius_stride=radius_stride)
     return _assign(points, gt, radius_stride, range_low, range_high, center_sampling, no_candidate_area)

@@ -1,6 +1,33 @@
 # cython: language_level=3
 """Cython twin of `edudet.matcher.match_boxes_numpy`: IoU + Matcher fused, without the (G, N) matrix.
 
+Public names (stable; see docs/kernels.md):
+
+* ``match_boxes(gt, boxes, high_threshold, low_threshold, allow_low_quality_matches) -> (N,) int64`` (``def``):
+  gt (G, 4) and boxes (N, 4) ``(x1, y1, x2, y2)``, both float32 or both float64, C-contiguous; each box's
+  ground-truth index, -1 below `low_threshold`, -2 between (`edudet.Matcher`'s rule). OpenMP over boxes.
+* ``cdef int64_t best_match(gt, x1, y1, x2, y2, floating* best_iou) noexcept nogil``: one box's best IoU and first
+  argmax over the ground truths.
+* ``cdef void match_boxes_serial(gt, boxes, high, low, allow_low_quality, best, gt_best, matches) noexcept nogil``:
+  the whole rule for one image, serial, into caller-owned scratch (best (N,), gt_best (G,)) and matches (N,).
+
+Checks at entry of ``match_boxes`` (ValueError naming the argument): ndarrays, 2-D with 4 columns,
+C-contiguity, one float dtype. With ``EDUDET_CHECK_KERNELS=1``: finite coordinates within 1e15. Not checked:
+x2 >= x1 of the ground truths, the thresholds' range (`edudet.Matcher.match_boxes` does). The cdef functions
+check nothing.
+
+Example (from a user's .pyx; ``match_boxes_serial`` inside your own prange over images)::
+
+    from libc.stdint cimport int64_t
+    from edudet.kernels.matching_cython cimport match_boxes_serial
+    def match(const float[:, ::1] gt, const float[:, ::1] boxes, float[::1] best, float[::1] gt_best,
+              int64_t[::1] matches):
+        with nogil:
+            match_boxes_serial(gt, boxes, 0.7, 0.3, True, best, gt_best, matches)
+
+How it works (the .pxd's inline functions are compiled into users' modules; this module keeps its own copy of
+the IoU, so that it builds whether or not Cython finds the .pxd):
+
 Same two passes as `matching_numba`: (1) in parallel over blocks of boxes, each box's best IoU and first
 argmax, and each block's best IoU per ground truth; (2) thresholds, then low-quality matches, recomputing
 IoUs only for boxes that could tie some ground truth's best. Fused float/double, nogil, OpenMP prange.
@@ -11,6 +38,9 @@ import numpy as np
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
+from libc.stdint cimport int64_t
+
+from ._checks import CHECK_KERNELS, check_structure, check_values
 
 cdef Py_ssize_t _BLOCK = 4096  # boxes per parallel task: the per-block gt maxima stay small
 cdef Py_ssize_t _MAX_BLOCK_MAXIMA = 4194304  # 2**22 per-block gt maxima at most (16 MB float32), however many gts
@@ -120,5 +150,12 @@ def _match(const floating[:, ::1] gt, const floating[:, ::1] boxes, floating hig
 
 def match_boxes(gt, boxes, high_threshold, low_threshold, allow_low_quality_matches):
     """(G, 4) gt and (N, 4) boxes of one float dtype, thresholds in that dtype -> (N,) int64 matches."""
+    check_structure("gt", gt, columns=4)
+    check_structure("boxes", boxes, columns=4)
+    if gt.dtype != boxes.dtype or gt.dtype not in (np.float32, np.float64):
+        raise ValueError(f"gt and boxes must have the same float dtype (float32 or float64), got {gt.dtype} "
+                         f"and {boxes.dtype}")
+    if CHECK_KERNELS:
+        check_values(gt_boxes=gt, boxes=boxes)
     # the fused def dispatches on the arrays' dtype: float32 -> the float kernel, float64 -> the double one
     return _match(gt, boxes, high_threshold, low_threshold, allow_low_quality_matches)

@@ -1,5 +1,28 @@
 """Numba twin of `edudet.matcher.match_boxes_numpy`: IoU + Matcher fused, without the (G, N) matrix.
 
+Public names (stable; see docs/kernels.md):
+
+* ``match_boxes(gt, boxes, high_threshold, low_threshold, allow_low_quality_matches) -> (N,) int64``
+  (``@njit(cache=True, parallel=True)``): gt (G, 4) and boxes (N, 4) ``(x1, y1, x2, y2)``, both float32 or both
+  float64, C-contiguous; thresholds as floats (compared in the boxes' dtype when given in it, as
+  `edudet.Matcher` does); the result is the ground-truth index of each box, -1 below `low_threshold`, -2
+  between the thresholds (`edudet.Matcher`'s rule, torchvision's). G = 0 or N = 0 gives all -1.
+
+Checks at entry (ValueError naming the argument): 4 columns, C-contiguity, the same float dtype, and finite
+coordinates (an O(G + N) scan against O(G * N) work). Not checked: the 1e15 coordinate bound, x2 >= x1 of the
+ground truths, the thresholds' range: `edudet.Matcher.match_boxes` checks those. A wrong ndim is a Numba
+TypingError (Numba compiles per type).
+
+Example::
+
+    import numpy as np
+    from edudet.kernels.matching_numba import match_boxes
+    gt = np.array([[0, 0, 10, 10]], dtype=np.float32)
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 20], [20, 20, 30, 30]], dtype=np.float32)
+    match_boxes(gt, boxes, np.float32(0.7), np.float32(0.3), False)   # IoUs 1, 0.5, 0 -> [0, -2, -1]
+
+How it works:
+
 Pass 1 (parallel over blocks of boxes): each box's best IoU and first argmax over the ground truths, and
 each block's best IoU per ground truth (merged afterwards, so threads never share a write). Pass 2 applies the
 thresholds and, for low-quality matches, recomputes IoUs only for the boxes that could tie a ground
@@ -7,22 +30,67 @@ truth's best (best IoU >= the smallest per-gt best, and not already positive). T
 reference and 10-20x faster (242k anchors x 50 boxes: ~30 ms on one core against ~700 ms), because nothing
 (G, N) is ever written. prange splits blocks statically: on a busy machine one thread often beats two.
 
-Whatever the values (even NaN IoUs from a caller that skips `Matcher.match_boxes`' checks), every index
-written is in range: the argmax scan is bounded by the number of ground truths.
+Whatever the finite values (coordinates beyond the 1e15 bound whose areas overflow to inf give NaN IoUs),
+every index written is in range: the argmax scan is bounded by the number of ground truths.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+from numba.core import types
+from numba.extending import overload
 
 _BLOCK = 4096  # boxes per parallel task: the per-block gt maxima stay small
 _MAX_BLOCK_MAXIMA = 2**22  # at most this many per-block gt maxima (16 MB in float32), however many gts
+
+
+# ---- the structural checks of njit entry points (shared by the anchors and FCOS Numba kernels) -------------
+# Numba cannot compare dtypes at run time; these overloads answer at compile time, per argument types.
+def _same_float_dtype(a, b):
+    """True if a and b are arrays of one float dtype (the Python version; njit code runs the overload)."""
+    return a.dtype == b.dtype and a.dtype.kind == "f"
+
+
+@overload(_same_float_dtype, jit_options={"cache": True})
+def _same_float_dtype_overload(a, b):
+    same = (isinstance(a, types.Array) and isinstance(b, types.Array) and a.dtype == b.dtype
+            and isinstance(a.dtype, types.Float))
+    return lambda a, b: same
+
+
+def _is_float32(a):
+    """True if a is a float32 array (the Python version; njit code runs the overload)."""
+    return a.dtype == np.float32
+
+
+@overload(_is_float32, jit_options={"cache": True})
+def _is_float32_overload(a):
+    answer = isinstance(a, types.Array) and a.dtype == types.float32
+    return lambda a: answer
+
+
+@njit(cache=True)
+def _all_finite(values):
+    for v in values.flat:
+        if not np.isfinite(v):
+            return False
+    return True
 
 
 @njit(cache=True, parallel=True)
 def match_boxes(gt, boxes, high_threshold, low_threshold, allow_low_quality_matches):
     num_gt = gt.shape[0]
     n = boxes.shape[0]
+    if gt.shape[1] != 4 or not gt.flags.c_contiguous:
+        raise ValueError("gt must be a C-contiguous (G, 4) array")
+    if boxes.shape[1] != 4 or not boxes.flags.c_contiguous:
+        raise ValueError("boxes must be a C-contiguous (N, 4) array")
+    if not _same_float_dtype(gt, boxes):
+        raise ValueError("gt and boxes must have the same float dtype (float32 or float64)")
+    if not _all_finite(gt):
+        raise ValueError("gt contains NaN or inf")
+    if not _all_finite(boxes):
+        raise ValueError("boxes contains NaN or inf")
     if num_gt == 0 or n == 0:  # Matcher refuses G = 0; a direct caller gets all background, never a bad read
         return np.full(n, -1, dtype=np.int64)
     gx1 = gt[:, 0].copy()  # one contiguous array per coordinate: the inner loop over gts streams them

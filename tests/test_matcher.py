@@ -231,7 +231,11 @@ def test_kernels_called_directly_never_index_out_of_range():
                     gt, boxes = np.array(gt, dtype).reshape(-1, 4), np.array(boxes, dtype)
                     for allow_low_quality in (False, True):
                         print(backend, dtype.__name__, name, allow_low_quality, flush=True)
-                        out = kernel(gt, boxes, dtype(0.7), dtype(0.3), allow_low_quality)
+                        try:
+                            out = kernel(gt, boxes, dtype(0.7), dtype(0.3), allow_low_quality)
+                        except ValueError as err:  # issue 13: Numba entries refuse NaN/inf by name instead
+                            assert backend == "numba" and "NaN or inf" in str(err), err
+                            continue
                         assert out.shape == (boxes.shape[0],) and out.dtype == np.int64, out
                         assert np.all((out >= -2) & (out < max(gt.shape[0], 0))), out
                         if gt.shape[0] == 0:
