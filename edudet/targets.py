@@ -16,7 +16,8 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from ._dispatch import Dispatcher
-from ._validate import as_boxes, as_image_size, as_int_labels, check_allocation, check_scalar, common_float_dtype
+from ._validate import (COORDINATE_LIMIT, as_boxes, as_image_size, as_int_labels, check_allocation, check_scalar,
+                        common_float_dtype)
 from .anchors import grid_points
 from .box_coder import BoxCoder, centerness_target
 from .level_mapper import check_feature_shapes, check_strides, infer_stride
@@ -103,6 +104,12 @@ def roi_head_targets(proposals, gt_boxes, gt_labels, fg_iou_thresh: float = 0.5,
     props = as_boxes(proposals, "proposals")
     gt = _gt_boxes(gt_boxes)
     labels_in = _gt_labels(gt_labels, gt.shape[0])
+    # checked under the names the caller used (the Matcher would say high_/low_threshold)
+    fg_iou_thresh = check_scalar(fg_iou_thresh, "fg_iou_thresh", low=0)
+    bg_iou_thresh = check_scalar(bg_iou_thresh, "bg_iou_thresh", low=0)
+    if bg_iou_thresh > fg_iou_thresh:
+        raise ValueError(f"bg_iou_thresh must be <= fg_iou_thresh, got bg_iou_thresh={bg_iou_thresh:g} > "
+                         f"fg_iou_thresh={fg_iou_thresh:g}")
     matcher = Matcher(fg_iou_thresh, bg_iou_thresh, False)  # checked even without gt
     coder = BoxCoder(weights)
     add_gt_as_proposals = _flag(add_gt_as_proposals, "add_gt_as_proposals")
@@ -292,7 +299,9 @@ def fcos_targets(gt_boxes, gt_labels, image_size, feature_shapes, num_classes: i
         return FCOSTargets(points, np.full(n, num_classes, dtype=np.int64), np.zeros((n, 4), dtype=dtype),
                            np.zeros(n, dtype=dtype), np.full(n, -1, dtype=np.int64), counts)
     kernel = _fcos_assign.get(backend)
-    radius_stride = repeat([s * radius for s in level_strides])
+    # a centre square wider than any box (coordinates are within +-1e15) is the whole box: capping the
+    # half-side there changes no assignment and keeps it finite in float32 (1e300 * 8 would be inf)
+    radius_stride = repeat([min(s * radius, 4 * COORDINATE_LIMIT) for s in level_strides])
     gt_index = kernel(points, gt, radius_stride, repeat([r[0] for r in ranges]), repeat([r[1] for r in ranges]),
                       center_sampling, dtype(FCOS_INF))
     positive = gt_index >= 0

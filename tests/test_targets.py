@@ -477,3 +477,30 @@ def test_rpn_and_roi_head_extreme_values_every_backend_equals_the_reference(gt, 
                     np.testing.assert_array_equal(getattr(got, field), value, err_msg=f"{name} {backend} {field}")
             else:
                 assert got == expected, (name, backend)
+
+
+def test_roi_head_thresholds_are_named_as_given():
+    import edudet
+
+    empty = np.zeros((0, 4), np.float32)
+    with pytest.raises(ValueError, match="bg_iou_thresh must be finite"):
+        edudet.roi_head_targets(empty, empty, np.zeros(0, np.int64), 0.5, float("nan"))
+    with pytest.raises(ValueError, match="fg_iou_thresh must be >= 0"):
+        edudet.roi_head_targets(empty, empty, np.zeros(0, np.int64), -0.5, 0.1)
+    with pytest.raises(ValueError, match="bg_iou_thresh must be <= fg_iou_thresh"):
+        edudet.roi_head_targets(empty, empty, np.zeros(0, np.int64), 0.3, 0.6)
+
+
+def test_huge_center_sample_radius_is_the_whole_box_on_every_backend():
+    # radius 1e300 * stride 8 overflows float32; a centre square wider than any box is the box itself, so every
+    # backend assigns exactly as with radius 1e6 (already wider than the 16-px box)
+    import edudet
+    from edudet.targets import _fcos_assign
+
+    gt = np.array([[0.0, 0.0, 16.0, 16.0]], np.float32)
+    for backend in _fcos_assign.backends:
+        huge = edudet.fcos_targets(gt, np.array([0]), (16, 16), [(2, 2)], 3, None, [(-1.0, 1e8)], True, 1e300,
+                                   backend=backend)
+        wide = edudet.fcos_targets(gt, np.array([0]), (16, 16), [(2, 2)], 3, None, [(-1.0, 1e8)], True, 1e6,
+                                   backend=backend)
+        assert huge.gt_index.tolist() == wide.gt_index.tolist() == [0, 0, 0, 0], backend
