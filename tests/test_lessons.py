@@ -485,7 +485,7 @@ def test_jupyter_server_opens_a_lesson_as_a_notebook(tmp_path):
     url = f"http://127.0.0.1:{port}/api/contents/{name}?type=notebook&content=1&token=edudet-test"
     try:
         model = None
-        for _ in range(240):  # up to ~2 min for the server to come up on a busy machine (a hang guard)
+        for _ in range(600):  # up to ~5 min for the server to come up on a busy machine (a hang guard)
             if server.poll() is not None:
                 break
             try:
