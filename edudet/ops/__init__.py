@@ -14,6 +14,7 @@ from .boxes import (
     generalized_box_iou,
     remove_small_boxes,
 )
+from .iou_variants import bbox_overlaps, box_ioa, complete_box_iou, distance_box_iou
 from .masks import paste_masks_in_image
 # modules named like their function (as in torchvision): these imports rebind `ops.nms` etc. to the function
 from .nms import batched_nms, nms, soft_nms
@@ -35,6 +36,10 @@ __all__ = [
     "box_area",
     "box_iou",
     "generalized_box_iou",
+    "distance_box_iou",
+    "complete_box_iou",
+    "box_ioa",
+    "bbox_overlaps",
     "box_convert",
     "clip_boxes_to_image",
     "remove_small_boxes",
