@@ -4,35 +4,88 @@ Workloads are a detector's: boxes in an 800-px image with sides 8 to 200 px, ran
 threshold 0.7 (an RPN's). torchvision's CPU `nms` tests each kept box against every later box (quadratic);
 edudet's compiled kernels test only pairs that can overlap (a uniform grid), with index-for-index the same
 result. The NumPy reference (quadratic, vectorised per kept box) runs on the smaller workloads only.
+
+Two box layouts: uniform (boxes anywhere in the image) and clustered, as an RPN proposes them: tens of objects,
+each with hundreds of jittered copies of its box whose scores fall with the jitter. Where OpenCV is installed,
+`cv2.dnn.NMSBoxes` is a second peer: its rows name it in the op column and put its time in the torchvision
+column (the harness has one peer column). It takes (x, y, w, h) boxes and its own conventions, so only the
+time is comparable; OpenCV is not a dependency.
 """
 from __future__ import annotations
 
 import numpy as np
 from harness import Case, random_boxes, torch_and_torchvision
 
-from edudet.ops.nms import _batched_nms, _nms, _soft_nms, batched_nms, nms, soft_nms
+import edudet
+from edudet.ops.nms import batched_nms, nms, soft_nms
+
+
+def clustered_proposals(rng: np.random.Generator, n_objects: int, per_object: int, size: float = 800.0):
+    """(n_objects * per_object, 4) float32 boxes and scores: jittered copies of a few objects' boxes.
+
+    Each object is a box with sides 20..300 px; its copies move by up to 25% of the side and scale by up to
+    +-30%, with a score of 0.3..1 that falls as they move away (what RPN proposals around an object look like).
+    """
+    wh = rng.uniform(20, 300, size=(n_objects, 2))
+    xy = rng.uniform(0, size - wh)
+    centers = np.repeat(xy + wh / 2, per_object, axis=0)
+    sides = np.repeat(wh, per_object, axis=0)
+    shift = rng.uniform(-0.25, 0.25, size=centers.shape)
+    scale = rng.uniform(0.7, 1.3, size=sides.shape)
+    c = centers + shift * sides
+    half = sides * scale / 2
+    boxes = np.clip(np.concatenate([c - half, c + half], axis=1), 0, size).astype(np.float32)
+    scores = (0.3 + 0.7 * (1 - np.abs(shift).max(axis=1) / 0.25) * rng.uniform(0.8, 1.0, len(c)))
+    return boxes, scores.astype(np.float32)
+
+
+def opencv():
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
+def cv2_nms(cv2, boxes: np.ndarray, scores: np.ndarray, iou_threshold: float):
+    """A zero-argument call of cv2.dnn.NMSBoxes on the same boxes ((x, y, w, h) lists, built outside the timing)."""
+    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).astype(np.float64).tolist()
+    score_list = scores.astype(np.float64).tolist()
+    return lambda: cv2.dnn.NMSBoxes(xywh, score_list, 0.0, iou_threshold)
 
 
 def cases(quick: bool):
     torch, torchvision = torch_and_torchvision()
     rng = np.random.default_rng(0)
-    cpu = [b for b in _nms.backends if b != "cuda"]  # CUDA copies to the device: not a CPU race
+    cv2 = opencv()
+
+    def cpu_backends(op):  # CUDA copies to the device: not a CPU race
+        return [b for b in edudet.backends_for(op) if b != "cuda"]
+
+    cpu = cpu_backends("nms")
     sizes = [2_000, 5_000] if quick else [20_000, 5_000]
-    for n in sizes:
-        boxes, scores = random_boxes(rng, n), rng.random(n).astype(np.float32)
+    workloads = [(f"{n:,} boxes", random_boxes(rng, n), rng.random(n).astype(np.float32)) for n in sizes]
+    objects, per_object = (10, 200) if quick else (40, 150)
+    workloads.append((f"{objects * per_object:,} clustered boxes ({objects} objects)",
+                      *clustered_proposals(rng, objects, per_object)))
+    for label, boxes, scores in workloads:
+        n = len(boxes)
         backends = [b for b in cpu if b != "numpy" or n <= 5_000]
         tv = None
         if torchvision is not None:
             tb, ts = torch.from_numpy(boxes), torch.from_numpy(scores)
             tv = lambda tb=tb, ts=ts: torchvision.ops.nms(tb, ts, 0.7)  # noqa: E731
-        yield Case("nms", f"{n:,} boxes, IoU 0.7, float32",
-                   edudet={be: (lambda b=boxes, s=scores, be=be: nms(b, s, 0.7, backend=be)) for be in backends},
-                   torchvision=tv, repeat=2 if n > 10_000 else 5)
+        edudet_calls = {be: (lambda b=boxes, s=scores, be=be: nms(b, s, 0.7, backend=be)) for be in backends}
+        yield Case("nms", f"{label}, IoU 0.7, float32", edudet=edudet_calls, torchvision=tv,
+                   repeat=2 if n > 10_000 else 5)
+        if cv2 is not None:
+            yield Case("nms (peer: cv2.dnn.NMSBoxes)", f"{label}, IoU 0.7, float32", edudet=edudet_calls,
+                       torchvision=cv2_nms(cv2, boxes, scores, 0.7), repeat=2 if n > 10_000 else 5)
 
     n = 5_000 if quick else 20_000
     boxes, scores = random_boxes(rng, n), rng.random(n).astype(np.float32)
     idxs = rng.integers(0, 80, size=n)
-    backends = [b for b in _batched_nms.backends if b != "cuda" and (b != "numpy" or n <= 5_000)]
+    backends = [b for b in cpu_backends("batched_nms") if b != "numpy" or n <= 5_000]
     tv = None
     if torchvision is not None:
         t = [torch.from_numpy(a) for a in (boxes, scores, idxs)]
@@ -46,5 +99,5 @@ def cases(quick: bool):
     for method in ("linear", "gaussian"):
         yield Case("soft_nms", f"{n:,} boxes, {method}, float32 (mmcv semantics; no torchvision op)",
                    edudet={be: (lambda be=be, m=method: soft_nms(boxes, scores, 0.3, 0.5, 1e-3, m, backend=be))
-                           for be in _soft_nms.backends if be != "cuda"},
+                           for be in cpu_backends("soft_nms")},
                    torchvision=None, repeat=3)

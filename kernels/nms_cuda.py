@@ -1,5 +1,21 @@
 """numba.cuda twins of `edudet.ops.nms.nms` and `batched_nms`: the bitmask scheme of the GPU NMS kernels.
 
+Stable public names (host launchers): ``nms(boxes, scores, iou_threshold)`` and ``batched_nms(boxes, scores,
+idxs, iou_threshold)`` -> int64 indices of the kept boxes by decreasing score, exactly those of `edudet.ops`.
+boxes (N, 4) float32/float64 and scores (N,) C-contiguous, idxs (N,) integers (int64 when on the device).
+NumPy arrays in: a NumPy array out. Device arrays in (``__cuda_array_interface__``: numba device arrays,
+CuPy): a numba device array out; the boxes stay on the GPU, only the scores (for the sort) and the suppression
+bitmasks (for the greedy scan) come to the host, as in torchvision's GPU kernel. Each checks structure
+(shapes, matching lengths, C-contiguity, float dtypes) and raises a ``ValueError`` naming the argument; values
+(NaN, inf, the 1e15 coordinate bound) are `edudet.ops`' job, or checked here for NumPy input when
+``EDUDET_CHECK_KERNELS=1``. For IoU inside a user's own ``@cuda.jit`` kernel, call
+`edudet.kernels.boxes_cuda.iou_xyxy`. Example::
+
+    from numba import cuda
+    from edudet.kernels import nms_cuda
+    keep = nms_cuda.nms(cuda.to_device(boxes), cuda.to_device(scores), 0.5)   # a device array
+    keep.copy_to_host()
+
 Boxes are sorted by decreasing score on the host. The GPU then fills a table of suppression bits: blocks
 of 64 "row" boxes meet blocks of 64 "column" boxes (only blocks on or above the diagonal: a box can only
 suppress later ones), the column block is staged in shared memory, and each thread writes one 64-bit word
@@ -18,6 +34,9 @@ import numpy as np
 from numba import config, cuda, float32, float64, int64, njit, uint64
 
 from edudet._validate import check_allocation
+
+from ._checks import CHECK_KERNELS, check_structure, check_values
+from .boxes_cuda import _check_device_boxes, as_device_array, box_area, is_device_array
 
 THREADS = 64  # one bit per column box in a uint64 word
 
@@ -113,26 +132,88 @@ def _scan_masks(masks, n):
     return keep[:n_kept]
 
 
+@cuda.jit
+def _gather_sorted(boxes, labels, order, sorted_boxes, sorted_areas, sorted_labels):
+    """Row r of the outputs is box order[r]: the score-sorted copy the mask kernel reads (all on the GPU)."""
+    r = cuda.grid(1)
+    if r < order.shape[0]:
+        k = order[r]
+        for d in range(4):
+            sorted_boxes[r, d] = boxes[k, d]
+        sorted_areas[r] = box_area(sorted_boxes[r])
+        sorted_labels[r] = labels[k]
+
+
 def _greedy_on_gpu(boxes, scores, labels, iou_threshold):
-    order = np.argsort(-scores, kind="stable")  # ties by increasing index, as torchvision
-    sorted_boxes = np.ascontiguousarray(boxes[order])
-    areas = (sorted_boxes[:, 2] - sorted_boxes[:, 0]) * (sorted_boxes[:, 3] - sorted_boxes[:, 1])
-    n = sorted_boxes.shape[0]
+    """Host arrays in: host int64 indices out. Device arrays in: a device array of indices out (the score sort
+    and the greedy scan over the bitmasks run on the host, as the GPU kernels of torchvision scan theirs)."""
+    on_device = is_device_array(boxes)
+    n = boxes.shape[0]
+    if n == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return cuda.to_device(empty) if on_device else empty
+    host_scores = scores.copy_to_host() if on_device else scores
+    order = np.argsort(-host_scores, kind="stable")  # ties by increasing index, as torchvision
     n_blocks = (n + THREADS - 1) // THREADS
     check_allocation((n, n_blocks), 8, f"the CUDA nms's (N, N / 64) suppression bitmasks (boxes: N = {n})")
+    if on_device:
+        sorted_boxes = cuda.device_array((n, 4), dtype=boxes.dtype)
+        areas = cuda.device_array(n, dtype=boxes.dtype)
+        sorted_labels = cuda.device_array(n, dtype=np.int64)
+        _gather_sorted[(n + 127) // 128, 128](boxes, labels, cuda.to_device(order), sorted_boxes, areas,
+                                               sorted_labels)
+    else:
+        host_sorted = np.ascontiguousarray(boxes[order])
+        sorted_boxes = cuda.to_device(host_sorted)
+        areas = cuda.to_device((host_sorted[:, 2] - host_sorted[:, 0]) * (host_sorted[:, 3] - host_sorted[:, 1]))
+        sorted_labels = cuda.to_device(np.ascontiguousarray(labels[order]))
     # words below the diagonal are never written and never read (the scan starts at a row's own block)
     masks = cuda.device_array((n, n_blocks), dtype=np.uint64)
-    _mask_kernel(boxes.dtype.type)[(n_blocks, n_blocks), THREADS](
-        cuda.to_device(sorted_boxes), cuda.to_device(areas), cuda.to_device(np.ascontiguousarray(labels[order])),
-        np.float64(iou_threshold), masks)
-    return order[_scan_masks(masks.copy_to_host(), n)]
+    _mask_kernel(np.dtype(boxes.dtype).type)[(n_blocks, n_blocks), THREADS](
+        sorted_boxes, areas, sorted_labels, np.float64(iou_threshold), masks)
+    keep = order[_scan_masks(masks.copy_to_host(), n)]
+    return cuda.to_device(keep) if on_device else keep
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Same as `edudet.ops.nms.nms_numpy`, with the suppression bitmasks computed on the GPU."""
-    return _greedy_on_gpu(boxes, scores, np.zeros(boxes.shape[0], dtype=np.int64), iou_threshold)
+def _checked(boxes, scores, idxs, iou_threshold):
+    """The structural checks (and, for host arrays with EDUDET_CHECK_KERNELS=1, the value checks)."""
+    if is_device_array(boxes) or is_device_array(scores) or (idxs is not None and is_device_array(idxs)):
+        boxes, scores = as_device_array(boxes), as_device_array(scores)
+        _check_device_boxes("boxes", boxes)
+        if scores.ndim != 1 or scores.shape[0] != boxes.shape[0]:
+            raise ValueError(f"scores must have shape ({boxes.shape[0]},) to match boxes, got {tuple(scores.shape)}")
+        if idxs is not None:
+            idxs = as_device_array(idxs)
+            if idxs.ndim != 1 or idxs.shape[0] != boxes.shape[0] or np.dtype(idxs.dtype) != np.int64:
+                raise ValueError(f"idxs must be int64 of shape ({boxes.shape[0]},), got {idxs.dtype} "
+                                 f"{tuple(idxs.shape)}")
+    else:
+        check_structure("boxes", boxes, ndim=2, columns=4)
+        if boxes.dtype not in (np.float32, np.float64):
+            raise ValueError(f"boxes must be float32 or float64, got {boxes.dtype}")
+        check_structure("scores", scores, ndim=1, length=boxes.shape[0])
+        if idxs is not None:
+            check_structure("idxs", idxs, ndim=1, length=boxes.shape[0])
+            if not np.issubdtype(idxs.dtype, np.integer):
+                raise ValueError(f"idxs must have an integer dtype, got {idxs.dtype}")
+        if CHECK_KERNELS:
+            check_values(boxes=boxes, scores=scores)
+    if not iou_threshold >= 0:
+        raise ValueError(f"iou_threshold must be >= 0, got {iou_threshold}")
+    return boxes, scores, idxs
 
 
-def batched_nms(boxes: np.ndarray, scores: np.ndarray, idxs: np.ndarray, iou_threshold: float) -> np.ndarray:
+def nms(boxes, scores, iou_threshold: float):
+    """Same as `edudet.ops.nms.nms_numpy`, with the suppression bitmasks computed on the GPU.
+
+    boxes (N, 4), scores (N,): NumPy arrays (-> NumPy int64 indices) or device arrays (-> a device array)."""
+    boxes, scores, _ = _checked(boxes, scores, None, iou_threshold)
+    labels = np.zeros(boxes.shape[0], dtype=np.int64)
+    return _greedy_on_gpu(boxes, scores, cuda.to_device(labels) if is_device_array(boxes) else labels,
+                          iou_threshold)
+
+
+def batched_nms(boxes, scores, idxs, iou_threshold: float):
     """Same as `edudet.ops.nms.batched_nms_numpy`: boxes of different idxs leave each other's bits unset."""
+    boxes, scores, idxs = _checked(boxes, scores, idxs, iou_threshold)
     return _greedy_on_gpu(boxes, scores, idxs, iou_threshold)

@@ -10,10 +10,13 @@ span falls back to one cell (no pruning), and a zero union (underflowing areas) 
 """
 import numpy as np
 
+from ._checks import CHECK_KERNELS, check_structure, check_values
+
 cimport numpy as cnp
 from cython cimport floating
 from libc.math cimport exp, fabs, INFINITY, isfinite
 from libc.stdint cimport int64_t
+from libc.stdlib cimport calloc, free, malloc
 
 cnp.import_array()
 
@@ -52,123 +55,170 @@ cdef inline bint _positive(const floating[:, ::1] boxes, int64_t i) noexcept nog
     return boxes[i, 2] > boxes[i, 0] and boxes[i, 3] > boxes[i, 1]
 
 
-cdef void _greedy_nms_grid(const floating[:, ::1] boxes, const floating[::1] areas, const int64_t[::1] members,
-                           double iou_threshold, unsigned char[::1] keep):
-    """Greedy NMS of boxes[members] (sorted by decreasing score); sets keep[i] = 1 for the kept ones."""
-    cdef int64_t m = members.shape[0], r, i, j, k, c, e, cx, cy, nx = 0, ny = 0, filings = 0, n_valid = 0
+cdef int _greedy_nms_grid(const floating[:, ::1] boxes, const floating* areas, const int64_t* members, int64_t m,
+                          double iou_threshold, unsigned char* keep) noexcept nogil:
+    """Greedy NMS of boxes[members[:m]] (sorted by decreasing score); sets keep[i] = 1 for the kept ones.
+
+    Returns 0, or -1 if the grid's buffers could not be allocated (keep is then incomplete).
+    """
+    cdef int64_t r, i, j, k, c, e, cx, cy, nx = 0, ny = 0, filings = 0, n_valid = 0
     cdef double x_lo = INFINITY, y_lo = INFINITY, x_hi = -INFINITY, y_hi = -INFINITY
     cdef double sum_w = 0.0, sum_h = 0.0, cell_w, cell_h, inv_w = 0.0, inv_h = 0.0
     cdef double s, w, h, slop_x, slop_y, span_x, span_y
     cdef int64_t cx_lo, cx_hi, cy_lo, cy_hi
     cdef floating x1, y1, x2, y2, iw, ih, inter, union_area, area_j
     cdef bint suppressed
+    cdef int64_t* start
+    cdef int64_t* filed
+    cdef int64_t* entries
 
-    with nogil:
+    for r in range(m):
+        i = members[r]
+        if _positive(boxes, i):
+            x_lo = min(x_lo, <double>boxes[i, 0])
+            y_lo = min(y_lo, <double>boxes[i, 1])
+            x_hi = max(x_hi, <double>boxes[i, 2])
+            y_hi = max(y_hi, <double>boxes[i, 3])
+            sum_w += <double>boxes[i, 2] - <double>boxes[i, 0]
+            sum_h += <double>boxes[i, 3] - <double>boxes[i, 1]
+            n_valid += 1
+    if n_valid == 0:  # only zero-area boxes: nothing overlaps anything
         for r in range(m):
-            i = members[r]
-            if _positive(boxes, i):
-                x_lo = min(x_lo, <double>boxes[i, 0])
-                y_lo = min(y_lo, <double>boxes[i, 1])
-                x_hi = max(x_hi, <double>boxes[i, 2])
-                y_hi = max(y_hi, <double>boxes[i, 3])
-                sum_w += <double>boxes[i, 2] - <double>boxes[i, 0]
-                sum_h += <double>boxes[i, 3] - <double>boxes[i, 1]
-                n_valid += 1
-        if n_valid == 0:  # only zero-area boxes: nothing overlaps anything
+            keep[members[r]] = 1
+        return 0
+    span_x = x_hi - x_lo
+    span_y = y_hi - y_lo
+    cell_w = max(max(CELL_FRACTION * sum_w / n_valid, span_x * 1e-6), 1e-300)
+    cell_h = max(max(CELL_FRACTION * sum_h / n_valid, span_y * 1e-6), 1e-300)
+    if not (isfinite(span_x) and isfinite(span_y) and isfinite(cell_w) and isfinite(cell_h)):
+        cell_w = INFINITY  # an overflowing span: one cell, no pruning
+        cell_h = INFINITY
+    while True:
+        nx = _cell_count(span_x, cell_w)
+        ny = _cell_count(span_y, cell_h)
+        if nx * ny <= 4 * m + 64:
+            inv_w = 1.0 / cell_w
+            inv_h = 1.0 / cell_h
+            filings = 0
             for r in range(m):
-                keep[members[r]] = 1
-        else:
-            span_x = x_hi - x_lo
-            span_y = y_hi - y_lo
-            cell_w = max(max(CELL_FRACTION * sum_w / n_valid, span_x * 1e-6), 1e-300)
-            cell_h = max(max(CELL_FRACTION * sum_h / n_valid, span_y * 1e-6), 1e-300)
-            if not (isfinite(span_x) and isfinite(span_y) and isfinite(cell_w) and isfinite(cell_h)):
-                cell_w = INFINITY  # an overflowing span: one cell, no pruning
-                cell_h = INFINITY
-            while True:
-                nx = _cell_count(span_x, cell_w)
-                ny = _cell_count(span_y, cell_h)
-                if nx * ny <= 4 * m + 64:
-                    inv_w = 1.0 / cell_w
-                    inv_h = 1.0 / cell_h
-                    filings = 0
-                    for r in range(m):
-                        i = members[r]
-                        if _positive(boxes, i):
-                            cx = _cell(boxes[i, 2], x_lo, inv_w, nx) - _cell(boxes[i, 0], x_lo, inv_w, nx) + 1
-                            cy = _cell(boxes[i, 3], y_lo, inv_h, ny) - _cell(boxes[i, 1], y_lo, inv_h, ny) + 1
-                            filings += cx * cy
-                    if filings <= MAX_FILINGS_PER_BOX * m:
-                        break
-                cell_w *= 2.0
-                cell_h *= 2.0
-    if n_valid == 0:
-        return
+                i = members[r]
+                if _positive(boxes, i):
+                    cx = _cell(boxes[i, 2], x_lo, inv_w, nx) - _cell(boxes[i, 0], x_lo, inv_w, nx) + 1
+                    cy = _cell(boxes[i, 3], y_lo, inv_h, ny) - _cell(boxes[i, 1], y_lo, inv_h, ny) + 1
+                    filings += cx * cy
+            if filings <= MAX_FILINGS_PER_BOX * m:
+                break
+        cell_w *= 2.0
+        cell_h *= 2.0
 
-    cdef int64_t[::1] start = np.zeros(nx * ny + 1, dtype=np.int64)
-    cdef int64_t[::1] filed = np.zeros(nx * ny, dtype=np.int64)
-    cdef int64_t[::1] entries = np.empty(max(filings, 1), dtype=np.int64)
-    with nogil:
-        # capacity of each cell: every box that could be filed there (only kept ones will be)
-        for r in range(m):
-            i = members[r]
-            if _positive(boxes, i):
-                for cy in range(_cell(boxes[i, 1], y_lo, inv_h, ny), _cell(boxes[i, 3], y_lo, inv_h, ny) + 1):
-                    for cx in range(_cell(boxes[i, 0], x_lo, inv_w, nx), _cell(boxes[i, 2], x_lo, inv_w, nx) + 1):
-                        start[cy * nx + cx + 1] += 1
-        for c in range(nx * ny):
-            start[c + 1] += start[c]
+    start = <int64_t*>calloc(nx * ny + 1, sizeof(int64_t))
+    filed = <int64_t*>calloc(nx * ny, sizeof(int64_t))
+    entries = <int64_t*>malloc(max(filings, 1) * sizeof(int64_t))
+    if start == NULL or filed == NULL or entries == NULL:
+        free(start)
+        free(filed)
+        free(entries)
+        return -1
+    # capacity of each cell: every box that could be filed there (only kept ones will be)
+    for r in range(m):
+        i = members[r]
+        if _positive(boxes, i):
+            for cy in range(_cell(boxes[i, 1], y_lo, inv_h, ny), _cell(boxes[i, 3], y_lo, inv_h, ny) + 1):
+                for cx in range(_cell(boxes[i, 0], x_lo, inv_w, nx), _cell(boxes[i, 2], x_lo, inv_w, nx) + 1):
+                    start[cy * nx + cx + 1] += 1
+    for c in range(nx * ny):
+        start[c + 1] += start[c]
 
-        s = _core_fraction(iou_threshold)
-        for r in range(m):
-            j = members[r]
-            x1 = boxes[j, 0]
-            y1 = boxes[j, 1]
-            x2 = boxes[j, 2]
-            y2 = boxes[j, 3]
-            if not (x2 > x1 and y2 > y1):  # a zero-area box overlaps nothing: kept, never filed
-                keep[j] = 1
-                continue
-            w = <double>x2 - <double>x1
-            h = <double>y2 - <double>y1
-            slop_x = 1e-12 * (fabs(<double>x1) + fabs(<double>x2))
-            slop_y = 1e-12 * (fabs(<double>y1) + fabs(<double>y2))
-            cx_lo = _cell(x1 + s * w - slop_x, x_lo, inv_w, nx)
-            cx_hi = _cell(x2 - s * w + slop_x, x_lo, inv_w, nx)
-            cy_lo = _cell(y1 + s * h - slop_y, y_lo, inv_h, ny)
-            cy_hi = _cell(y2 - s * h + slop_y, y_lo, inv_h, ny)
-            area_j = areas[j]
-            suppressed = False
-            cy = cy_lo
-            while cy <= cy_hi and not suppressed:
-                cx = cx_lo
-                while cx <= cx_hi and not suppressed:
-                    c = cy * nx + cx
-                    for e in range(start[c], start[c] + filed[c]):
-                        k = entries[e]
-                        iw = (boxes[k, 2] if boxes[k, 2] < x2 else x2) - (boxes[k, 0] if boxes[k, 0] > x1 else x1)
-                        if iw <= 0:
-                            continue
-                        ih = (boxes[k, 3] if boxes[k, 3] < y2 else y2) - (boxes[k, 1] if boxes[k, 1] > y1 else y1)
-                        if ih <= 0:
-                            continue
-                        inter = iw * ih
-                        # the kept box's area first, as torchvision adds them; a float IoU vs a double threshold;
-                        # a zero union (underflowing areas) is IoU 0 (torchvision: 0 / 0 = NaN, not > t either)
-                        union_area = areas[k] + area_j - inter
-                        if union_area > 0 and inter / union_area > iou_threshold:
-                            suppressed = True
-                            break
-                    cx += 1
-                cy += 1
-            if suppressed:
-                continue
+    s = _core_fraction(iou_threshold)
+    for r in range(m):
+        j = members[r]
+        x1 = boxes[j, 0]
+        y1 = boxes[j, 1]
+        x2 = boxes[j, 2]
+        y2 = boxes[j, 3]
+        if not (x2 > x1 and y2 > y1):  # a zero-area box overlaps nothing: kept, never filed
             keep[j] = 1
-            for cy in range(_cell(y1, y_lo, inv_h, ny), _cell(y2, y_lo, inv_h, ny) + 1):
-                for cx in range(_cell(x1, x_lo, inv_w, nx), _cell(x2, x_lo, inv_w, nx) + 1):
-                    c = cy * nx + cx
-                    entries[start[c] + filed[c]] = j
-                    filed[c] += 1
+            continue
+        w = <double>x2 - <double>x1
+        h = <double>y2 - <double>y1
+        slop_x = 1e-12 * (fabs(<double>x1) + fabs(<double>x2))
+        slop_y = 1e-12 * (fabs(<double>y1) + fabs(<double>y2))
+        cx_lo = _cell(x1 + s * w - slop_x, x_lo, inv_w, nx)
+        cx_hi = _cell(x2 - s * w + slop_x, x_lo, inv_w, nx)
+        cy_lo = _cell(y1 + s * h - slop_y, y_lo, inv_h, ny)
+        cy_hi = _cell(y2 - s * h + slop_y, y_lo, inv_h, ny)
+        area_j = areas[j]
+        suppressed = False
+        cy = cy_lo
+        while cy <= cy_hi and not suppressed:
+            cx = cx_lo
+            while cx <= cx_hi and not suppressed:
+                c = cy * nx + cx
+                for e in range(start[c], start[c] + filed[c]):
+                    k = entries[e]
+                    iw = (boxes[k, 2] if boxes[k, 2] < x2 else x2) - (boxes[k, 0] if boxes[k, 0] > x1 else x1)
+                    if iw <= 0:
+                        continue
+                    ih = (boxes[k, 3] if boxes[k, 3] < y2 else y2) - (boxes[k, 1] if boxes[k, 1] > y1 else y1)
+                    if ih <= 0:
+                        continue
+                    inter = iw * ih
+                    # the kept box's area first, as torchvision adds them; a float IoU vs a double threshold;
+                    # a zero union (underflowing areas) is IoU 0 (torchvision: 0 / 0 = NaN, not > t either)
+                    union_area = areas[k] + area_j - inter
+                    if union_area > 0 and inter / union_area > iou_threshold:
+                        suppressed = True
+                        break
+                cx += 1
+            cy += 1
+        if suppressed:
+            continue
+        keep[j] = 1
+        for cy in range(_cell(y1, y_lo, inv_h, ny), _cell(y2, y_lo, inv_h, ny) + 1):
+            for cx in range(_cell(x1, x_lo, inv_w, nx), _cell(x2, x_lo, inv_w, nx) + 1):
+                c = cy * nx + cx
+                entries[start[c] + filed[c]] = j
+                filed[c] += 1
+    free(start)
+    free(filed)
+    free(entries)
+    return 0
+
+
+cdef Py_ssize_t _nms_sorted(const floating[:, ::1] boxes, double iou_threshold, unsigned char[::1] keep) noexcept nogil:
+    """Greedy NMS of boxes already sorted by decreasing score: keep[i] = 1 or 0; the count kept, -1 on failure."""
+    cdef int64_t n = boxes.shape[0], i
+    cdef Py_ssize_t kept = 0
+    if keep.shape[0] < n:
+        return -1
+    cdef floating* areas = <floating*>malloc(max(n, 1) * sizeof(floating))
+    cdef int64_t* members = <int64_t*>malloc(max(n, 1) * sizeof(int64_t))
+    if areas == NULL or members == NULL:
+        free(areas)
+        free(members)
+        return -1
+    for i in range(n):
+        areas[i] = (boxes[i, 2] - boxes[i, 0]) * (boxes[i, 3] - boxes[i, 1])
+        members[i] = i
+        keep[i] = 0
+    if _greedy_nms_grid(boxes, areas, members, n, iou_threshold, &keep[0] if n else NULL) != 0:
+        kept = -1
+    else:
+        for i in range(n):
+            kept += keep[i]
+    free(areas)
+    free(members)
+    return kept
+
+
+cdef Py_ssize_t nms_sorted_float(const float[:, ::1] boxes, double iou_threshold,
+                                 unsigned char[::1] keep) noexcept nogil:
+    return _nms_sorted(boxes, iou_threshold, keep)
+
+
+cdef Py_ssize_t nms_sorted_double(const double[:, ::1] boxes, double iou_threshold,
+                                  unsigned char[::1] keep) noexcept nogil:
+    return _nms_sorted(boxes, iou_threshold, keep)
 
 
 cdef _areas(const floating[:, ::1] boxes, floating[::1] areas):
@@ -182,28 +232,62 @@ def _run(boxes, order, members_in_groups, group_starts, double iou_threshold):
     """Greedy NMS of each group of `members_in_groups`; the kept indices in `order`."""
     areas = np.empty(boxes.shape[0], dtype=boxes.dtype)
     keep = np.zeros(boxes.shape[0], dtype=np.uint8)
-    cdef Py_ssize_t g
+    members = np.ascontiguousarray(members_in_groups, dtype=np.int64)
+    cdef int64_t[::1] members_view = members
+    cdef unsigned char[::1] keep_view = keep
+    cdef float[::1] areas32
+    cdef double[::1] areas64
+    cdef Py_ssize_t g, first, last
+    cdef int failed = 0
+    if boxes.shape[0] == 0:
+        return order[:0]
     if boxes.dtype == np.float32:
-        _areas[float](boxes, areas)
+        areas32 = areas
+        _areas[float](boxes, areas32)
         for g in range(len(group_starts) - 1):
-            _greedy_nms_grid[float](boxes, areas, members_in_groups[group_starts[g]:group_starts[g + 1]],
-                                    iou_threshold, keep)
+            first, last = group_starts[g], group_starts[g + 1]
+            failed |= _greedy_nms_grid[float](boxes, &areas32[0], &members_view[first], last - first,
+                                              iou_threshold, &keep_view[0])
     else:
-        _areas[double](boxes, areas)
+        areas64 = areas
+        _areas[double](boxes, areas64)
         for g in range(len(group_starts) - 1):
-            _greedy_nms_grid[double](boxes, areas, members_in_groups[group_starts[g]:group_starts[g + 1]],
-                                     iou_threshold, keep)
+            first, last = group_starts[g], group_starts[g + 1]
+            failed |= _greedy_nms_grid[double](boxes, &areas64[0], &members_view[first], last - first,
+                                               iou_threshold, &keep_view[0])
+    if failed:
+        raise MemoryError("nms: out of memory for the grid of cells")
     return order[keep[order].view(bool)]
+
+
+def _check_boxes_scores(boxes, scores):
+    check_structure("boxes", boxes, ndim=2, columns=4)
+    if boxes.dtype != np.float32 and boxes.dtype != np.float64:
+        raise ValueError(f"boxes must be float32 or float64, got {boxes.dtype}")
+    check_structure("scores", scores, ndim=1, length=boxes.shape[0])
+    if scores.dtype != np.float32 and scores.dtype != np.float64:
+        raise ValueError(f"scores must be float32 or float64, got {scores.dtype}")
+    if CHECK_KERNELS:
+        check_values(boxes=boxes, scores=scores)
 
 
 def nms(boxes, scores, double iou_threshold):
     """Same as `edudet.ops.nms.nms_numpy`: int64 indices of the kept boxes by decreasing score."""
+    _check_boxes_scores(boxes, scores)
+    if not iou_threshold >= 0:
+        raise ValueError(f"iou_threshold must be >= 0, got {iou_threshold}")
     order = np.argsort(-scores, kind="stable")
     return _run(boxes, order, order, [0, len(order)], iou_threshold)
 
 
 def batched_nms(boxes, scores, idxs, double iou_threshold):
     """Same as `edudet.ops.nms.batched_nms_numpy`: greedy NMS per category, merged by decreasing score."""
+    _check_boxes_scores(boxes, scores)
+    check_structure("idxs", idxs, ndim=1, length=boxes.shape[0])
+    if not np.issubdtype(idxs.dtype, np.integer):
+        raise ValueError(f"idxs must have an integer dtype, got {idxs.dtype}")
+    if not iou_threshold >= 0:
+        raise ValueError(f"iou_threshold must be >= 0, got {iou_threshold}")
     order = np.argsort(-scores, kind="stable")
     grouped = order[np.argsort(idxs[order], kind="stable")]  # by category, by score inside each
     labels = idxs[grouped]
@@ -274,6 +358,14 @@ cdef Py_ssize_t _soft_nms(floating[::1] x1, floating[::1] y1, floating[::1] x2, 
 
 def soft_nms(boxes, scores, double iou_threshold, double sigma, double score_threshold, int method, int offset):
     """Same as `edudet.ops.nms.soft_nms_numpy`: returns (dets, keep)."""
+    _check_boxes_scores(boxes, scores)
+    check_structure("scores", scores, dtype=boxes.dtype)
+    if method not in (0, 1, 2):
+        raise ValueError(f"method must be 0 (naive), 1 (linear) or 2 (gaussian), got {method}")
+    if offset not in (0, 1):
+        raise ValueError(f"offset must be 0 or 1, got {offset}")
+    if not (sigma > 0 and iou_threshold >= 0 and score_threshold >= 0):
+        raise ValueError("sigma must be > 0, iou_threshold and score_threshold >= 0")
     dtype = boxes.dtype
     x1, y1, x2, y2 = (np.ascontiguousarray(boxes[:, c]) for c in range(4))
     sc = scores.copy()

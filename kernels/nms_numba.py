@@ -1,5 +1,31 @@
 """Numba twins of `edudet.ops.nms`: greedy NMS and batched NMS on a uniform grid, and Soft-NMS.
 
+Stable public names (all ``@njit(cache=True)``: callable from Python and from a user's own ``@njit`` code):
+
+``nms(boxes, scores, iou_threshold) -> (K,) int64``
+    indices of the kept boxes by decreasing score (ties by increasing index): a box is kept unless an already
+    kept box has IoU > `iou_threshold` with it; index for index ``torchvision.ops.nms``.
+``batched_nms(boxes, scores, idxs, iou_threshold) -> (K,) int64``
+    `nms` inside each category of `idxs` (any int dtype), merged by decreasing score.
+``soft_nms(boxes, scores, iou_threshold, sigma, score_threshold, method, offset) -> (dets (K, 5), keep (K,))``
+    mmcv's Soft-NMS; `method` is an int: 0 naive, 1 linear, 2 gaussian (`edudet.ops.nms.SOFT_NMS_METHODS`);
+    `offset` 0 or 1; boxes and scores of one dtype.
+
+Input: boxes (N, 4) ``(x1, y1, x2, y2)`` and scores (N,), C-contiguous float32 or float64 (`nms`: any mix).
+Each entry checks, raising a ``ValueError`` naming the argument: shapes (boxes (N, 4), scores and idxs (N,)),
+C-contiguity, float dtypes, and scans boxes and scores for NaN and inf (O(n) against O(n log n) work), and
+refuses a negative or NaN threshold. Not checked (`edudet.ops`' job): the coordinate bound of 1e15 (larger
+finite coordinates still work, see below), inverted boxes (they have no positive area: they never suppress).
+
+Example (user code)::
+
+    from numba import njit
+    from edudet.kernels.nms_numba import nms
+
+    @njit
+    def top_detections(boxes, scores, k):    # (N, 4) float32, (N,) float32, C-contiguous
+        return nms(boxes, scores, 0.5)[:k]
+
 Greedy NMS visits boxes by decreasing score; box j is dropped iff some already *kept* box has IoU > t with
 it. torchvision's CPU kernel tests each kept box against every later box (quadratic). Here the kept boxes
 are filed in a uniform grid of cells (each kept box in every cell its extent touches), and a candidate
@@ -8,10 +34,10 @@ touch. This is about 4x longer than the plain loop and 50-100x faster on 20,000 
 reference stays the readable truth, and results are identical because every pair that is skipped
 provably has IoU <= t (see `_core_fraction`) and every pair that is tested uses torchvision's arithmetic.
 
-Robust to any finite input, even when called directly (the public `nms` refuses coordinates beyond 1e15):
-the cell counts are clamped to [1, 4097] and a span that is not finite (``1e308 - (-1e308)``) falls back to
-one cell, the plain quadratic loop, so no cell index can leave the arrays. A pair whose union is 0 (areas
-that underflow, as for boxes of side 1e-300) has IoU 0: it suppresses nothing, as in the NumPy reference.
+Robust to any finite input, even beyond the public bound of 1e15: the cell counts are clamped to [1, 4097]
+and a span that is not finite (``1e308 - (-1e308)``) falls back to one cell, the plain quadratic loop, so no
+cell index can leave the arrays. A pair whose union is 0 (areas that underflow, as for boxes of side 1e-300)
+has IoU 0: it suppresses nothing, as in the NumPy reference.
 """
 from __future__ import annotations
 
@@ -19,6 +45,8 @@ import math
 
 import numpy as np
 from numba import njit
+
+from .boxes_numba import _all_finite, _is_float, _matrix_boxes, _same_dtype, _vector_idxs, _vector_scores
 
 # Cells are about this fraction of the mean box side: smaller cells mean fewer kept boxes per cell to test
 # but more cells per kept box to file it in (measured on 800-px images: 0.1-0.2 is a flat optimum, 1.0 is
@@ -215,8 +243,36 @@ def _kept_in_order(order, keep):
 
 
 @njit(cache=True)
+def _check_boxes_scores(boxes, scores):
+    """The structural checks of every entry below, and the NaN/inf scan (O(n) against O(n log n) work)."""
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError("boxes must have shape (N, 4)")
+    if scores.ndim != 1:
+        raise ValueError("scores must have shape (N,)")
+    if scores.shape[0] != boxes.shape[0]:
+        raise ValueError("scores must have one entry per row of boxes (N,)")
+    if not boxes.flags.c_contiguous:
+        raise ValueError("boxes must be C-contiguous (np.ascontiguousarray)")
+    if not scores.flags.c_contiguous:
+        raise ValueError("scores must be C-contiguous (np.ascontiguousarray)")
+    if not _is_float(boxes):
+        raise ValueError("boxes must be float32 or float64")
+    if not _is_float(scores):
+        raise ValueError("scores must be float32 or float64")
+    if not _all_finite(boxes):
+        raise ValueError("boxes contains NaN or inf")
+    if not _all_finite(scores):
+        raise ValueError("scores contains NaN or inf")
+
+
+@njit(cache=True)
 def nms(boxes, scores, iou_threshold):
     """Same as `edudet.ops.nms.nms_numpy`: int64 indices of the kept boxes by decreasing score."""
+    boxes = _matrix_boxes(boxes)
+    scores = _vector_scores(scores)
+    _check_boxes_scores(boxes, scores)
+    if not float(iou_threshold) >= 0.0:  # NaN too
+        raise ValueError("iou_threshold must be >= 0")
     order = np.argsort(-scores, kind="mergesort")  # stable: ties by increasing index, as torchvision
     keep = np.zeros(boxes.shape[0], dtype=np.bool_)
     _greedy_nms_grid(boxes, _areas(boxes), order, float(iou_threshold), keep)
@@ -226,7 +282,17 @@ def nms(boxes, scores, iou_threshold):
 @njit(cache=True)
 def batched_nms(boxes, scores, idxs, iou_threshold):
     """Same as `edudet.ops.nms.batched_nms_numpy`: greedy NMS per category, merged by decreasing score."""
+    boxes = _matrix_boxes(boxes)
+    scores = _vector_scores(scores)
+    idxs = _vector_idxs(idxs)
+    _check_boxes_scores(boxes, scores)
+    if idxs.shape[0] != boxes.shape[0]:
+        raise ValueError("idxs must have shape (N,): one category per row of boxes")
+    if not float(iou_threshold) >= 0.0:
+        raise ValueError("iou_threshold must be >= 0")
     n = boxes.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
     order = np.argsort(-scores, kind="mergesort")
     # group by category, keeping the score order inside each group (both sorts are stable)
     grouped = order[np.argsort(idxs[order], kind="mergesort")]
@@ -243,6 +309,15 @@ def batched_nms(boxes, scores, idxs, iou_threshold):
 @njit(cache=True)
 def soft_nms(boxes, scores, iou_threshold, sigma, score_threshold, method, offset):
     """Same as `edudet.ops.nms.soft_nms_numpy`: mmcv's in-place Soft-NMS loop; returns (dets, keep)."""
+    boxes = _matrix_boxes(boxes)
+    scores = _vector_scores(scores)
+    _check_boxes_scores(boxes, scores)
+    if not _same_dtype(boxes, scores):
+        raise ValueError("boxes and scores must have the same dtype")
+    if method != 0 and method != 1 and method != 2:
+        raise ValueError("method must be 0 (naive), 1 (linear) or 2 (gaussian)")
+    if not (float(sigma) > 0.0 and float(iou_threshold) >= 0.0 and float(score_threshold) >= 0.0):
+        raise ValueError("sigma must be > 0, iou_threshold and score_threshold >= 0")
     n = boxes.shape[0]
     one = scores.dtype.type(1)
     zero = scores.dtype.type(0)

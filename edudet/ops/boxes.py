@@ -9,15 +9,17 @@ naming the argument): then no width, area, union or enclosing area can overflow,
 backend gives the reference's values. Tiny boxes are fine too: where areas underflow to 0 (sides of 1e-30
 in float32, 1e-300 in float64) a zero union gives IoU 0, never NaN and never a division by zero.
 
-`box_iou` has fast twins under `edudet.kernels` (``boxes_numba``, ``boxes_cython``, ``boxes_cuda``);
-the functions here are the NumPy reference a learner reads first.
+Fast twins live under `edudet.kernels`: `box_iou` in ``boxes_numba``, ``boxes_cython`` and ``boxes_cuda``;
+`box_area`, `box_convert` and `generalized_box_iou` in ``boxes_numba``. The functions here are the NumPy
+references a learner reads first (the ``*_numpy`` functions) and the checked layer in front of the kernels.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .._dispatch import Dispatcher
-from .._validate import as_boxes, as_image_size, check_allocation, check_scalar, common_float_dtype
+from .._validate import (COORDINATE_LIMIT, as_boxes, as_image_size, check_allocation, check_scalar,
+                         common_float_dtype)
 
 __all__ = [
     "box_area",
@@ -34,27 +36,53 @@ _FORMATS = ("xyxy", "xywh", "cxcywh")
 _PAIRS_PER_CHUNK = 1 << 20
 
 
-def box_area(boxes, fmt: str = "xyxy") -> np.ndarray:
+def box_area(boxes, fmt: str = "xyxy", backend: str | None = None) -> np.ndarray:
     """Area of each box.
 
     boxes: (N, 4) in `fmt` (``'xyxy'``, ``'xywh'`` or ``'cxcywh'``, see `box_convert`). Returns (N,)
     ``(x2 - x1) * (y2 - y1)`` for xyxy and ``w * h`` for the other two, in the boxes' float dtype.
+    `backend` (xyxy only): None (the fastest CPU one), "numpy" or "numba"; every backend gives the same bits.
     """
     _check_format(fmt, "fmt")
-    boxes = as_boxes(boxes)
+    kernel = _box_area.get(backend)
+    boxes = _clean_boxes(boxes, "boxes")
     if fmt != "xyxy":  # the size is stored: no subtraction, exactly as torchvision
         return boxes[:, 2] * boxes[:, 3]
-    return _box_area(boxes)
+    return kernel(boxes)
 
 
-def _box_area(boxes: np.ndarray) -> np.ndarray:
+def _areas(boxes: np.ndarray) -> np.ndarray:
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def box_area_numpy(boxes: np.ndarray) -> np.ndarray:
+    """NumPy reference of `box_area` on clean (N, 4) xyxy boxes: `_areas` with one temporary less."""
+    widths = np.subtract(boxes[:, 2], boxes[:, 0])
+    heights = np.subtract(boxes[:, 3], boxes[:, 1])
+    return np.multiply(widths, heights, out=widths)
+
+
+def _clean_boxes(boxes, name: str) -> np.ndarray:
+    """`as_boxes(boxes, name)`, with a fast path for input that is already a C-contiguous (N, 4) float array.
+
+    For such an array one min and one max (no temporaries) prove every coordinate finite and within
+    +-COORDINATE_LIMIT (a NaN makes both NaN); anything else, or a failure, goes through `as_boxes`, which
+    gives its usual messages. Two reductions instead of isfinite and abs temporaries matter for the O(n) ops,
+    whose whole cost is a few passes over the array.
+    """
+    if (isinstance(boxes, np.ndarray) and boxes.dtype.type in (np.float32, np.float64) and boxes.ndim == 2
+            and boxes.shape[1] == 4 and boxes.flags.c_contiguous):
+        if boxes.size == 0:
+            return boxes
+        if -COORDINATE_LIMIT <= boxes.min() and boxes.max() <= COORDINATE_LIMIT:
+            return boxes
+    return as_boxes(boxes, name)
 
 
 def _box_inter_union(boxes1: np.ndarray, boxes2: np.ndarray):
     """(N, M) intersection and union areas of every pair."""
-    area1 = _box_area(boxes1)
-    area2 = _box_area(boxes2)
+    area1 = _areas(boxes1)
+    area2 = _areas(boxes2)
     left_top = np.maximum(boxes1[:, None, :2], boxes2[None, :, :2])  # (N, M, 2)
     right_bottom = np.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])  # (N, M, 2)
     wh = np.clip(right_bottom - left_top, 0, None)  # disjoint boxes overlap by 0, not a negative amount
@@ -85,6 +113,8 @@ def box_iou_numpy(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
     return out
 
 
+_box_area = Dispatcher("box_area", reference=box_area_numpy, numba="boxes_numba:box_area")
+
 _box_iou = Dispatcher(
     "box_iou",
     reference=box_iou_numpy,
@@ -96,8 +126,8 @@ _box_iou = Dispatcher(
 
 def _pair(boxes1, boxes2, op: str):
     """Both box sets in their common float dtype, after checking that the (N, M) output fits in memory."""
-    b1 = as_boxes(boxes1, "boxes1")
-    b2 = as_boxes(boxes2, "boxes2")
+    b1 = _clean_boxes(boxes1, "boxes1")
+    b2 = _clean_boxes(boxes2, "boxes2")
     dtype = common_float_dtype(b1, b2)
     check_allocation((b1.shape[0], b2.shape[0]), np.dtype(dtype).itemsize,
                      f"{op}'s (N, M) output (boxes1: N = {b1.shape[0]}, boxes2: M = {b2.shape[0]})")
@@ -114,9 +144,15 @@ def box_iou(boxes1, boxes2, fmt: str = "xyxy", backend: str | None = None) -> np
     +-1e15 raise a `ValueError`, and so does an (N, M) output above edudet's allocation limit (4 GiB by
     default, ``EDUDET_MAX_BYTES``): the message gives the sizes. xywh and cxcywh boxes are converted to
     xyxy first, so their areas can differ from torchvision's ``w * h`` in the last bit. `backend`: None (the
-    fastest CPU one), "numpy", "numba", "cython" or "cuda".
+    fastest CPU one), "numpy", "numba", "cython" or "cuda". GPU arrays (numba device arrays, CuPy: anything
+    with ``__cuda_array_interface__``, xyxy) go to the "cuda" backend and give a device array, with no host
+    round trip: their structure is checked, their values are not (that would copy them to the host).
     """
     _check_format(fmt, "fmt")
+    if is_device_array(boxes1) or is_device_array(boxes2):
+        if fmt != "xyxy":
+            raise ValueError(f"fmt must be 'xyxy' for GPU arrays, got {fmt!r}")
+        return _box_iou.get(device_backend(backend, "box_iou"))(boxes1, boxes2)
     kernel = _box_iou.get(backend)
     b1, b2 = _pair(boxes1, boxes2, "box_iou")
     if fmt != "xyxy":
@@ -126,7 +162,7 @@ def box_iou(boxes1, boxes2, fmt: str = "xyxy", backend: str | None = None) -> np
     return kernel(b1, b2)
 
 
-def generalized_box_iou(boxes1, boxes2) -> np.ndarray:
+def generalized_box_iou(boxes1, boxes2, backend: str | None = None) -> np.ndarray:
     """Generalized IoU (Rezatofighi et al., 2019) of every pair of boxes.
 
     boxes1: (N, 4), boxes2: (M, 4) ``(x1, y1, x2, y2)``. Returns (N, M) in [-1, 1], float64 if either
@@ -136,8 +172,9 @@ def generalized_box_iou(boxes1, boxes2) -> np.ndarray:
     So two tiny disjoint boxes whose areas underflow but whose enclosing box does not get -1. Inverted
     boxes (``x2 < x1`` or ``y2 < y1``) raise a `ValueError`: their "areas" are meaningless here (GIoU could
     exceed IoU). Same coordinate bound and allocation check as `box_iou`; computed in row chunks, so the
-    temporaries stay small.
+    temporaries stay small. `backend`: None (the fastest CPU one), "numpy" or "numba"; same bits on each.
     """
+    kernel = _generalized_box_iou_kernels.get(backend)
     b1, b2 = _pair(boxes1, boxes2, "generalized_box_iou")
     for boxes, name in ((b1, "boxes1"), (b2, "boxes2")):
         inverted = np.flatnonzero((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1]))
@@ -145,9 +182,14 @@ def generalized_box_iou(boxes1, boxes2) -> np.ndarray:
             i = int(inverted[0])
             raise ValueError(f"{name} must be (x1, y1, x2, y2) with x2 >= x1 and y2 >= y1; box {i} is "
                              f"{boxes[i].tolist()}")
-    out = np.empty((b1.shape[0], b2.shape[0]), dtype=b1.dtype)
+    return kernel(b1, b2)
+
+
+def generalized_box_iou_numpy(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
+    """NumPy reference of `generalized_box_iou` on clean (N, 4) and (M, 4) arrays of one float dtype."""
+    out = np.empty((boxes1.shape[0], boxes2.shape[0]), dtype=boxes1.dtype)
     for rows in _row_chunks(*out.shape):
-        out[rows] = _generalized_box_iou(b1[rows], b2)
+        out[rows] = _generalized_box_iou(boxes1[rows], boxes2)
     return out
 
 
@@ -159,6 +201,23 @@ def _generalized_box_iou(b1: np.ndarray, b2: np.ndarray) -> np.ndarray:
     wh = np.clip(enclosing_rb - enclosing_lt, 0, None)
     enclosing_area = wh[..., 0] * wh[..., 1]
     return iou - _safe_divide(enclosing_area - union, enclosing_area)
+
+
+_generalized_box_iou_kernels = Dispatcher("generalized_box_iou", reference=generalized_box_iou_numpy,
+                                          numba="boxes_numba:generalized_box_iou")
+
+
+def is_device_array(array) -> bool:
+    """True for a GPU array: ``__cuda_array_interface__`` (numba, CuPy) or numba's simulated device arrays."""
+    return not isinstance(array, np.ndarray) and (hasattr(array, "__cuda_array_interface__")
+                                                  or type(array).__name__ == "FakeCUDAArray")
+
+
+def device_backend(backend, op: str) -> str:
+    """The backend for GPU-array input: "cuda" (None means it too); any other name is a ValueError."""
+    if backend not in (None, "cuda"):
+        raise ValueError(f"{op}: GPU arrays need backend='cuda' (or None), got {backend!r}")
+    return "cuda"
 
 
 def _check_format(fmt, name: str) -> None:
@@ -184,18 +243,29 @@ def _from_xyxy(boxes: np.ndarray, fmt: str) -> np.ndarray:
     return boxes
 
 
-def box_convert(boxes, in_fmt: str, out_fmt: str) -> np.ndarray:
+def box_convert_numpy(boxes: np.ndarray, in_fmt: str, out_fmt: str) -> np.ndarray:
+    """NumPy reference of `box_convert` on a clean (N, 4) float array: a new C-contiguous (N, 4) array."""
+    if in_fmt == out_fmt:
+        return boxes.copy()
+    return np.ascontiguousarray(_from_xyxy(_to_xyxy(boxes, in_fmt), out_fmt))
+
+
+_box_convert = Dispatcher("box_convert", reference=box_convert_numpy, numba="boxes_numba:box_convert")
+
+
+def box_convert(boxes, in_fmt: str, out_fmt: str, backend: str | None = None) -> np.ndarray:
     """Convert (N, 4) boxes between ``'xyxy'``, ``'xywh'`` and ``'cxcywh'``.
 
     xyxy: corners ``(x1, y1, x2, y2)``; xywh: top-left corner and size ``(x1, y1, w, h)``;
     cxcywh: centre and size ``(cx, cy, w, h)``. Any conversion passes through xyxy, as torchvision's does.
+    Returns a new (N, 4) array in the boxes' float dtype. `backend`: None (the fastest CPU one), "numpy" or
+    "numba" (one pass over the rows, no temporaries); every backend gives the same bits.
     """
     _check_format(in_fmt, "in_fmt")
     _check_format(out_fmt, "out_fmt")
-    boxes = as_boxes(boxes)
-    if in_fmt == out_fmt:
-        return boxes.copy()
-    return np.ascontiguousarray(_from_xyxy(_to_xyxy(boxes, in_fmt), out_fmt))
+    kernel = _box_convert.get(backend)
+    boxes = _clean_boxes(boxes, "boxes")
+    return kernel(boxes, in_fmt, out_fmt)
 
 
 def clip_boxes_to_image(boxes, size) -> np.ndarray:

@@ -24,6 +24,7 @@ import numpy as np
 
 from .._dispatch import Dispatcher
 from .._validate import as_boxes, as_int_labels, as_scores, check_scalar, common_float_dtype
+from .boxes import device_backend, is_device_array
 
 __all__ = ["nms", "batched_nms", "soft_nms"]
 
@@ -186,7 +187,11 @@ def nms(boxes, scores, iou_threshold: float, backend: str | None = None) -> np.n
     `backend`: None (the fastest CPU one), "numpy", "numba", "cython" or "cuda". The CPU kernels skip pairs
     that cannot overlap with a uniform grid of cells; the CUDA kernel computes 64 x 64 blocks of
     suppression bitmasks (the scheme of the GPU kernels of Faster R-CNN and torchvision), scanned on the host.
+    GPU arrays (``__cuda_array_interface__``) go to "cuda" and give a device array of indices; their
+    structure is checked, their values are not (that would copy them to the host).
     """
+    if is_device_array(boxes) or is_device_array(scores):  # GPU in, GPU out: structure checked, values not
+        return _nms.get(device_backend(backend, "nms"))(boxes, scores, _iou_threshold(iou_threshold))
     kernel = _nms.get(backend)
     boxes, scores = _boxes_and_scores(boxes, scores)
     threshold = _iou_threshold(iou_threshold)
@@ -214,6 +219,9 @@ def batched_nms(boxes, scores, idxs, iou_threshold: float, backend: str | None =
     per-category results with an unstable sort, so kept boxes with exactly equal scores can come out in
     another order there; edudet always lists equal scores by increasing index.
     """
+    if is_device_array(boxes) or is_device_array(scores) or is_device_array(idxs):
+        return _batched_nms.get(device_backend(backend, "batched_nms"))(boxes, scores, idxs,
+                                                                       _iou_threshold(iou_threshold))
     kernel = _batched_nms.get(backend)
     boxes, scores = _boxes_and_scores(boxes, scores)
     idxs = as_int_labels(idxs, boxes.shape[0], "idxs")
