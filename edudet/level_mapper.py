@@ -67,10 +67,11 @@ class LevelMapper:
 
 
 def _positive_in(dtype, value: float, name: str):
-    """`value` in the boxes' dtype, refused by name where it rounds to 0 or inf (0 / 0 would be NaN, a level of
-    INT64_MIN)."""
-    cast = dtype(value)
-    if not (np.isfinite(cast) and cast > 0):
+    """`value` in the boxes' dtype, refused by name where it rounds to 0 (a zero-area box would give 0 / 0 =
+    NaN, a level of INT64_MIN). One that rounds to inf is harmless: every box then maps to the lowest level."""
+    with np.errstate(over="ignore"):
+        cast = dtype(value)
+    if not cast > 0:
         raise ValueError(f"{name}={value:g} is not a positive finite number in {np.dtype(dtype).name}; "
                          f"give a value the boxes' dtype can hold")
     return cast

@@ -625,3 +625,15 @@ def test_cuda_nms_refuses_bitmasks_too_large_before_allocating():
     with pytest.raises(ValueError, match=r"CUDA nms's \(N, N / 64\) suppression bitmasks \(boxes: N = 190000\) "
                                          r"would need 190000 x 2969 x 8 bytes = 4.2 GiB"):
         nms(boxes, np.ones(190_000, np.float32), 0.5, backend="cuda")
+
+
+def test_a_sigma_that_rounds_to_zero_in_the_dtype_is_refused():
+    # 1e-300 is 0 in float32: exp(-iou^2 / 0) divided by zero (Numba raised ZeroDivisionError, NumPy gave NaN)
+    boxes = np.zeros((2, 4), np.float32)
+    scores = np.zeros(2, np.float32)
+    for backend in _soft_nms.backends:
+        with pytest.raises(ValueError, match="sigma=1e-300 rounds to 0 in float32"):
+            soft_nms(boxes, scores, 0.3, 1e-300, 0.001, "gaussian", 0, backend=backend)
+    # the same sigma is a number in float64
+    keep = soft_nms(boxes.astype(np.float64), scores.astype(np.float64), 0.3, 1e-300, 0.0, "gaussian", 0)[1]
+    assert keep.shape == (2,)

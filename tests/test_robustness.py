@@ -651,8 +651,9 @@ def box_coder_cases(draw):
                     NUMPY_ONLY, expect=lambda out: expect_array(out, (n, 4), dtype, finite=False))
     k = draw(st.sampled_from([1, 1, 2]))
     codes, sd = draw(boxes(n=n, width=4 * k))
-    if sd == BAD and codes.ndim == 2 and real_dtype(codes) and np.isfinite(codes.astype(np.float64)).all():
-        sd = OK  # deltas are not coordinates: no magnitude limit
+    if (sd == BAD and codes.ndim == 2 and codes.shape == (n, 4 * k) and real_dtype(codes)
+            and np.isfinite(codes.astype(np.float64)).all()):
+        sd = OK  # deltas are not coordinates: no magnitude limit (a wrong shape stays refused)
     refs, sr = draw(boxes(n=n))
     dtype = np.float64 if codes.dtype == np.float64 else np.float32
 
@@ -716,7 +717,8 @@ def level_mapper_cases(draw):
         k_max, s2 = draw(param([5, 6, 2], kind="int", either=[2**62]))
         if s1 == OK and s2 == OK and k_max < k_min:
             s1 = s2 = BAD
-        scale, s3 = draw(param([224.0, 1.0, 1e-300, 1e300], bad=[0.0, -1.0]))
+        # 1e-300 is 0 in float32 boxes (refused by name there), a fine scale in float64
+        scale, s3 = draw(param([224.0, 1.0, 1e300], bad=[0.0, -1.0], either=[1e-300]))
         level, s4 = draw(param([4, 0], kind="int"))
         eps, s5 = draw(param([1e-6, 0.0], bad=[-1.0]))
 
@@ -733,7 +735,9 @@ def level_mapper_cases(draw):
                     "edudet.LevelMapper({k_min}, {k_max}, {canonical_scale}, {canonical_level}, {eps})({boxes})",
                     NUMPY_ONLY, expect=expect)
     num_levels, sn = draw(param([4, 1], kind="int", bad=[0, -1]))
-    finest, sf = draw(param([56.0, 1e-300, 1e300], bad=[0.0, -5.0]))
+    finest, sf = draw(param([56.0, 1e300], bad=[0.0, -5.0], either=[1e-300]))
+    # map_roi_levels also takes (N, 5) rois with a batch-index column
+    s = EITHER if s == BAD and b.ndim == 2 and b.shape[1] == 5 else s
 
     def expect(out):
         problems = expect_array(out, (len(b),), np.int64)
@@ -1855,6 +1859,35 @@ def rotated_anchor_cases(draw):
                 aliases={"feature_shapes": ("feature_shapes",)})
 
 
+@st.composite
+def iou_variant_cases(draw):
+    """DIoU, CIoU, IoA and mmdetection's bbox_overlaps: adversarial boxes, eps and modes."""
+    which = draw(st.sampled_from(["distance_box_iou", "complete_box_iou", "box_ioa", "bbox_overlaps"]))
+    b1, s1 = draw(boxes())
+    b2, s2 = draw(boxes())
+    # inverted boxes: refused by name (as generalized_box_iou does), or a finite value all the same
+    s1 = EITHER if s1 == OK and inverted(b1) else s1
+    s2 = EITHER if s2 == OK and inverted(b2) else s2
+    dtype = out_float_dtype(b1, b2)
+    extra, status = {}, {}
+    if which in ("distance_box_iou", "complete_box_iou"):
+        extra["eps"], status["eps"] = draw(param([1e-7, 1e-3], bad=[-1.0], either=[0.0]))
+    elif which == "bbox_overlaps":
+        extra["mode"], status["mode"] = draw(st.sampled_from([("iou", OK), ("iof", OK), ("giou", OK), ("dice", BAD)]))
+        extra["eps"], status["eps"] = draw(param([1e-6, 1e-3], bad=[-1.0], either=[0.0]))
+
+    def expect(out):
+        return expect_array(out, (len(b1), len(b2)), dtype)
+
+    # CIoU's atan comes from each backend's maths library: a few ulps apart
+    tolerance = (0.0, ulps(dtype, 64 if which == "complete_box_iou" else 8))
+    args = ", ".join(f"{k}={{{k}}}" for k in extra)
+    return Case(f"ops.{which}", lambda backend, **v: getattr(ops, which)(**v, backend=backend),
+                dict(boxes1=b1, boxes2=b2, **extra), dict(boxes1=s1, boxes2=s2, **status),
+                f"ops.{which}({{boxes1}}, {{boxes2}}, {args}{', ' if args else ''}backend={{backend}})",
+                dispatcher_backends("edudet.ops.iou_variants", "iou_variants"), tolerance, expect)
+
+
 PROPERTIES = {
     "box_iou": (box_iou_cases, 1.0),
     "generalized_box_iou": (generalized_box_iou_cases, 0.5),
@@ -1885,6 +1918,7 @@ PROPERTIES = {
     "roi_align_rotated": (roi_align_rotated_cases, 0.5),
     "priors": (prior_cases, 0.5),
     "rotated_anchors": (rotated_anchor_cases, 0.5),
+    "iou_variants": (iou_variant_cases, 0.5),
 }
 FIXED = {"sizes": size_cases, "boundary": boundary_cases}
 # every public name of edudet and edudet.ops -> the properties that run it (test_every_public_op_is_in_the_suite)
@@ -1906,11 +1940,13 @@ COVERAGE = {
     "MultiScaleRoIAlign": "multiscale_roi_align", "roi_grid_to_image": "roi_grid_to_image",
     "DefaultBoxGenerator": "priors", "YOLOAnchorGenerator": "priors", "MlvlPointGenerator": "priors",
     "valid_flags": "priors", "RotatedAnchorGenerator": "rotated_anchors",
+    "distance_box_iou": "iou_variants", "complete_box_iou": "iou_variants", "box_ioa": "iou_variants",
+    "bbox_overlaps": "iou_variants",
 }
 NOT_OPS = {"ops", "__version__", "available_backends", "backends_for"}  # names that take no data
 FAMILIES = {
     "boxes": ["box_iou", "generalized_box_iou", "box_area_convert", "clip_remove_small", "box_coder", "fcos_coding",
-              "level_mapping"],
+              "level_mapping", "iou_variants"],
     "nms": ["nms", "batched_nms", "soft_nms"],
     "matching": ["match_boxes", "matcher_call", "rpn_targets", "roi_head_targets", "sampler"],
     "fcos_anchors": ["fcos_targets", "anchors_points", "strides", "priors"],
