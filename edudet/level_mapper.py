@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ._dispatch import Dispatcher
 from ._validate import as_boxes, as_image_size, as_real_array, check_scalar
 
 __all__ = ["LevelMapper", "map_roi_levels", "infer_scale", "infer_stride", "check_strides", "check_scales",
@@ -50,20 +51,33 @@ class LevelMapper:
         return (f"LevelMapper(k_min={self.k_min}, k_max={self.k_max}, canonical_scale={self.s0:g}, "
                 f"canonical_level={self.lvl0:g})")
 
-    def __call__(self, boxes) -> np.ndarray:
+    def __call__(self, boxes, backend: str | None = None) -> np.ndarray:
+        """(N, 4) boxes (or a list of per-image (N_i, 4) arrays) -> (N,) int64 levels counted from k_min.
+
+        `backend`: None (fastest CPU), "numpy", "numba", "cython" or "cuda" (``edudet.kernels.level_mapping_*``).
+        """
         if isinstance(boxes, (list, tuple)) and (not len(boxes) or np.ndim(boxes[0]) == 2):
             # torchvision takes a list of per-image (N_i, 4) boxes; a list of 4-number rows is one (N, 4) array
             boxes = (np.concatenate([as_boxes(b, f"boxes[{i}]") for i, b in enumerate(boxes)]) if len(boxes)
                      else np.zeros((0, 4), np.float32))
-        boxes = as_boxes(boxes)
-        dtype = boxes.dtype.type
-        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        with np.errstate(divide="ignore", invalid="ignore"):  # zero-area boxes: log2(0) = -inf -> k_min
-            scale = np.sqrt(np.clip(area, 0, None))
-            levels = np.floor(dtype(self.lvl0) + np.log2(scale / _positive_in(dtype, self.s0, "canonical_scale"))
-                              + dtype(self.eps))
-        levels = np.clip(levels, self.k_min, self.k_max)
-        return levels.astype(np.int64) - self.k_min
+        kernel = _fpn_levels.get(backend)
+        boxes = np.ascontiguousarray(as_boxes(boxes))
+        _positive_in(boxes.dtype.type, self.s0, "canonical_scale")
+        return kernel(boxes, self.k_min, self.k_max, self.s0, self.lvl0, self.eps)
+
+
+def fpn_levels_numpy(boxes: np.ndarray, k_min: int, k_max: int, canonical_scale: float, canonical_level: float,
+                     eps: float) -> np.ndarray:
+    """NumPy reference of `LevelMapper`: clean (N, 4) float boxes -> (N,) int64 levels counted from k_min."""
+    dtype = boxes.dtype.type
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    with np.errstate(divide="ignore", invalid="ignore"):  # zero-area boxes: log2(0) = -inf -> k_min
+        scale = np.sqrt(np.clip(area, 0, None))
+        levels = np.floor(dtype(canonical_level)
+                          + np.log2(scale / _positive_in(dtype, canonical_scale, "canonical_scale"))
+                          + dtype(eps))
+    levels = np.clip(levels, k_min, k_max)
+    return levels.astype(np.int64) - k_min
 
 
 def _positive_in(dtype, value: float, name: str):
@@ -77,23 +91,38 @@ def _positive_in(dtype, value: float, name: str):
     return cast
 
 
-def map_roi_levels(rois, num_levels: int, finest_scale: float = 56) -> np.ndarray:
+def map_roi_levels(rois, num_levels: int, finest_scale: float = 56, backend: str | None = None) -> np.ndarray:
     """mmdetection's rule: (N, 4) boxes or (N, 5) ``[batch_index, x1, y1, x2, y2]`` rois -> (N,) int64.
 
     ``scale = sqrt(w h)``; level ``floor(log2(scale / finest_scale + 1e-6))`` clamped to
     ``[0, num_levels - 1]``: scale < 2 * finest_scale -> 0, < 4 * finest_scale -> 1, < 8 * -> 2, else 3.
+    `backend`: None (fastest CPU), "numpy", "numba", "cython" or "cuda" (``edudet.kernels.level_mapping_*``).
     """
+    kernel = _map_roi_levels.get(backend)
     array = as_real_array(rois, "rois")
     if array.ndim != 2 or array.shape[1] not in (4, 5):
         raise ValueError(f"rois must have shape (N, 4) or (N, 5), got {tuple(array.shape)}")
-    boxes = as_boxes(array[:, -4:], "rois")
+    boxes = np.ascontiguousarray(as_boxes(array[:, -4:], "rois"))
     num_levels = check_scalar(num_levels, "num_levels", low=1, integer=True)
     finest_scale = check_scalar(finest_scale, "finest_scale", low=0, low_inclusive=False)
+    _positive_in(boxes.dtype.type, finest_scale, "finest_scale")
+    return kernel(boxes, num_levels, finest_scale)
+
+
+def map_roi_levels_numpy(boxes: np.ndarray, num_levels: int, finest_scale: float) -> np.ndarray:
+    """NumPy reference of `map_roi_levels`: clean (N, 4) float boxes -> (N,) int64 levels in [0, num_levels)."""
     dtype = boxes.dtype.type
     scale = np.sqrt(np.clip((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 0, None))
     with np.errstate(divide="ignore"):
         levels = np.floor(np.log2(scale / _positive_in(dtype, finest_scale, "finest_scale") + dtype(1e-6)))
     return np.clip(levels, 0, num_levels - 1).astype(np.int64)
+
+
+_fpn_levels = Dispatcher("fpn_levels", reference=fpn_levels_numpy, numba="level_mapping_numba:fpn_levels",
+                         cython="level_mapping_cython:fpn_levels", cuda="level_mapping_cuda:fpn_levels")
+_map_roi_levels = Dispatcher("map_roi_levels", reference=map_roi_levels_numpy,
+                             numba="level_mapping_numba:map_roi_levels",
+                             cython="level_mapping_cython:map_roi_levels", cuda="level_mapping_cuda:map_roi_levels")
 
 
 def infer_scale(feature_shape: Sequence[int], image_shape: Sequence[int]) -> float:

@@ -1,4 +1,23 @@
-"""RoIAlign pooling in numba.cuda: same signature as `edudet.ops.roi_align.roi_align_numpy`.
+"""RoIAlign pooling in numba.cuda. Public, stable:
+
+``bilinear(plane, y, x) -> value``  (``@cuda.jit(device=True)``, for a user's own ``@cuda.jit`` kernel)
+    One bilinear sample of a (H, W) device plane (e.g. ``fmap[n, c]``) at continuous (y, x) of its dtype:
+    0 when more than one pixel outside (or NaN), the border within a pixel (torchvision's rule); the sample
+    `edudet.ops.roi_align` computes. No checks.
+
+Example (user code)::
+
+    from numba import cuda
+    from edudet.kernels.roi_align_cuda import bilinear
+
+    @cuda.jit
+    def sample(plane, ys, xs, out):
+        i = cuda.grid(1)
+        if i < out.shape[0]:
+            out[i] = bilinear(plane, ys[i], xs[i])
+
+Private (may change): ``roi_align(input, batch_index, plan, max_mode)``, what `edudet.ops.roi_align`
+dispatches to (same signature as `edudet.ops.roi_align.roi_align_numpy`).
 
 One thread per output element ``(k, c, ph, pw)``; the sampling plan (a few numbers per RoI) is copied to
 the device with the feature map, and the result is copied back. Samples are added in torchvision's order.
@@ -14,6 +33,40 @@ from numba import cuda
 from edudet.kernels._roi_common import check_plan
 
 _THREADS = 128
+
+
+@cuda.jit(device=True)
+def bilinear(plane, y, x):
+    """One bilinear sample of a (H, W) plane at (y, x) (torchvision's rule: 0 beyond one pixel outside)."""
+    height = plane.shape[0]
+    width = plane.shape[1]
+    zero = y - y  # 0 in the sample's dtype
+    if not (y >= -1.0 and y <= height and x >= -1.0 and x <= width):
+        return zero
+    if y <= 0:
+        y = zero
+    if x <= 0:
+        x = zero
+    y_low = int(y)
+    x_low = int(x)
+    if y_low >= height - 1:
+        y_low = height - 1
+        y_high = y_low
+        y = zero + y_low
+    else:
+        y_high = y_low + 1
+    if x_low >= width - 1:
+        x_low = width - 1
+        x_high = x_low
+        x = zero + x_low
+    else:
+        x_high = x_low + 1
+    ly = y - y_low
+    lx = x - x_low
+    hy = 1 - ly
+    hx = 1 - lx
+    return (hy * hx * plane[y_low, x_low] + hy * lx * plane[y_low, x_high]
+            + ly * hx * plane[y_high, x_low] + ly * lx * plane[y_high, x_high])
 
 
 @cuda.jit

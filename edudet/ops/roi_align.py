@@ -310,7 +310,7 @@ def _pieces(channels: int, sample_rows: int, bin_columns: int, grid_w: int, max_
 _roi_align = Dispatcher(
     "roi_align",
     reference=roi_align_numpy,
-    numba="roi_align_numba:roi_align",
+    numba="roi_align_numba:_roi_align_planned",  # ~3x the public njit `roi_align` (avg)
     cython="roi_align_cython:roi_align",
     cuda="roi_align_cuda:roi_align",
 )

@@ -94,7 +94,7 @@ def roi_pool_numpy(input: np.ndarray, batch_index: np.ndarray, bins: PoolingBins
 _roi_pool = Dispatcher(
     "roi_pool",
     reference=roi_pool_numpy,
-    numba="roi_pool_numba:roi_pool",
+    numba="roi_pool_numba:_roi_pool_bins",
     cython="roi_pool_cython:roi_pool",
     cuda="roi_pool_cuda:roi_pool",
 )
