@@ -637,3 +637,12 @@ def test_a_sigma_that_rounds_to_zero_in_the_dtype_is_refused():
     # the same sigma is a number in float64
     keep = soft_nms(boxes.astype(np.float64), scores.astype(np.float64), 0.3, 1e-300, 0.0, "gaussian", 0)[1]
     assert keep.shape == (2,)
+
+
+def test_a_vanishing_sigma_is_fine_where_sigma_is_unused():
+    # only the gaussian divides by sigma: linear soft-NMS ignores it
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11]], np.float32)
+    scores = np.array([0.9, 0.8], np.float32)
+    for backend in _soft_nms.backends:
+        _, keep = soft_nms(boxes, scores, 0.3, 1e-300, 0.001, "linear", 0, backend=backend)
+        assert keep.tolist() == [0, 1], backend

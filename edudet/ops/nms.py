@@ -265,7 +265,7 @@ def soft_nms(boxes, scores, iou_threshold: float = 0.3, sigma: float = 0.5, scor
     boxes, scores = boxes.astype(dtype, copy=False), scores.astype(dtype, copy=False)
     threshold = _iou_threshold(iou_threshold)
     sigma = check_scalar(sigma, "sigma", low=0, low_inclusive=False)
-    if not dtype(sigma) > 0:  # the gaussian divides by sigma in the boxes' dtype: 1e-300 is 0 in float32
+    if method == "gaussian" and not dtype(sigma) > 0:  # it divides by sigma in the dtype: 1e-300 is 0 in float32
         raise ValueError(f"sigma={sigma:g} rounds to 0 in {np.dtype(dtype).name}; give a value that dtype can hold")
     score_threshold = check_scalar(score_threshold, "score_threshold", low=0)
     offset = check_scalar(offset, "offset", low=0, high=1, integer=True)
