@@ -400,7 +400,7 @@ def test_absurd_sizes_are_refused_before_allocating():
     (lambda: rpn_targets(np.zeros((1, 4)), np.zeros((0, 4)), allow_low_quality_matches=1), TypeError,
      "allow_low_quality_matches"),
     (lambda: roi_head_targets(np.zeros((1, 4)), np.zeros((0, 4)), [], fg_iou_thresh=float("inf")), ValueError,
-     "high_threshold must be finite"),
+     "fg_iou_thresh must be finite"),
     (lambda: roi_head_targets(np.zeros((1, 4)), [[0, 0, 1, 1]], [1], add_gt_as_proposals="no"), TypeError,
      "add_gt_as_proposals"),
     (lambda: roi_head_targets(np.zeros((1, 4)), [[0, 0, 1, 1]], [1], sampler=512), TypeError, "sampler"),
