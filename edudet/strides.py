@@ -120,8 +120,10 @@ def check_sizes_against_strides(sizes: Sequence[Sequence[float]], strides: Seque
 
     One entry of `sizes` per level, else the anchors would be laid on the wrong maps. With `equal` (FCOS,
     whose box codes are in units of the anchor's size) every level's single size must be its stride;
-    otherwise (RetinaNet, an RPN) a level's smallest anchor must be at least its stride, or neighbouring
-    anchors leave gaps that no anchor covers (sizes meant for P2..P6 on a P3..P7 backbone fail here).
+    otherwise (RetinaNet, an RPN) most of a level's sizes (more than half; the one size of a one-size level)
+    must be at least its stride, or neighbouring anchors leave gaps that no anchor covers (sizes meant for
+    P2..P6 on a P3..P7 backbone fail here). A few smaller sizes beside larger ones are extra choices:
+    torchvision's MobileNetV3 Faster R-CNN puts sizes 32..512 on every level, stride 64 included.
     """
     sizes = [tuple(level) for level in sizes]
     strides = list(strides)
@@ -133,7 +135,7 @@ def check_sizes_against_strides(sizes: Sequence[Sequence[float]], strides: Seque
             raise ValueError(f"{what} level {i} has sizes {level} but the backbone declares stride {stride} there; "
                              f"FCOS needs one anchor of size = stride per level (its codes are in units of the "
                              f"anchor size): sizes {[(s,) for s in strides]}")
-        if not equal and min(level) < stride:
+        if not equal and 2 * sum(size >= stride for size in level) <= len(level):
             raise ValueError(f"{what} level {i} has an anchor of size {min(level):g} below the backbone's stride "
                              f"{stride} there: anchors {stride} px apart that small leave gaps no anchor covers "
                              f"(sizes for other levels? the declared strides are {strides})")
