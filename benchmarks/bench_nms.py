@@ -1,4 +1,4 @@
-"""NMS against torchvision: `nms` and `batched_nms` on every CPU backend, `soft_nms` on its own.
+"""NMS against torchvision: `nms` and `batched_nms` on every CPU backend, `soft_nms` and `nms_match` on their own.
 
 Workloads are a detector's: boxes in an 800-px image with sides 8 to 200 px, random float32 scores, IoU
 threshold 0.7 (an RPN's). torchvision's CPU `nms` tests each kept box against every later box (quadratic);
@@ -8,8 +8,17 @@ result. The NumPy reference (quadratic, vectorised per kept box) runs on the sma
 Two box layouts: uniform (boxes anywhere in the image) and clustered, as an RPN proposes them: tens of objects,
 each with hundreds of jittered copies of its box whose scores fall with the jitter. Where OpenCV is installed,
 `cv2.dnn.NMSBoxes` is a second peer: its rows name it in the op column and put its time in the torchvision
-column (the harness has one peer column). It takes (x, y, w, h) boxes and its own conventions, so only the
-time is comparable; OpenCV is not a dependency.
+column (the harness has one peer column). OpenCV is not a dependency (`pip install opencv-python-headless`).
+How `cv2.dnn.NMSBoxes(bboxes, scores, score_threshold, nms_threshold)` differs from `edudet.ops.nms`:
+- boxes are (x, y, w, h) Python sequences (lists of 4 floats become `Rect2d`, doubles; ints would be `Rect`),
+  so the (x1, y1, x2, y2) float32 arrays are converted outside the timing, and its IoU is computed in float64;
+- its IoU has no +1: ``area = w * h`` (checked: (0, 0, 10, 10) and (5, 0, 10, 10) in (x, y, w, h) overlap by
+  50 / 150 = 0.33 and both survive threshold 0.35; with +1 it would be 66 / 176 = 0.375);
+- it first drops boxes whose score is not strictly above `score_threshold` (0.0 here: keeps every box of a
+  positive score); then greedy, suppressing IoU > nms_threshold, as edudet and torchvision;
+- it returns the kept indices in descending score order, as edudet. On these workloads the kept sets are
+  equal (checked on 50 uniform draws); a pair whose float32 and float64 IoUs straddle the threshold could
+  differ.
 """
 from __future__ import annotations
 
@@ -17,7 +26,7 @@ import numpy as np
 from harness import Case, random_boxes, torch_and_torchvision
 
 import edudet
-from edudet.ops.nms import batched_nms, nms, soft_nms
+from edudet.ops.nms import batched_nms, nms, nms_match, soft_nms
 
 
 def clustered_proposals(rng: np.random.Generator, n_objects: int, per_object: int, size: float = 800.0):
@@ -101,3 +110,27 @@ def cases(quick: bool):
                    edudet={be: (lambda be=be, m=method: soft_nms(boxes, scores, 0.3, 0.5, 1e-3, m, backend=be))
                            for be in cpu_backends("soft_nms")},
                    torchvision=None, repeat=3)
+
+    # mmdetection's test_cfg: drop scores <= 0.05, per-class NMS, keep the best 100; torchvision's equivalent is
+    # the same three steps around its batched_nms
+    n = 5_000 if quick else 20_000
+    boxes, scores = random_boxes(rng, n), rng.random(n).astype(np.float32)
+    idxs = rng.integers(0, 80, size=n)
+    tv = None
+    if torchvision is not None:
+        tb, ts, ti = (torch.from_numpy(a) for a in (boxes, scores, idxs))
+
+        def tv(tb=tb, ts=ts, ti=ti):
+            candidates = torch.nonzero(ts > 0.05).squeeze(1)
+            return candidates[torchvision.ops.batched_nms(tb[candidates], ts[candidates], ti[candidates], 0.5)][:100]
+    yield Case("batched_nms + score_threshold, max_num", f"{n:,} boxes, 80 classes, score > 0.05, top 100, IoU 0.5",
+               edudet={be: (lambda be=be: batched_nms(boxes, scores, idxs, 0.5, backend=be, score_threshold=0.05,
+                                                      max_num=100))
+                       for be in cpu_backends("batched_nms") if be != "numpy" or n <= 5_000},
+               torchvision=tv)
+
+    n = 1_000 if quick else 3_000
+    dets = np.concatenate([random_boxes(rng, n), rng.random((n, 1)).astype(np.float32)], axis=1)
+    yield Case("nms_match", f"{n:,} boxes, IoU 0.5, float32 (mmcv semantics; no torchvision op)",
+               edudet={be: (lambda be=be: nms_match(dets, 0.5, backend=be)) for be in cpu_backends("nms_match")},
+               torchvision=None, repeat=3)

@@ -30,7 +30,10 @@ class MultiScaleRoIAlign:
     Call as ``pooler(features, boxes, image_shapes)``: `boxes` a list of N arrays (K_i, 4) ``(x1, y1, x2, y2)``
     in image coordinates, `image_shapes` a list of N ``(height, width)``. Rows of the result follow the boxes
     (image 0's first). The levels used are the entries of `features` whose names are in `featmap_names`, in
-    the dict's order (as torchvision); all must have the same N and C and the same dtype.
+    the dict's order (as torchvision); all must have the same N and C and the same dtype. The result has
+    the maps' dtype (float16 maps are pooled in float32, the result rounded once to float16). Zero boxes
+    give (0, C, PH, PW), as torchvision; zero images (``boxes == []``, ``image_shapes == []``) too, where
+    torchvision raises.
 
     Rule: box b goes to level ``floor(canonical_level + log2(sqrt(area_b) / canonical_scale) + 1e-6)``,
     clamped to the levels present, and is pooled there by ``roi_align(..., spatial_scale=scale_l,
@@ -89,13 +92,16 @@ class MultiScaleRoIAlign:
         if missing:
             raise ValueError(f"features has no map named {missing}; it has {list(features)}")
         names = [n for n in features if n in self.featmap_names]  # dict order, as torchvision
-        maps = [as_feature_map(features[n], f"features[{n!r}]") for n in names]
+        given = [as_real_array(features[n], f"features[{n!r}]") for n in names]
+        maps = [as_feature_map(g, f"features[{n!r}]") for n, g in zip(names, given)]
         first = maps[0]
         for n, m in zip(names, maps):
             if m.shape[:2] != first.shape[:2] or m.dtype != first.dtype:
                 raise ValueError(f"features[{n!r}] has N, C = {m.shape[:2]} and dtype {m.dtype}; every level must "
                                  f"match features[{names[0]!r}] ({first.shape[:2]}, {first.dtype})")
-        return names, maps
+        # float16 maps are pooled in float32 and the result returned as float16, as torchvision returns it
+        out_dtype = np.float16 if all(g.dtype == np.float16 for g in given) else first.dtype
+        return names, maps, out_dtype
 
     def setup_scales(self, names, maps, image_shapes) -> tuple[list[float], LevelMapper]:
         """The scale of each level and the `LevelMapper` over them (inferred or from `featmap_strides`)."""
@@ -120,7 +126,7 @@ class MultiScaleRoIAlign:
         return scales, mapper
 
     def __call__(self, features: Mapping[str, object], boxes: Sequence, image_shapes: Sequence) -> np.ndarray:
-        names, maps = self._levels(features)
+        names, maps, out_dtype = self._levels(features)
         num_images, channels = maps[0].shape[:2]
         if not isinstance(boxes, (list, tuple)):
             raise TypeError(f"boxes must be a list of N (K_i, 4) arrays, got {type(boxes).__name__}")
@@ -129,12 +135,16 @@ class MultiScaleRoIAlign:
         if len(image_shapes) != len(boxes):
             raise ValueError(f"image_shapes has {len(image_shapes)} entries but boxes has {len(boxes)}; "
                              f"they must match (one per image)")
+        if len(boxes) == 0:
+            # zero images (or no boxes lists at all): an empty result, whose shape needs no scale. torchvision
+            # raises "images list should not be empty" here; edudet gives empty output for empty input.
+            return np.zeros((0, channels, *self.output_size), dtype=out_dtype)
         self.scales, self.map_levels = self.setup_scales(names, maps, image_shapes)
         per_image = [as_boxes(b, f"boxes[{i}]") for i, b in enumerate(boxes)]
         batch_index, coords = as_rois(per_image, num_images, maps[0].dtype)
         result = np.zeros((len(coords), channels, *self.output_size), dtype=maps[0].dtype)
         if len(coords) == 0:
-            return result
+            return result.astype(out_dtype, copy=False)
         rois = np.concatenate([batch_index[:, None].astype(coords.dtype), coords], axis=1)
         if len(maps) == 1:
             levels = np.zeros(len(coords), dtype=np.int64)
@@ -145,7 +155,7 @@ class MultiScaleRoIAlign:
             if in_level.size:
                 result[in_level] = roi_align(fmap, rois[in_level], self.output_size, scale, self.sampling_ratio,
                                                 self.aligned, backend=self.backend)
-        return result
+        return result.astype(out_dtype, copy=False)
 
 
 def roi_grid_to_image(grid_points, boxes, grid_size) -> np.ndarray:

@@ -1,7 +1,9 @@
 """numba.cuda twins of `edudet.ops.nms.nms` and `batched_nms`: the bitmask scheme of the GPU NMS kernels.
 
-Stable public names (host launchers): ``nms(boxes, scores, iou_threshold)`` and ``batched_nms(boxes, scores,
-idxs, iou_threshold)`` -> int64 indices of the kept boxes by decreasing score, exactly those of `edudet.ops`.
+Stable public names (host launchers): ``nms(boxes, scores, iou_threshold, offset=0)`` and ``batched_nms(boxes,
+scores, idxs, iou_threshold, offset=0)`` -> int64 indices of the kept boxes by decreasing score, exactly those
+of `edudet.ops` (`offset` 1: legacy inclusive pixels); ``nms_match(boxes, scores, iou_threshold)`` (NumPy
+arrays only) -> mmcv's groups, a list of int64 arrays.
 boxes (N, 4) float32/float64 and scores (N,) C-contiguous, idxs (N,) integers (int64 when on the device).
 NumPy arrays in: a NumPy array out. Device arrays in (``__cuda_array_interface__``: numba device arrays,
 CuPy): a numba device array out; the boxes stay on the GPU, only the scores (for the sort) and the suppression
@@ -52,9 +54,11 @@ else:  # pragma: no cover - needs a GPU
     _mul32, _mul64 = libdevice.fmul_rn, libdevice.dmul_rn
 
 
-def _make_mask_kernel(box_type, mul):
+def _make_mask_kernel(box_type, mul, match):
+    """The bitmask kernel; `match` False: `nms`'s rule (sides ``min - max + pad`` > 0, ``iou > t`` in double);
+    True: `nms_match`'s (sides clamped at 0, ``iou >= t`` in the boxes' dtype, a zero union never matches)."""
     @cuda.jit
-    def suppression_masks(boxes, areas, labels, iou_threshold, masks):
+    def suppression_masks(boxes, areas, labels, iou_threshold, pad, masks):
         row_block = cuda.blockIdx.y
         col_block = cuda.blockIdx.x
         if row_block > col_block:  # whole block below the diagonal: nothing to do (uniform exit)
@@ -87,17 +91,21 @@ def _make_mask_kernel(box_type, mul):
         for c in range(first, n_cols):
             if col_labels[c] != label:
                 continue
-            iw = min(x2, col_boxes[c, 2]) - max(x1, col_boxes[c, 0])
-            if iw <= 0:
-                continue
-            ih = min(y2, col_boxes[c, 3]) - max(y1, col_boxes[c, 1])
-            if ih <= 0:
+            iw = min(x2, col_boxes[c, 2]) - max(x1, col_boxes[c, 0]) + pad
+            ih = min(y2, col_boxes[c, 3]) - max(y1, col_boxes[c, 1]) + pad
+            if match:
+                iw = max(iw, box_type(0))
+                ih = max(ih, box_type(0))
+            elif iw <= 0 or ih <= 0:
                 continue
             inter = mul(iw, ih)
-            # the earlier (row) box's area first, as torchvision adds them; float IoU vs double threshold;
-            # a zero union (underflowing areas) is IoU 0, as in the reference
+            # the earlier (row) box's area first, as torchvision adds them; a zero union (underflowing areas)
+            # is IoU 0 for nms, and never matches for nms_match (mmcv's 0 / 0 = NaN), as in the reference
             union = area + col_areas[c] - inter
-            if union > 0 and inter / union > iou_threshold:
+            if match:
+                if union != 0 and inter / union >= iou_threshold:
+                    bits |= uint64(1) << uint64(c)
+            elif union > 0 and inter / union > iou_threshold:
                 bits |= uint64(1) << uint64(c)
         masks[row, col_block] = bits
 
@@ -107,11 +115,11 @@ def _make_mask_kernel(box_type, mul):
 _mask_kernels = {}
 
 
-def _mask_kernel(dtype):
-    kernel = _mask_kernels.get(dtype)
+def _mask_kernel(dtype, match=False):
+    kernel = _mask_kernels.get((dtype, match))
     if kernel is None:
-        kernel = _mask_kernels[dtype] = (_make_mask_kernel(float32, _mul32) if dtype == np.float32
-                                         else _make_mask_kernel(float64, _mul64))
+        kernel = _mask_kernels[dtype, match] = (_make_mask_kernel(float32, _mul32, match) if dtype == np.float32
+                                                else _make_mask_kernel(float64, _mul64, match))
     return kernel
 
 
@@ -132,19 +140,83 @@ def _scan_masks(masks, n):
     return keep[:n_kept]
 
 
+@njit(cache=True)
+def _scan_groups(masks, n):
+    """`nms_match`'s pass on the host: (members, starts) of the groups, as `nms_numba.nms_match_flat`.
+
+    A kept row's group is the rows its bits mark that no earlier kept row has taken already."""
+    removed = np.zeros(masks.shape[1], dtype=np.uint64)
+    members = np.empty(n, dtype=np.int64)
+    starts = np.empty(n + 1, dtype=np.int64)
+    n_members = 0
+    n_groups = 0
+    for i in range(n):
+        block = i // THREADS
+        if removed[block] & (np.uint64(1) << np.uint64(i % THREADS)):
+            continue
+        starts[n_groups] = n_members
+        n_groups += 1
+        members[n_members] = i
+        n_members += 1
+        for c in range(block, masks.shape[1]):
+            taken = masks[i, c] & ~removed[c]
+            for b in range(THREADS):
+                if taken & (np.uint64(1) << np.uint64(b)):
+                    members[n_members] = c * THREADS + b
+                    n_members += 1
+            removed[c] |= masks[i, c]
+    starts[n_groups] = n_members
+    return members, starts[:n_groups + 1].copy()
+
+
 @cuda.jit
-def _gather_sorted(boxes, labels, order, sorted_boxes, sorted_areas, sorted_labels):
+def _gather_sorted(boxes, labels, order, pad, sorted_boxes, sorted_areas, sorted_labels):
     """Row r of the outputs is box order[r]: the score-sorted copy the mask kernel reads (all on the GPU)."""
     r = cuda.grid(1)
     if r < order.shape[0]:
         k = order[r]
         for d in range(4):
             sorted_boxes[r, d] = boxes[k, d]
-        sorted_areas[r] = box_area(sorted_boxes[r])
+        if pad == 0:
+            sorted_areas[r] = box_area(sorted_boxes[r])
+        else:
+            sorted_areas[r] = ((sorted_boxes[r, 2] - sorted_boxes[r, 0] + pad)
+                               * (sorted_boxes[r, 3] - sorted_boxes[r, 1] + pad))
         sorted_labels[r] = labels[k]
 
 
-def _greedy_on_gpu(boxes, scores, labels, iou_threshold):
+def _suppression_masks(boxes, scores, labels, iou_threshold, offset, match):
+    """Sort by score on the host, fill the (N, N / 64) bitmasks on the GPU: (order, host masks, on_device)."""
+    on_device = is_device_array(boxes)
+    n = boxes.shape[0]
+    host_scores = scores.copy_to_host() if on_device else scores
+    order = np.argsort(-host_scores, kind="stable")  # ties by increasing index, as torchvision
+    n_blocks = (n + THREADS - 1) // THREADS
+    check_allocation((n, n_blocks), 8, f"the CUDA nms's (N, N / 64) suppression bitmasks (boxes: N = {n})")
+    dtype = np.dtype(boxes.dtype).type
+    pad = dtype(offset)
+    if on_device:
+        sorted_boxes = cuda.device_array((n, 4), dtype=boxes.dtype)
+        areas = cuda.device_array(n, dtype=boxes.dtype)
+        sorted_labels = cuda.device_array(n, dtype=np.int64)
+        _gather_sorted[(n + 127) // 128, 128](boxes, labels, cuda.to_device(order), pad, sorted_boxes, areas,
+                                               sorted_labels)
+    else:
+        host_sorted = np.ascontiguousarray(boxes[order])
+        sorted_boxes = cuda.to_device(host_sorted)
+        areas = cuda.to_device((host_sorted[:, 2] - host_sorted[:, 0] + pad)
+                               * (host_sorted[:, 3] - host_sorted[:, 1] + pad))
+        sorted_labels = cuda.to_device(np.ascontiguousarray(labels[order]))
+    # words below the diagonal are never written and never read (the scan starts at a row's own block)
+    masks = cuda.device_array((n, n_blocks), dtype=np.uint64)
+    # nms compares a float IoU with a double threshold (as C++ promotes); nms_match in the boxes' dtype (mmcv)
+    threshold = dtype(iou_threshold) if match else np.float64(iou_threshold)
+    _mask_kernel(dtype, match)[(n_blocks, n_blocks), THREADS](sorted_boxes, areas, sorted_labels, threshold, pad,
+                                                              masks)
+    return order, masks.copy_to_host(), on_device
+
+
+def _greedy_on_gpu(boxes, scores, labels, iou_threshold, offset=0):
     """Host arrays in: host int64 indices out. Device arrays in: a device array of indices out (the score sort
     and the greedy scan over the bitmasks run on the host, as the GPU kernels of torchvision scan theirs)."""
     on_device = is_device_array(boxes)
@@ -152,30 +224,12 @@ def _greedy_on_gpu(boxes, scores, labels, iou_threshold):
     if n == 0:
         empty = np.zeros(0, dtype=np.int64)
         return cuda.to_device(empty) if on_device else empty
-    host_scores = scores.copy_to_host() if on_device else scores
-    order = np.argsort(-host_scores, kind="stable")  # ties by increasing index, as torchvision
-    n_blocks = (n + THREADS - 1) // THREADS
-    check_allocation((n, n_blocks), 8, f"the CUDA nms's (N, N / 64) suppression bitmasks (boxes: N = {n})")
-    if on_device:
-        sorted_boxes = cuda.device_array((n, 4), dtype=boxes.dtype)
-        areas = cuda.device_array(n, dtype=boxes.dtype)
-        sorted_labels = cuda.device_array(n, dtype=np.int64)
-        _gather_sorted[(n + 127) // 128, 128](boxes, labels, cuda.to_device(order), sorted_boxes, areas,
-                                               sorted_labels)
-    else:
-        host_sorted = np.ascontiguousarray(boxes[order])
-        sorted_boxes = cuda.to_device(host_sorted)
-        areas = cuda.to_device((host_sorted[:, 2] - host_sorted[:, 0]) * (host_sorted[:, 3] - host_sorted[:, 1]))
-        sorted_labels = cuda.to_device(np.ascontiguousarray(labels[order]))
-    # words below the diagonal are never written and never read (the scan starts at a row's own block)
-    masks = cuda.device_array((n, n_blocks), dtype=np.uint64)
-    _mask_kernel(np.dtype(boxes.dtype).type)[(n_blocks, n_blocks), THREADS](
-        sorted_boxes, areas, sorted_labels, np.float64(iou_threshold), masks)
-    keep = order[_scan_masks(masks.copy_to_host(), n)]
+    order, masks, on_device = _suppression_masks(boxes, scores, labels, iou_threshold, offset, match=False)
+    keep = order[_scan_masks(masks, n)]
     return cuda.to_device(keep) if on_device else keep
 
 
-def _checked(boxes, scores, idxs, iou_threshold):
+def _checked(boxes, scores, idxs, iou_threshold, offset=0):
     """The structural checks (and, for host arrays with EDUDET_CHECK_KERNELS=1, the value checks)."""
     if is_device_array(boxes) or is_device_array(scores) or (idxs is not None and is_device_array(idxs)):
         boxes, scores = as_device_array(boxes), as_device_array(scores)
@@ -200,20 +254,40 @@ def _checked(boxes, scores, idxs, iou_threshold):
             check_values(boxes=boxes, scores=scores)
     if not iou_threshold >= 0:
         raise ValueError(f"iou_threshold must be >= 0, got {iou_threshold}")
+    if offset not in (0, 1):
+        raise ValueError(f"offset must be 0 or 1, got {offset}")
     return boxes, scores, idxs
 
 
-def nms(boxes, scores, iou_threshold: float):
+def nms(boxes, scores, iou_threshold: float, offset: int = 0):
     """Same as `edudet.ops.nms.nms_numpy`, with the suppression bitmasks computed on the GPU.
 
-    boxes (N, 4), scores (N,): NumPy arrays (-> NumPy int64 indices) or device arrays (-> a device array)."""
-    boxes, scores, _ = _checked(boxes, scores, None, iou_threshold)
+    boxes (N, 4), scores (N,): NumPy arrays (-> NumPy int64 indices) or device arrays (-> a device array).
+    `offset` 1: inclusive pixels (sides ``x2 - x1 + 1``)."""
+    boxes, scores, _ = _checked(boxes, scores, None, iou_threshold, offset)
     labels = np.zeros(boxes.shape[0], dtype=np.int64)
     return _greedy_on_gpu(boxes, scores, cuda.to_device(labels) if is_device_array(boxes) else labels,
-                          iou_threshold)
+                          iou_threshold, offset)
 
 
-def batched_nms(boxes, scores, idxs, iou_threshold: float):
+def batched_nms(boxes, scores, idxs, iou_threshold: float, offset: int = 0):
     """Same as `edudet.ops.nms.batched_nms_numpy`: boxes of different idxs leave each other's bits unset."""
-    boxes, scores, idxs = _checked(boxes, scores, idxs, iou_threshold)
-    return _greedy_on_gpu(boxes, scores, idxs, iou_threshold)
+    boxes, scores, idxs = _checked(boxes, scores, idxs, iou_threshold, offset)
+    return _greedy_on_gpu(boxes, scores, idxs, iou_threshold, offset)
+
+
+def nms_match(boxes, scores, iou_threshold: float):
+    """Same as `edudet.ops.nms.nms_match_numpy`: a list of int64 arrays (kept box, then those it suppressed).
+
+    NumPy arrays only (the groups are a host-side list): the match bits on the GPU with the same bitmask
+    kernel as `nms` (in its `nms_match` mode), the grouping scan on the host."""
+    if is_device_array(boxes) or is_device_array(scores):
+        raise ValueError("nms_match takes NumPy arrays (its result is a host list of groups)")
+    boxes, scores, _ = _checked(boxes, scores, None, iou_threshold)
+    n = boxes.shape[0]
+    if n == 0:
+        return []
+    order, masks, _ = _suppression_masks(boxes, scores, np.zeros(n, dtype=np.int64), iou_threshold, 0, match=True)
+    members, starts = _scan_groups(masks, n)
+    members = order[members]
+    return [members[starts[g]:starts[g + 1]].copy() for g in range(len(starts) - 1)]

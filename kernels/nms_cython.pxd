@@ -12,6 +12,12 @@ cdef Py_ssize_t nms_sorted_float(const float[:, ::1] boxes, double iou_threshold
                                  unsigned char[::1] keep) noexcept nogil
 cdef Py_ssize_t nms_sorted_double(const double[:, ::1] boxes, double iou_threshold,
                                   unsigned char[::1] keep) noexcept nogil
+# The same with an offset: 0 (as above) or 1, legacy inclusive pixels (w = x2 - x1 + 1, intersection sides
+# min(x2) - max(x1) + 1, as maskrcnn-benchmark and mmcv's offset=1). Returns -1 for any other offset.
+cdef Py_ssize_t nms_sorted_offset_float(const float[:, ::1] boxes, double iou_threshold,
+                                        unsigned char[::1] keep, int offset) noexcept nogil
+cdef Py_ssize_t nms_sorted_offset_double(const double[:, ::1] boxes, double iou_threshold,
+                                         unsigned char[::1] keep, int offset) noexcept nogil
 
 
 cdef inline Py_ssize_t nms_sorted(const floating[:, ::1] boxes, double iou_threshold,
@@ -21,3 +27,12 @@ cdef inline Py_ssize_t nms_sorted(const floating[:, ::1] boxes, double iou_thres
         return nms_sorted_float(boxes, iou_threshold, keep)
     else:
         return nms_sorted_double(boxes, iou_threshold, keep)
+
+
+cdef inline Py_ssize_t nms_sorted_offset(const floating[:, ::1] boxes, double iou_threshold,
+                                         unsigned char[::1] keep, int offset) noexcept nogil:
+    """nms_sorted_offset_float or nms_sorted_offset_double, by the boxes' type."""
+    if floating is float:
+        return nms_sorted_offset_float(boxes, iou_threshold, keep, offset)
+    else:
+        return nms_sorted_offset_double(boxes, iou_threshold, keep, offset)

@@ -1,5 +1,6 @@
 # distutils: extra_compile_args = -ffp-contract=off
-"""Cython twins of `edudet.ops.nms`: greedy NMS and batched NMS on a uniform grid, and Soft-NMS.
+"""Cython twins of `edudet.ops.nms`: greedy NMS and batched NMS on a uniform grid (``offset`` 0 or 1), Soft-NMS
+and mmcv's ``nms_match`` (its plain loop).
 
 The same algorithm as `nms_numba` (read its module docstring for why the grid is exact): kept boxes are
 filed in every grid cell their extent touches, a candidate tests only the kept boxes filed in the cells
@@ -51,16 +52,20 @@ cdef inline double _core_fraction(double iou_threshold) noexcept nogil:
     return (iou_threshold if iou_threshold < 0.5 else 0.5) * 0.999
 
 
-cdef inline bint _positive(const floating[:, ::1] boxes, int64_t i) noexcept nogil:
-    return boxes[i, 2] > boxes[i, 0] and boxes[i, 3] > boxes[i, 1]
+cdef inline bint _positive(const floating[:, ::1] boxes, int64_t i, floating pad) noexcept nogil:
+    """A positive area, sides ``x2 - x1 + pad`` in the boxes' type: only such boxes can overlap."""
+    return boxes[i, 2] - boxes[i, 0] + pad > 0 and boxes[i, 3] - boxes[i, 1] + pad > 0
 
 
 cdef int _greedy_nms_grid(const floating[:, ::1] boxes, const floating* areas, const int64_t* members, int64_t m,
-                          double iou_threshold, unsigned char* keep) noexcept nogil:
+                          double iou_threshold, unsigned char* keep, floating pad) noexcept nogil:
     """Greedy NMS of boxes[members[:m]] (sorted by decreasing score); sets keep[i] = 1 for the kept ones.
 
-    Returns 0, or -1 if the grid's buffers could not be allocated (keep is then incomplete).
+    `pad` is the offset (0, or 1 for inclusive pixels: box i covers [x1, x2 + 1] x [y1, y2 + 1], the extent
+    the grid files, ``x2 + padd`` in double). Returns 0, or -1 if the grid's buffers could not be allocated
+    (keep is then incomplete).
     """
+    cdef double padd = pad
     cdef int64_t r, i, j, k, c, e, cx, cy, nx = 0, ny = 0, filings = 0, n_valid = 0
     cdef double x_lo = INFINITY, y_lo = INFINITY, x_hi = -INFINITY, y_hi = -INFINITY
     cdef double sum_w = 0.0, sum_h = 0.0, cell_w, cell_h, inv_w = 0.0, inv_h = 0.0
@@ -74,13 +79,13 @@ cdef int _greedy_nms_grid(const floating[:, ::1] boxes, const floating* areas, c
 
     for r in range(m):
         i = members[r]
-        if _positive(boxes, i):
+        if _positive(boxes, i, pad):
             x_lo = min(x_lo, <double>boxes[i, 0])
             y_lo = min(y_lo, <double>boxes[i, 1])
-            x_hi = max(x_hi, <double>boxes[i, 2])
-            y_hi = max(y_hi, <double>boxes[i, 3])
-            sum_w += <double>boxes[i, 2] - <double>boxes[i, 0]
-            sum_h += <double>boxes[i, 3] - <double>boxes[i, 1]
+            x_hi = max(x_hi, <double>boxes[i, 2] + padd)
+            y_hi = max(y_hi, <double>boxes[i, 3] + padd)
+            sum_w += <double>boxes[i, 2] + padd - <double>boxes[i, 0]
+            sum_h += <double>boxes[i, 3] + padd - <double>boxes[i, 1]
             n_valid += 1
     if n_valid == 0:  # only zero-area boxes: nothing overlaps anything
         for r in range(m):
@@ -102,9 +107,9 @@ cdef int _greedy_nms_grid(const floating[:, ::1] boxes, const floating* areas, c
             filings = 0
             for r in range(m):
                 i = members[r]
-                if _positive(boxes, i):
-                    cx = _cell(boxes[i, 2], x_lo, inv_w, nx) - _cell(boxes[i, 0], x_lo, inv_w, nx) + 1
-                    cy = _cell(boxes[i, 3], y_lo, inv_h, ny) - _cell(boxes[i, 1], y_lo, inv_h, ny) + 1
+                if _positive(boxes, i, pad):
+                    cx = _cell(boxes[i, 2] + padd, x_lo, inv_w, nx) - _cell(boxes[i, 0], x_lo, inv_w, nx) + 1
+                    cy = _cell(boxes[i, 3] + padd, y_lo, inv_h, ny) - _cell(boxes[i, 1], y_lo, inv_h, ny) + 1
                     filings += cx * cy
             if filings <= MAX_FILINGS_PER_BOX * m:
                 break
@@ -122,9 +127,9 @@ cdef int _greedy_nms_grid(const floating[:, ::1] boxes, const floating* areas, c
     # capacity of each cell: every box that could be filed there (only kept ones will be)
     for r in range(m):
         i = members[r]
-        if _positive(boxes, i):
-            for cy in range(_cell(boxes[i, 1], y_lo, inv_h, ny), _cell(boxes[i, 3], y_lo, inv_h, ny) + 1):
-                for cx in range(_cell(boxes[i, 0], x_lo, inv_w, nx), _cell(boxes[i, 2], x_lo, inv_w, nx) + 1):
+        if _positive(boxes, i, pad):
+            for cy in range(_cell(boxes[i, 1], y_lo, inv_h, ny), _cell(boxes[i, 3] + padd, y_lo, inv_h, ny) + 1):
+                for cx in range(_cell(boxes[i, 0], x_lo, inv_w, nx), _cell(boxes[i, 2] + padd, x_lo, inv_w, nx) + 1):
                     start[cy * nx + cx + 1] += 1
     for c in range(nx * ny):
         start[c + 1] += start[c]
@@ -136,17 +141,17 @@ cdef int _greedy_nms_grid(const floating[:, ::1] boxes, const floating* areas, c
         y1 = boxes[j, 1]
         x2 = boxes[j, 2]
         y2 = boxes[j, 3]
-        if not (x2 > x1 and y2 > y1):  # a zero-area box overlaps nothing: kept, never filed
+        if not _positive(boxes, j, pad):  # a zero-area box overlaps nothing: kept, never filed
             keep[j] = 1
             continue
-        w = <double>x2 - <double>x1
-        h = <double>y2 - <double>y1
-        slop_x = 1e-12 * (fabs(<double>x1) + fabs(<double>x2))
-        slop_y = 1e-12 * (fabs(<double>y1) + fabs(<double>y2))
+        w = <double>x2 + padd - <double>x1
+        h = <double>y2 + padd - <double>y1
+        slop_x = 1e-12 * (fabs(<double>x1) + fabs(<double>x2) + padd)
+        slop_y = 1e-12 * (fabs(<double>y1) + fabs(<double>y2) + padd)
         cx_lo = _cell(x1 + s * w - slop_x, x_lo, inv_w, nx)
-        cx_hi = _cell(x2 - s * w + slop_x, x_lo, inv_w, nx)
+        cx_hi = _cell(x2 + padd - s * w + slop_x, x_lo, inv_w, nx)
         cy_lo = _cell(y1 + s * h - slop_y, y_lo, inv_h, ny)
-        cy_hi = _cell(y2 - s * h + slop_y, y_lo, inv_h, ny)
+        cy_hi = _cell(y2 + padd - s * h + slop_y, y_lo, inv_h, ny)
         area_j = areas[j]
         suppressed = False
         cy = cy_lo
@@ -156,10 +161,10 @@ cdef int _greedy_nms_grid(const floating[:, ::1] boxes, const floating* areas, c
                 c = cy * nx + cx
                 for e in range(start[c], start[c] + filed[c]):
                     k = entries[e]
-                    iw = (boxes[k, 2] if boxes[k, 2] < x2 else x2) - (boxes[k, 0] if boxes[k, 0] > x1 else x1)
+                    iw = (boxes[k, 2] if boxes[k, 2] < x2 else x2) - (boxes[k, 0] if boxes[k, 0] > x1 else x1) + pad
                     if iw <= 0:
                         continue
-                    ih = (boxes[k, 3] if boxes[k, 3] < y2 else y2) - (boxes[k, 1] if boxes[k, 1] > y1 else y1)
+                    ih = (boxes[k, 3] if boxes[k, 3] < y2 else y2) - (boxes[k, 1] if boxes[k, 1] > y1 else y1) + pad
                     if ih <= 0:
                         continue
                     inter = iw * ih
@@ -174,8 +179,8 @@ cdef int _greedy_nms_grid(const floating[:, ::1] boxes, const floating* areas, c
         if suppressed:
             continue
         keep[j] = 1
-        for cy in range(_cell(y1, y_lo, inv_h, ny), _cell(y2, y_lo, inv_h, ny) + 1):
-            for cx in range(_cell(x1, x_lo, inv_w, nx), _cell(x2, x_lo, inv_w, nx) + 1):
+        for cy in range(_cell(y1, y_lo, inv_h, ny), _cell(y2 + padd, y_lo, inv_h, ny) + 1):
+            for cx in range(_cell(x1, x_lo, inv_w, nx), _cell(x2 + padd, x_lo, inv_w, nx) + 1):
                 c = cy * nx + cx
                 entries[start[c] + filed[c]] = j
                 filed[c] += 1
@@ -185,11 +190,14 @@ cdef int _greedy_nms_grid(const floating[:, ::1] boxes, const floating* areas, c
     return 0
 
 
-cdef Py_ssize_t _nms_sorted(const floating[:, ::1] boxes, double iou_threshold, unsigned char[::1] keep) noexcept nogil:
-    """Greedy NMS of boxes already sorted by decreasing score: keep[i] = 1 or 0; the count kept, -1 on failure."""
+cdef Py_ssize_t _nms_sorted(const floating[:, ::1] boxes, double iou_threshold, unsigned char[::1] keep,
+                            int offset) noexcept nogil:
+    """Greedy NMS of boxes already sorted by decreasing score: keep[i] = 1 or 0; the count kept, -1 on failure
+    (or an offset other than 0 and 1)."""
     cdef int64_t n = boxes.shape[0], i
     cdef Py_ssize_t kept = 0
-    if keep.shape[0] < n:
+    cdef floating pad = offset
+    if keep.shape[0] < n or (offset != 0 and offset != 1):
         return -1
     cdef floating* areas = <floating*>malloc(max(n, 1) * sizeof(floating))
     cdef int64_t* members = <int64_t*>malloc(max(n, 1) * sizeof(int64_t))
@@ -198,10 +206,10 @@ cdef Py_ssize_t _nms_sorted(const floating[:, ::1] boxes, double iou_threshold, 
         free(members)
         return -1
     for i in range(n):
-        areas[i] = (boxes[i, 2] - boxes[i, 0]) * (boxes[i, 3] - boxes[i, 1])
+        areas[i] = (boxes[i, 2] - boxes[i, 0] + pad) * (boxes[i, 3] - boxes[i, 1] + pad)
         members[i] = i
         keep[i] = 0
-    if _greedy_nms_grid(boxes, areas, members, n, iou_threshold, &keep[0] if n else NULL) != 0:
+    if _greedy_nms_grid(boxes, areas, members, n, iou_threshold, &keep[0] if n else NULL, pad) != 0:
         kept = -1
     else:
         for i in range(n):
@@ -213,22 +221,32 @@ cdef Py_ssize_t _nms_sorted(const floating[:, ::1] boxes, double iou_threshold, 
 
 cdef Py_ssize_t nms_sorted_float(const float[:, ::1] boxes, double iou_threshold,
                                  unsigned char[::1] keep) noexcept nogil:
-    return _nms_sorted(boxes, iou_threshold, keep)
+    return _nms_sorted(boxes, iou_threshold, keep, 0)
 
 
 cdef Py_ssize_t nms_sorted_double(const double[:, ::1] boxes, double iou_threshold,
                                   unsigned char[::1] keep) noexcept nogil:
-    return _nms_sorted(boxes, iou_threshold, keep)
+    return _nms_sorted(boxes, iou_threshold, keep, 0)
 
 
-cdef _areas(const floating[:, ::1] boxes, floating[::1] areas):
+cdef Py_ssize_t nms_sorted_offset_float(const float[:, ::1] boxes, double iou_threshold,
+                                        unsigned char[::1] keep, int offset) noexcept nogil:
+    return _nms_sorted(boxes, iou_threshold, keep, offset)
+
+
+cdef Py_ssize_t nms_sorted_offset_double(const double[:, ::1] boxes, double iou_threshold,
+                                         unsigned char[::1] keep, int offset) noexcept nogil:
+    return _nms_sorted(boxes, iou_threshold, keep, offset)
+
+
+cdef _areas(const floating[:, ::1] boxes, floating[::1] areas, floating pad):
     cdef Py_ssize_t i
     with nogil:
         for i in range(boxes.shape[0]):
-            areas[i] = (boxes[i, 2] - boxes[i, 0]) * (boxes[i, 3] - boxes[i, 1])
+            areas[i] = (boxes[i, 2] - boxes[i, 0] + pad) * (boxes[i, 3] - boxes[i, 1] + pad)
 
 
-def _run(boxes, order, members_in_groups, group_starts, double iou_threshold):
+def _run(boxes, order, members_in_groups, group_starts, double iou_threshold, int offset):
     """Greedy NMS of each group of `members_in_groups`; the kept indices in `order`."""
     areas = np.empty(boxes.shape[0], dtype=boxes.dtype)
     keep = np.zeros(boxes.shape[0], dtype=np.uint8)
@@ -243,18 +261,18 @@ def _run(boxes, order, members_in_groups, group_starts, double iou_threshold):
         return order[:0]
     if boxes.dtype == np.float32:
         areas32 = areas
-        _areas[float](boxes, areas32)
+        _areas[float](boxes, areas32, <float>offset)
         for g in range(len(group_starts) - 1):
             first, last = group_starts[g], group_starts[g + 1]
             failed |= _greedy_nms_grid[float](boxes, &areas32[0], &members_view[first], last - first,
-                                              iou_threshold, &keep_view[0])
+                                              iou_threshold, &keep_view[0], <float>offset)
     else:
         areas64 = areas
-        _areas[double](boxes, areas64)
+        _areas[double](boxes, areas64, <double>offset)
         for g in range(len(group_starts) - 1):
             first, last = group_starts[g], group_starts[g + 1]
             failed |= _greedy_nms_grid[double](boxes, &areas64[0], &members_view[first], last - first,
-                                               iou_threshold, &keep_view[0])
+                                               iou_threshold, &keep_view[0], <double>offset)
     if failed:
         raise MemoryError("nms: out of memory for the grid of cells")
     return order[keep[order].view(bool)]
@@ -271,16 +289,22 @@ def _check_boxes_scores(boxes, scores):
         check_values(boxes=boxes, scores=scores)
 
 
-def nms(boxes, scores, double iou_threshold):
+def _check_offset(offset):
+    if offset not in (0, 1):
+        raise ValueError(f"offset must be 0 or 1, got {offset}")
+
+
+def nms(boxes, scores, double iou_threshold, int offset=0):
     """Same as `edudet.ops.nms.nms_numpy`: int64 indices of the kept boxes by decreasing score."""
     _check_boxes_scores(boxes, scores)
     if not iou_threshold >= 0:
         raise ValueError(f"iou_threshold must be >= 0, got {iou_threshold}")
+    _check_offset(offset)
     order = np.argsort(-scores, kind="stable")
-    return _run(boxes, order, order, [0, len(order)], iou_threshold)
+    return _run(boxes, order, order, [0, len(order)], iou_threshold, offset)
 
 
-def batched_nms(boxes, scores, idxs, double iou_threshold):
+def batched_nms(boxes, scores, idxs, double iou_threshold, int offset=0):
     """Same as `edudet.ops.nms.batched_nms_numpy`: greedy NMS per category, merged by decreasing score."""
     _check_boxes_scores(boxes, scores)
     check_structure("idxs", idxs, ndim=1, length=boxes.shape[0])
@@ -288,12 +312,13 @@ def batched_nms(boxes, scores, idxs, double iou_threshold):
         raise ValueError(f"idxs must have an integer dtype, got {idxs.dtype}")
     if not iou_threshold >= 0:
         raise ValueError(f"iou_threshold must be >= 0, got {iou_threshold}")
+    _check_offset(offset)
     order = np.argsort(-scores, kind="stable")
     grouped = order[np.argsort(idxs[order], kind="stable")]  # by category, by score inside each
     labels = idxs[grouped]
     n = len(labels)  # (explicit ends: negative slice ends are undefined under wraparound=False)
     group_starts = [0, *(np.flatnonzero(labels[1:n] != labels[0:n - 1]) + 1).tolist(), n]
-    return _run(boxes, order, grouped, group_starts, iou_threshold)
+    return _run(boxes, order, grouped, group_starts, iou_threshold, offset)
 
 
 cdef Py_ssize_t _soft_nms(floating[::1] x1, floating[::1] y1, floating[::1] x2, floating[::1] y2,
@@ -380,3 +405,59 @@ def soft_nms(boxes, scores, double iou_threshold, double sigma, double score_thr
         live = _soft_nms[double](x1, y1, x2, y2, sc, areas, index, dets, iou_threshold, sigma,
                                  score_threshold, method, <double>offset)
     return dets[:live].copy(), index[:live].copy()
+
+
+cdef Py_ssize_t _nms_match(const floating[:, ::1] boxes, const int64_t[::1] order, floating threshold,
+                           unsigned char[::1] suppressed, int64_t[::1] members, int64_t[::1] starts) noexcept nogil:
+    """mmcv's nms_match loop (see nms_numba.nms_match_flat); fills members and starts, returns the group count."""
+    cdef Py_ssize_t n = boxes.shape[0], r, q, n_members = 0, n_groups = 0
+    cdef int64_t i, j
+    cdef floating w, h, inter, union_area, area_i, area_j
+    for r in range(n):
+        i = order[r]
+        if suppressed[i]:
+            continue
+        starts[n_groups] = n_members
+        n_groups += 1
+        members[n_members] = i
+        n_members += 1
+        area_i = (boxes[i, 2] - boxes[i, 0]) * (boxes[i, 3] - boxes[i, 1])
+        for q in range(r + 1, n):
+            j = order[q]
+            if suppressed[j]:
+                continue
+            w = (boxes[i, 2] if boxes[i, 2] < boxes[j, 2] else boxes[j, 2]) - \
+                (boxes[i, 0] if boxes[i, 0] > boxes[j, 0] else boxes[j, 0])
+            h = (boxes[i, 3] if boxes[i, 3] < boxes[j, 3] else boxes[j, 3]) - \
+                (boxes[i, 1] if boxes[i, 1] > boxes[j, 1] else boxes[j, 1])
+            if w < 0:
+                w = 0
+            if h < 0:
+                h = 0
+            inter = w * h
+            area_j = (boxes[j, 2] - boxes[j, 0]) * (boxes[j, 3] - boxes[j, 1])
+            union_area = area_i + area_j - inter
+            if union_area != 0 and inter / union_area >= threshold:  # mmcv: 0 / 0 = NaN, never >= t
+                suppressed[j] = 1
+                members[n_members] = j
+                n_members += 1
+    starts[n_groups] = n_members
+    return n_groups
+
+
+def nms_match(boxes, scores, double iou_threshold):
+    """Same as `edudet.ops.nms.nms_match_numpy`: a list of int64 arrays (kept box, then those it suppressed)."""
+    _check_boxes_scores(boxes, scores)
+    if not iou_threshold >= 0:
+        raise ValueError(f"iou_threshold must be >= 0, got {iou_threshold}")
+    n = boxes.shape[0]
+    order = np.argsort(-scores, kind="stable").astype(np.int64)
+    suppressed = np.zeros(n, dtype=np.uint8)
+    members = np.empty(n, dtype=np.int64)
+    starts = np.empty(n + 1, dtype=np.int64)
+    cdef Py_ssize_t n_groups
+    if boxes.dtype == np.float32:
+        n_groups = _nms_match[float](boxes, order, <float>iou_threshold, suppressed, members, starts)
+    else:
+        n_groups = _nms_match[double](boxes, order, iou_threshold, suppressed, members, starts)
+    return [members[starts[g]:starts[g + 1]].copy() for g in range(n_groups)]

@@ -2,11 +2,15 @@
 
 Stable public names (all ``@njit(cache=True)``: callable from Python and from a user's own ``@njit`` code):
 
-``nms(boxes, scores, iou_threshold) -> (K,) int64``
+``nms(boxes, scores, iou_threshold, offset=0) -> (K,) int64``
     indices of the kept boxes by decreasing score (ties by increasing index): a box is kept unless an already
-    kept box has IoU > `iou_threshold` with it; index for index ``torchvision.ops.nms``.
-``batched_nms(boxes, scores, idxs, iou_threshold) -> (K,) int64``
+    kept box has IoU > `iou_threshold` with it; index for index ``torchvision.ops.nms``. `offset` 1: legacy
+    inclusive pixels (sides ``x2 - x1 + 1``, intersection sides ``min(x2) - max(x1) + 1``).
+``batched_nms(boxes, scores, idxs, iou_threshold, offset=0) -> (K,) int64``
     `nms` inside each category of `idxs` (any int dtype), merged by decreasing score.
+``nms_match_flat(boxes, scores, iou_threshold) -> (members (N,), starts (G + 1,))``
+    mmcv's ``nms_match`` groups, flat (group g is ``members[starts[g]:starts[g + 1]]``); `nms_match` (a Python
+    function over it) returns the list of groups.
 ``soft_nms(boxes, scores, iou_threshold, sigma, score_threshold, method, offset) -> (dets (K, 5), keep (K,))``
     mmcv's Soft-NMS; `method` is an int: 0 naive, 1 linear, 2 gaussian (`edudet.ops.nms.SOFT_NMS_METHODS`);
     `offset` 0 or 1; boxes and scores of one dtype.
@@ -100,9 +104,20 @@ def _core_fraction(iou_threshold):
 
 
 @njit(cache=True)
-def _greedy_nms_grid(boxes, areas, members, iou_threshold, keep):
-    """Greedy NMS of boxes[members] (`members` sorted by decreasing score); sets keep[i] for the kept ones."""
+def _positive(boxes, i, pad):
+    """Box i has a positive area (sides ``x2 - x1 + pad`` in the boxes' dtype): only those can overlap."""
+    return boxes[i, 2] - boxes[i, 0] + pad > 0 and boxes[i, 3] - boxes[i, 1] + pad > 0
+
+
+@njit(cache=True)
+def _greedy_nms_grid(boxes, areas, members, iou_threshold, keep, pad):
+    """Greedy NMS of boxes[members] (`members` sorted by decreasing score); sets keep[i] for the kept ones.
+
+    `pad` (the boxes' dtype) is the offset: 0, or 1 for inclusive pixels, where box i covers
+    [x1, x2 + 1] x [y1, y2 + 1]: the grid files that extended extent (``x2 + pad`` in double below).
+    """
     m = members.shape[0]
+    padd = float(pad)
     x_lo = math.inf
     y_lo = math.inf
     x_hi = -math.inf
@@ -112,13 +127,13 @@ def _greedy_nms_grid(boxes, areas, members, iou_threshold, keep):
     n_valid = 0
     for r in range(m):
         i = members[r]
-        if boxes[i, 2] > boxes[i, 0] and boxes[i, 3] > boxes[i, 1]:
+        if _positive(boxes, i, pad):
             x_lo = min(x_lo, float(boxes[i, 0]))
             y_lo = min(y_lo, float(boxes[i, 1]))
-            x_hi = max(x_hi, float(boxes[i, 2]))
-            y_hi = max(y_hi, float(boxes[i, 3]))
-            sum_w += float(boxes[i, 2]) - float(boxes[i, 0])
-            sum_h += float(boxes[i, 3]) - float(boxes[i, 1])
+            x_hi = max(x_hi, float(boxes[i, 2]) + padd)
+            y_hi = max(y_hi, float(boxes[i, 3]) + padd)
+            sum_w += float(boxes[i, 2]) + padd - float(boxes[i, 0])
+            sum_h += float(boxes[i, 3]) + padd - float(boxes[i, 1])
             n_valid += 1
     if n_valid == 0:  # only zero-area boxes: nothing overlaps anything
         for r in range(m):
@@ -144,9 +159,9 @@ def _greedy_nms_grid(boxes, areas, members, iou_threshold, keep):
             filings = 0
             for r in range(m):
                 i = members[r]
-                if boxes[i, 2] > boxes[i, 0] and boxes[i, 3] > boxes[i, 1]:
-                    cols = _cell(boxes[i, 2], x_lo, inv_w, nx) - _cell(boxes[i, 0], x_lo, inv_w, nx) + 1
-                    rows = _cell(boxes[i, 3], y_lo, inv_h, ny) - _cell(boxes[i, 1], y_lo, inv_h, ny) + 1
+                if _positive(boxes, i, pad):
+                    cols = _cell(boxes[i, 2] + padd, x_lo, inv_w, nx) - _cell(boxes[i, 0], x_lo, inv_w, nx) + 1
+                    rows = _cell(boxes[i, 3] + padd, y_lo, inv_h, ny) - _cell(boxes[i, 1], y_lo, inv_h, ny) + 1
                     filings += cols * rows
             if filings <= MAX_FILINGS_PER_BOX * m:
                 break
@@ -157,9 +172,9 @@ def _greedy_nms_grid(boxes, areas, members, iou_threshold, keep):
     start = np.zeros(nx * ny + 1, dtype=np.int64)
     for r in range(m):
         i = members[r]
-        if boxes[i, 2] > boxes[i, 0] and boxes[i, 3] > boxes[i, 1]:
-            for cy in range(_cell(boxes[i, 1], y_lo, inv_h, ny), _cell(boxes[i, 3], y_lo, inv_h, ny) + 1):
-                for cx in range(_cell(boxes[i, 0], x_lo, inv_w, nx), _cell(boxes[i, 2], x_lo, inv_w, nx) + 1):
+        if _positive(boxes, i, pad):
+            for cy in range(_cell(boxes[i, 1], y_lo, inv_h, ny), _cell(boxes[i, 3] + padd, y_lo, inv_h, ny) + 1):
+                for cx in range(_cell(boxes[i, 0], x_lo, inv_w, nx), _cell(boxes[i, 2] + padd, x_lo, inv_w, nx) + 1):
                     start[cy * nx + cx + 1] += 1
     for c in range(nx * ny):
         start[c + 1] += start[c]
@@ -173,18 +188,18 @@ def _greedy_nms_grid(boxes, areas, members, iou_threshold, keep):
         y1 = boxes[j, 1]
         x2 = boxes[j, 2]
         y2 = boxes[j, 3]
-        if not (x2 > x1 and y2 > y1):  # a zero-area box overlaps nothing: kept, and never filed
+        if not _positive(boxes, j, pad):  # a zero-area box overlaps nothing: kept, and never filed
             keep[j] = True
             continue
         # the core of the candidate, widened by a relative 1e-12 so that rounding here cannot matter either
-        w = float(x2) - float(x1)
-        h = float(y2) - float(y1)
-        slop_x = 1e-12 * (abs(float(x1)) + abs(float(x2)))
-        slop_y = 1e-12 * (abs(float(y1)) + abs(float(y2)))
+        w = float(x2) + padd - float(x1)
+        h = float(y2) + padd - float(y1)
+        slop_x = 1e-12 * (abs(float(x1)) + abs(float(x2)) + padd)
+        slop_y = 1e-12 * (abs(float(y1)) + abs(float(y2)) + padd)
         cx_lo = _cell(float(x1) + s * w - slop_x, x_lo, inv_w, nx)
-        cx_hi = _cell(float(x2) - s * w + slop_x, x_lo, inv_w, nx)
+        cx_hi = _cell(float(x2) + padd - s * w + slop_x, x_lo, inv_w, nx)
         cy_lo = _cell(float(y1) + s * h - slop_y, y_lo, inv_h, ny)
-        cy_hi = _cell(float(y2) - s * h + slop_y, y_lo, inv_h, ny)
+        cy_hi = _cell(float(y2) + padd - s * h + slop_y, y_lo, inv_h, ny)
         area_j = areas[j]
         suppressed = False
         for cy in range(cy_lo, cy_hi + 1):
@@ -192,10 +207,10 @@ def _greedy_nms_grid(boxes, areas, members, iou_threshold, keep):
                 c = cy * nx + cx
                 for e in range(start[c], start[c] + filed[c]):
                     k = entries[e]
-                    iw = min(boxes[k, 2], x2) - max(boxes[k, 0], x1)
+                    iw = min(boxes[k, 2], x2) - max(boxes[k, 0], x1) + pad
                     if iw <= 0:
                         continue
-                    ih = min(boxes[k, 3], y2) - max(boxes[k, 1], y1)
+                    ih = min(boxes[k, 3], y2) - max(boxes[k, 1], y1) + pad
                     if ih <= 0:
                         continue
                     inter = iw * ih
@@ -212,18 +227,18 @@ def _greedy_nms_grid(boxes, areas, members, iou_threshold, keep):
         if suppressed:
             continue
         keep[j] = True
-        for cy in range(_cell(y1, y_lo, inv_h, ny), _cell(y2, y_lo, inv_h, ny) + 1):
-            for cx in range(_cell(x1, x_lo, inv_w, nx), _cell(x2, x_lo, inv_w, nx) + 1):
+        for cy in range(_cell(y1, y_lo, inv_h, ny), _cell(y2 + padd, y_lo, inv_h, ny) + 1):
+            for cx in range(_cell(x1, x_lo, inv_w, nx), _cell(x2 + padd, x_lo, inv_w, nx) + 1):
                 c = cy * nx + cx
                 entries[start[c] + filed[c]] = j
                 filed[c] += 1
 
 
 @njit(cache=True)
-def _areas(boxes):
+def _areas(boxes, pad):
     areas = np.empty(boxes.shape[0], dtype=boxes.dtype)
     for i in range(boxes.shape[0]):
-        areas[i] = (boxes[i, 2] - boxes[i, 0]) * (boxes[i, 3] - boxes[i, 1])
+        areas[i] = (boxes[i, 2] - boxes[i, 0] + pad) * (boxes[i, 3] - boxes[i, 1] + pad)
     return areas
 
 
@@ -266,21 +281,29 @@ def _check_boxes_scores(boxes, scores):
 
 
 @njit(cache=True)
-def nms(boxes, scores, iou_threshold):
+def _check_offset(offset):
+    if offset != 0 and offset != 1:
+        raise ValueError("offset must be 0 or 1")
+
+
+@njit(cache=True)
+def nms(boxes, scores, iou_threshold, offset=0):
     """Same as `edudet.ops.nms.nms_numpy`: int64 indices of the kept boxes by decreasing score."""
     boxes = _matrix_boxes(boxes)
     scores = _vector_scores(scores)
     _check_boxes_scores(boxes, scores)
     if not float(iou_threshold) >= 0.0:  # NaN too
         raise ValueError("iou_threshold must be >= 0")
+    _check_offset(offset)
+    pad = boxes.dtype.type(offset)
     order = np.argsort(-scores, kind="mergesort")  # stable: ties by increasing index, as torchvision
     keep = np.zeros(boxes.shape[0], dtype=np.bool_)
-    _greedy_nms_grid(boxes, _areas(boxes), order, float(iou_threshold), keep)
+    _greedy_nms_grid(boxes, _areas(boxes, pad), order, float(iou_threshold), keep, pad)
     return _kept_in_order(order, keep)
 
 
 @njit(cache=True)
-def batched_nms(boxes, scores, idxs, iou_threshold):
+def batched_nms(boxes, scores, idxs, iou_threshold, offset=0):
     """Same as `edudet.ops.nms.batched_nms_numpy`: greedy NMS per category, merged by decreasing score."""
     boxes = _matrix_boxes(boxes)
     scores = _vector_scores(scores)
@@ -290,18 +313,20 @@ def batched_nms(boxes, scores, idxs, iou_threshold):
         raise ValueError("idxs must have shape (N,): one category per row of boxes")
     if not float(iou_threshold) >= 0.0:
         raise ValueError("iou_threshold must be >= 0")
+    _check_offset(offset)
+    pad = boxes.dtype.type(offset)
     n = boxes.shape[0]
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     order = np.argsort(-scores, kind="mergesort")
     # group by category, keeping the score order inside each group (both sorts are stable)
     grouped = order[np.argsort(idxs[order], kind="mergesort")]
-    areas = _areas(boxes)
+    areas = _areas(boxes, pad)
     keep = np.zeros(n, dtype=np.bool_)
     first = 0
     for r in range(1, n + 1):
         if r == n or idxs[grouped[r]] != idxs[grouped[first]]:
-            _greedy_nms_grid(boxes, areas, grouped[first:r], float(iou_threshold), keep)
+            _greedy_nms_grid(boxes, areas, grouped[first:r], float(iou_threshold), keep, pad)
             first = r
     return _kept_in_order(order, keep)
 
@@ -382,3 +407,59 @@ def soft_nms(boxes, scores, iou_threshold, sigma, score_threshold, method, offse
                 p += 1
         i += 1
     return dets[:live].copy(), index[:live].copy()
+
+
+@njit(cache=True)
+def nms_match_flat(boxes, scores, iou_threshold):
+    """mmcv's ``nms_match`` as flat arrays: (members (N,) int64, starts (G + 1,) int64).
+
+    Group g is ``members[starts[g]:starts[g + 1]]``: a kept box, then the boxes it suppressed, all by
+    decreasing score (see `edudet.ops.nms.nms_match_numpy` for the rule: ``iou >= t`` in the boxes' dtype,
+    sides clamped at 0, a zero union never matches). The plain quadratic loop of mmcv's CPU kernel: each kept
+    box against every later box not yet suppressed.
+    """
+    boxes = _matrix_boxes(boxes)
+    scores = _vector_scores(scores)
+    _check_boxes_scores(boxes, scores)
+    if not float(iou_threshold) >= 0.0:
+        raise ValueError("iou_threshold must be >= 0")
+    n = boxes.shape[0]
+    zero = boxes.dtype.type(0)
+    threshold = boxes.dtype.type(iou_threshold)
+    order = np.argsort(-scores, kind="mergesort")
+    areas = _areas(boxes, zero)
+    suppressed = np.zeros(n, dtype=np.bool_)
+    members = np.empty(n, dtype=np.int64)
+    starts = np.empty(n + 1, dtype=np.int64)
+    n_members = 0
+    n_groups = 0
+    for r in range(n):
+        i = order[r]
+        if suppressed[i]:
+            continue
+        starts[n_groups] = n_members
+        n_groups += 1
+        members[n_members] = i
+        n_members += 1
+        for q in range(r + 1, n):
+            j = order[q]
+            if suppressed[j]:
+                continue
+            w = max(min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0]), zero)
+            h = max(min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1]), zero)
+            inter = w * h
+            union = areas[i] + areas[j] - inter
+            if union != 0 and inter / union >= threshold:  # mmcv: 0 / 0 = NaN, never >= t
+                suppressed[j] = True
+                members[n_members] = j
+                n_members += 1
+    starts[n_groups] = n_members
+    return members, starts[:n_groups + 1].copy()
+
+
+def nms_match(boxes, scores, iou_threshold):
+    """Same as `edudet.ops.nms.nms_match_numpy`: a list of int64 arrays (kept box, then those it suppressed).
+
+    A Python function over the ``@njit`` `nms_match_flat` (Numba code should call that one)."""
+    members, starts = nms_match_flat(boxes, scores, iou_threshold)
+    return [members[starts[g]:starts[g + 1]].copy() for g in range(len(starts) - 1)]

@@ -27,6 +27,30 @@ def test_doc_examples_run(index):
 
 
 @njit
+def user_offset_and_match(boxes, scores, idxs, threshold):
+    return (nms_numba.nms(boxes, scores, threshold, 1), nms_numba.batched_nms(boxes, scores, idxs, threshold, 1),
+            nms_numba.nms_match_flat(boxes, scores, threshold))
+
+
+def test_user_njit_offset_and_nms_match_by_hand():
+    # [0,0,9,9] vs [5,5,14,14]: IoU 25/175 = 0.143 with offset 1 (> 0.12: suppressed; offset 0 gives 0.11);
+    # nms_match at 0.12 with its offset-0 IoU 16/146 = 0.11 < 0.12: two groups
+    boxes = np.array([[0, 0, 9, 9], [5, 5, 14, 14]], np.float32)
+    scores = np.array([0.9, 0.8], np.float32)
+    keep, batched, (members, starts) = user_offset_and_match(boxes, scores, np.array([0, 0]), 0.12)
+    assert keep.tolist() == [0] and batched.tolist() == [0]
+    assert members.tolist() == [0, 1] and starts.tolist() == [0, 1, 2]
+    _, _, (members, starts) = user_offset_and_match(boxes, scores, np.array([0, 0]), 0.1)  # 0.11 >= 0.1
+    assert members.tolist() == [0, 1] and starts.tolist() == [0, 2]
+    rng = np.random.default_rng(3)
+    boxes = random_boxes(rng, 200, image_size=200.0, dtype=np.float64)
+    scores = rng.random(200)
+    members, starts = user_offset_and_match(boxes, scores, np.zeros(200, np.int64), 0.3)[2]
+    expected = ops.nms_match(np.concatenate([boxes, scores[:, None]], axis=1), 0.3, backend="numpy")
+    assert [members[a:b].tolist() for a, b in zip(starts[:-1], starts[1:])] == [g.tolist() for g in expected]
+
+
+@njit
 def user_nms(boxes, scores, idxs, threshold):
     return (nms_numba.nms(boxes, scores, threshold), nms_numba.batched_nms(boxes, scores, idxs, threshold),
             nms_numba.soft_nms(boxes, scores, threshold, 0.5, 1e-3, 1, 0))
@@ -149,7 +173,7 @@ source = """
 # cython: language_level=3
 import numpy as np
 from cython cimport floating
-from edudet.kernels.nms_cython cimport nms_sorted
+from edudet.kernels.nms_cython cimport nms_sorted, nms_sorted_offset
 
 def keep_mask(const floating[:, ::1] sorted_boxes, double threshold, Py_ssize_t capacity):
     keep = np.full(capacity, 7, dtype=np.uint8)
@@ -157,6 +181,14 @@ def keep_mask(const floating[:, ::1] sorted_boxes, double threshold, Py_ssize_t 
     cdef Py_ssize_t kept
     with nogil:
         kept = nms_sorted(sorted_boxes, threshold, k)
+    return kept, keep
+
+def keep_mask_offset(const floating[:, ::1] sorted_boxes, double threshold, int offset):
+    keep = np.zeros(sorted_boxes.shape[0], dtype=np.uint8)
+    cdef unsigned char[::1] k = keep
+    cdef Py_ssize_t kept
+    with nogil:
+        kept = nms_sorted_offset(sorted_boxes, threshold, k, offset)
     return kept, keep
 """
 build = """
@@ -182,6 +214,11 @@ kept, keep = user.keep_mask(by_hand, 0.5, 3)
 assert kept == 2 and keep.tolist() == [1, 0, 1], (kept, keep)
 assert user.keep_mask(by_hand, 0.5, 2)[0] == -1   # keep too short: refused, nothing written past it
 assert user.keep_mask(by_hand[:0], 0.5, 0)[0] == 0
+# offset: [0,0,9,9] vs [5,5,14,14]: IoU 16/146 = 0.11 (offset 0) or 25/175 = 0.14 (offset 1, inclusive pixels)
+pixels = np.array([[0, 0, 9, 9], [5, 5, 14, 14]], np.float32)
+assert user.keep_mask_offset(pixels, 0.12, 0)[1].tolist() == [1, 1]
+assert user.keep_mask_offset(pixels, 0.12, 1)[1].tolist() == [1, 0]
+assert user.keep_mask_offset(pixels, 0.12, 2)[0] == -1   # an offset other than 0 or 1 is refused
 rng = np.random.default_rng(1)
 for dtype in (np.float32, np.float64):
     print("random", dtype.__name__, flush=True)

@@ -646,3 +646,238 @@ def test_a_vanishing_sigma_is_fine_where_sigma_is_unused():
     for backend in _soft_nms.backends:
         _, keep = soft_nms(boxes, scores, 0.3, 1e-300, 0.001, "linear", 0, backend=backend)
         assert keep.tolist() == [0, 1], backend
+
+
+# ------------------------------------------------- issue 16: offset=0|1, score_threshold, max_num, nms_match
+
+from edudet.ops.nms import _nms_match, nms_match, nms_match_numpy, nms_numpy  # noqa: E402
+
+MATCH_BACKENDS = _nms_match.backends
+# [0,0,9,9] and [5,5,14,14]. offset 0: areas 9*9 = 81, inter 4*4 = 16, IoU 16 / (81 + 81 - 16) = 16/146 = 0.1096;
+# offset 1 (inclusive pixels 0..9 and 5..14): areas 10*10 = 100, inter 5*5 = 25, IoU 25 / 175 = 0.1429
+PIXEL_BOXES = np.array([[0, 0, 9, 9], [5, 5, 14, 14]], dtype=np.float32)
+PIXEL_SCORES = np.array([0.9, 0.8], dtype=np.float32)
+
+
+@pytest.mark.parametrize("backend", NMS_BACKENDS)
+def test_offset_one_counts_inclusive_pixels(backend):
+    # at 0.12: 0.1096 <= 0.12 keeps box 1 with offset 0; 0.1429 > 0.12 suppresses it with offset 1
+    assert nms(PIXEL_BOXES, PIXEL_SCORES, 0.12, backend=backend).tolist() == [0, 1]
+    assert nms(PIXEL_BOXES, PIXEL_SCORES, 0.12, backend=backend, offset=1).tolist() == [0]
+    assert nms(PIXEL_BOXES, PIXEL_SCORES, 0.15, backend=backend, offset=1).tolist() == [0, 1]  # 0.1429 <= 0.15
+    idxs = np.array([3, 3])
+    assert batched_nms(PIXEL_BOXES, PIXEL_SCORES, idxs, 0.12, backend=backend).tolist() == [0, 1]
+    assert batched_nms(PIXEL_BOXES, PIXEL_SCORES, idxs, 0.12, backend=backend, offset=1).tolist() == [0]
+
+
+@pytest.mark.parametrize("backend", NMS_BACKENDS)
+def test_offset_one_gives_single_pixel_boxes_an_area(backend):
+    # [5,5,5,5] is one pixel with offset 1 (area 1*1): two copies have IoU 1 / (1 + 1 - 1) = 1 > 0.5, so the
+    # later one goes; with offset 0 both are points (area 0) and never suppress
+    points = np.array([[5, 5, 5, 5], [5, 5, 5, 5]], dtype=np.float64)
+    assert nms(points, np.array([0.9, 0.8]), 0.5, backend=backend).tolist() == [0, 1]
+    assert nms(points, np.array([0.9, 0.8]), 0.5, backend=backend, offset=1).tolist() == [0]
+    # [0,0,-0.5,3]: width -0.5 + 1 = 0.5 > 0 with offset 1, and a copy of it: 0.5*4 / (2 + 2 - 2) = 1
+    thin = np.array([[0, 0, -0.5, 3], [0, 0, -0.5, 3]], dtype=np.float32)
+    assert nms(thin, np.array([0.9, 0.8], np.float32), 0.5, backend=backend, offset=1).tolist() == [0]
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@given(data=box_sets(max_n=40), threshold=thresholds)
+def test_every_cpu_backend_equals_the_reference_with_offset_one(backend, data, threshold):
+    boxes, scores = data
+    idxs = (np.arange(len(boxes)) % 3).astype(np.int64)
+    assert np.array_equal(nms(boxes, scores, threshold, backend=backend, offset=1),
+                          nms(boxes, scores, threshold, backend="numpy", offset=1))
+    assert np.array_equal(batched_nms(boxes, scores, idxs, threshold, backend=backend, offset=1),
+                          batched_nms(boxes, scores, idxs, threshold, backend="numpy", offset=1))
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="numba.cuda (or its simulator) unavailable")
+@settings(max_examples=8)
+@given(data=box_sets(max_n=20), threshold=thresholds, offset=st.sampled_from([0, 1]))
+def test_cuda_backend_equals_the_reference_with_offsets(data, threshold, offset):
+    boxes, scores = data
+    idxs = (np.arange(len(boxes)) % 2).astype(np.int64)
+    assert np.array_equal(nms(boxes, scores, threshold, backend="cuda", offset=offset),
+                          nms(boxes, scores, threshold, backend="numpy", offset=offset))
+    assert np.array_equal(batched_nms(boxes, scores, idxs, threshold, backend="cuda", offset=offset),
+                          batched_nms(boxes, scores, idxs, threshold, backend="numpy", offset=offset))
+
+
+@given(box_sets(), thresholds)
+def test_offset_one_is_offset_zero_on_boxes_one_pixel_larger(data, threshold):
+    # on the integer grid every sum is exact, so "+ 1 inside the formulas" and "+ 1 on x2, y2" agree exactly
+    boxes, scores = data
+    grown = boxes.copy()
+    grown[:, 2:] += 1
+    assert np.array_equal(nms(boxes, scores, threshold, backend="numpy", offset=1),
+                          nms(grown, scores, threshold, backend="numpy"))
+
+
+@pytest.mark.parametrize("backend", NMS_BACKENDS)
+def test_score_threshold_is_strict_and_max_num_keeps_the_best(backend):
+    # THREE_BOXES: scores 0.9, 0.8, 0.7; boxes 0 and 1 overlap with IoU 81/119 = 0.68, box 2 is disjoint
+    # score_threshold 0.8 keeps scores > 0.8 only (mmcv's `scores > score_thr`): box 0 alone
+    assert nms(THREE_BOXES, THREE_SCORES, 0.5, backend=backend, score_threshold=0.8).tolist() == [0]
+    # a score equal to the threshold is dropped: 0.7 at 0.7 (float32 0.7 against 0.7 rounded to float32)
+    assert nms(THREE_BOXES, THREE_SCORES, 0.5, backend=backend, score_threshold=0.7).tolist() == [0]
+    assert nms(THREE_BOXES, THREE_SCORES, 0.5, backend=backend, score_threshold=0.69).tolist() == [0, 2]
+    # scores 0.7, 0.8, 0.9: box 1 (0.8) suppresses box 0 (0.7), which the threshold 0.75 drops anyway
+    assert nms(THREE_BOXES, THREE_SCORES[::-1].copy(), 0.5, backend=backend, score_threshold=0.75).tolist() == [2, 1]
+    # max_num after NMS: [0, 2] -> [0]; -1 and None keep all; 0 keeps none
+    assert nms(THREE_BOXES, THREE_SCORES, 0.5, backend=backend, max_num=1).tolist() == [0]
+    assert nms(THREE_BOXES, THREE_SCORES, 0.5, backend=backend, max_num=-1).tolist() == [0, 2]
+    assert nms(THREE_BOXES, THREE_SCORES, 0.5, backend=backend, max_num=None).tolist() == [0, 2]
+    assert nms(THREE_BOXES, THREE_SCORES, 0.5, backend=backend, max_num=0).tolist() == []
+    assert nms(THREE_BOXES, THREE_SCORES, 0.5, backend=backend, max_num=5).tolist() == [0, 2]
+    idxs = np.array([0, 1, 0])  # box 1 in its own category: kept; then the best two overall
+    assert batched_nms(THREE_BOXES, THREE_SCORES, idxs, 0.5, backend=backend, max_num=2).tolist() == [0, 1]
+    assert batched_nms(THREE_BOXES, THREE_SCORES, idxs, 0.5, backend=backend,
+                       score_threshold=0.75, max_num=5).tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@given(data=box_sets(max_n=30), threshold=thresholds, score_threshold=st.sampled_from([0.0, 0.2, 0.5, 0.99]),
+       max_num=st.sampled_from([None, -1, 0, 1, 3]), offset=st.sampled_from([0, 1]))
+def test_score_threshold_and_max_num_commute_with_their_definition(backend, data, threshold, score_threshold,
+                                                                   max_num, offset):
+    # the definition: NMS of the boxes scoring > score_threshold (in the scores' dtype), the first max_num kept
+    boxes, scores = data
+    idxs = (np.arange(len(boxes)) % 2).astype(np.int64)
+    candidates = np.flatnonzero(scores > scores.dtype.type(score_threshold))
+    cut = None if max_num in (None, -1) else max_num
+    expected = candidates[nms_numpy(boxes[candidates], scores[candidates], threshold, offset)][:cut]
+    got = nms(boxes, scores, threshold, backend=backend, offset=offset, score_threshold=score_threshold,
+              max_num=max_num)
+    assert got.dtype == np.int64 and got.tolist() == expected.tolist()
+    expected = candidates[batched_nms(boxes[candidates], scores[candidates], idxs[candidates], threshold,
+                                      backend="numpy", offset=offset)][:cut]
+    got = batched_nms(boxes, scores, idxs, threshold, backend=backend, offset=offset,
+                      score_threshold=score_threshold, max_num=max_num)
+    assert got.tolist() == expected.tolist()
+
+
+def test_new_options_are_checked_by_name():
+    for bad in (2, -1, 0.5, np.nan, "1", True):
+        with pytest.raises((ValueError, TypeError), match="offset"):
+            nms(THREE_BOXES, THREE_SCORES, 0.5, offset=bad)
+        with pytest.raises((ValueError, TypeError), match="offset"):
+            batched_nms(THREE_BOXES, THREE_SCORES, [0, 0, 0], 0.5, offset=bad)
+    for bad in (-2, 1.5, np.nan, "3", 2**64):
+        with pytest.raises((ValueError, TypeError), match="max_num"):
+            nms(THREE_BOXES, THREE_SCORES, 0.5, max_num=bad)
+    for bad in (np.nan, np.inf, "0.5"):
+        with pytest.raises((ValueError, TypeError), match="score_threshold"):
+            batched_nms(THREE_BOXES, THREE_SCORES, [0, 0, 0], 0.5, score_threshold=bad)
+    with pytest.raises(TypeError):  # keyword-only: a fifth positional argument is the backend
+        nms(THREE_BOXES, THREE_SCORES, 0.5, None, 1)
+
+
+@pytest.mark.parametrize("backend", NMS_BACKENDS)
+def test_empty_input_with_every_option(backend):
+    empty = np.zeros((0, 4), np.float32)
+    for kwargs in ({}, dict(offset=1), dict(score_threshold=0.5, max_num=3)):
+        out = nms(empty, np.zeros(0, np.float32), 0.5, backend=backend, **kwargs)
+        assert out.shape == (0,) and out.dtype == np.int64
+        out = batched_nms(empty, np.zeros(0, np.float32), np.zeros(0, np.int64), 0.5, backend=backend, **kwargs)
+        assert out.shape == (0,) and out.dtype == np.int64
+    # every box below the score threshold: empty too
+    assert nms(THREE_BOXES, THREE_SCORES, 0.5, backend=backend, score_threshold=0.95).tolist() == []
+
+
+def test_batched_nms_of_zero_boxes_matches_torchvision():
+    torch, torchvision = import_torchvision()
+    for dtype in (np.float32, np.float64):
+        expected = torchvision.ops.batched_nms(torch.zeros((0, 4), dtype=getattr(torch, np.dtype(dtype).name)),
+                                               torch.zeros(0, dtype=getattr(torch, np.dtype(dtype).name)),
+                                               torch.zeros(0, dtype=torch.int64), 0.5).numpy()
+        for backend in NMS_BACKENDS:
+            out = batched_nms(np.zeros((0, 4), dtype), np.zeros(0, dtype), np.zeros(0, np.int64), 0.5,
+                              backend=backend)
+            assert out.shape == expected.shape == (0,) and out.dtype == expected.dtype == np.int64
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="numba.cuda (or its simulator) unavailable")
+def test_device_arrays_take_offset_and_max_num_but_not_score_threshold():
+    from numba import cuda
+
+    keep = nms(cuda.to_device(PIXEL_BOXES), cuda.to_device(PIXEL_SCORES), 0.12, offset=1)
+    assert keep.copy_to_host().tolist() == [0]
+    keep = nms(cuda.to_device(THREE_BOXES), cuda.to_device(THREE_SCORES), 0.5, max_num=1)
+    assert keep.copy_to_host().tolist() == [0]
+    with pytest.raises(ValueError, match="score_threshold"):
+        nms(cuda.to_device(THREE_BOXES), cuda.to_device(THREE_SCORES), 0.5, score_threshold=0.1)
+
+
+def _dets(boxes, scores):
+    return np.concatenate([boxes, scores[:, None]], axis=1)
+
+
+@pytest.mark.parametrize("backend", MATCH_BACKENDS)
+def test_nms_match_hand_cases(backend):
+    # THREE_BOXES + a copy of box 0 scoring 0.6: box 0 (0.9) takes box 1 (IoU 81/119 = 0.68 >= 0.5) and its copy
+    # (IoU 1); box 2 is disjoint and starts its own group
+    boxes = np.concatenate([THREE_BOXES, THREE_BOXES[:1]])
+    dets = _dets(boxes, np.array([0.9, 0.8, 0.7, 0.6], np.float32))
+    groups = nms_match(dets, 0.5, backend=backend)
+    assert [g.tolist() for g in groups] == [[0, 1, 3], [2]]
+    assert all(g.dtype == np.int64 for g in groups)
+    # at 0.7 the 0.68 pair no longer matches: groups by score 0.9 -> [0, 3], 0.8 -> [1], 0.7 -> [2]
+    assert [g.tolist() for g in nms_match(dets, 0.7, backend=backend)] == [[0, 3], [1], [2]]
+    # ">=": [0,0,4,1] vs [0,0,2,1] has IoU 2 / (4 + 2 - 2) = 0.5 exactly: matched at 0.5 (nms keeps both)
+    half = _dets(np.array([[0, 0, 4, 1], [0, 0, 2, 1]], np.float64), np.array([0.9, 0.8]))
+    assert [g.tolist() for g in nms_match(half, 0.5, backend=backend)] == [[0, 1]]
+    assert nms(half[:, :4], half[:, 4], 0.5, backend=backend if backend in NMS_BACKENDS else None).tolist() == [0, 1]
+    # threshold 0: IoU 0 >= 0, so even the disjoint box 2 joins box 0's group (sides are clamped at 0)
+    assert [g.tolist() for g in nms_match(dets, 0.0, backend=backend)] == [[0, 1, 2, 3]]
+    # two points: union 0 + 0 - 0 = 0 (mmcv: 0/0 = NaN, never >= t): two groups even at threshold 0;
+    # a point and a box: union 100, IoU 0 >= 0, matched
+    points = _dets(np.array([[5, 5, 5, 5], [5, 5, 5, 5], [0, 0, 10, 10]], np.float32),
+                   np.array([0.9, 0.8, 0.1], np.float32))
+    assert [g.tolist() for g in nms_match(points, 0.0, backend=backend)] == [[0, 2], [1]]
+    # equal scores: visited by increasing index
+    ties = _dets(np.array([[0, 0, 10, 10], [20, 20, 30, 30], [0, 0, 10, 10]], np.float32), np.ones(3, np.float32))
+    assert [g.tolist() for g in nms_match(ties, 0.5, backend=backend)] == [[0, 2], [1]]
+
+
+@pytest.mark.parametrize("backend", MATCH_BACKENDS)
+def test_nms_match_empty_and_bad_input(backend):
+    assert nms_match(np.zeros((0, 5), np.float32), 0.5, backend=backend) == []
+    with pytest.raises(ValueError, match="dets"):
+        nms_match(np.zeros((3, 4)), 0.5, backend=backend)
+    with pytest.raises(ValueError, match="dets"):
+        nms_match(np.array([[0, 0, 1, np.nan, 0.5]]), 0.5, backend=backend)
+    with pytest.raises(ValueError, match=r"dets\[:, :4\]"):
+        nms_match(np.array([[0, 0, 1, 2e15, 0.5]]), 0.5, backend=backend)
+    with pytest.raises(ValueError, match="iou_threshold"):
+        nms_match(np.array([[0, 0, 1, 1, 0.5]]), -0.1, backend=backend)
+    # the score column is no coordinate: a score of 1e20 is fine
+    assert [g.tolist() for g in nms_match(np.array([[0, 0, 1, 1, 1e20]]), 0.5, backend=backend)] == [[0]]
+
+
+@pytest.mark.parametrize("backend", [b for b in MATCH_BACKENDS if b != "numpy"])
+@given(data=box_sets(max_n=30), threshold=thresholds)
+def test_nms_match_every_backend_equals_the_reference(backend, data, threshold):
+    boxes, scores = data
+    if backend == "cuda":
+        boxes, scores = boxes[:16], scores[:16]  # the simulator is slow
+    expected = nms_match_numpy(boxes, scores, threshold)
+    got = nms_match(_dets(boxes, scores), threshold, backend=backend)
+    assert len(got) == len(expected) and all(np.array_equal(g, e) for g, e in zip(got, expected))
+
+
+@given(data=box_sets(max_n=30), threshold=st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0]))
+def test_nms_match_groups_partition_the_boxes_and_lead_with_nms_survivors(data, threshold):
+    boxes, scores = data
+    groups = nms_match(_dets(boxes, scores), threshold, backend="numpy")
+    members = np.concatenate(groups) if groups else np.zeros(0, np.int64)
+    assert sorted(members.tolist()) == list(range(len(boxes)))  # a partition of all N boxes
+    order = {int(i): rank for rank, i in enumerate(np.argsort(-scores, kind="stable"))}
+    for group in groups:  # each group by decreasing score (ties by index), its leader first
+        assert [order[int(i)] for i in group] == sorted(order[int(i)] for i in group)
+    if threshold > 0:
+        # the leaders are what nms keeps with ">=" instead of ">": for a threshold exact in float32, ">= t" is
+        # "> the double just below t" (IoUs are float32 or float64 numbers)
+        below = float(np.nextafter(threshold, -1.0))
+        assert [int(g[0]) for g in groups] == nms(boxes, scores, below, backend="numpy").tolist()

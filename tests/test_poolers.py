@@ -251,3 +251,45 @@ def test_parity_with_torchvision_on_a_four_level_pyramid(dtype, sampling_ratio):
 
 def test_exported_at_top_level():
     assert edudet.MultiScaleRoIAlign is MultiScaleRoIAlign and edudet.roi_grid_to_image is roi_grid_to_image
+
+
+# ----------------------------------------------------------------- issue 16: empty input and float16, as torchvision
+
+def test_zero_boxes_and_zero_images_give_empty_results():
+    torch, torchvision = import_torchvision()
+    rng = np.random.default_rng(0)
+    features = pyramid(rng)
+    names = list(features)
+    pooler = MultiScaleRoIAlign(names, 7, 2)
+    boxes = [np.zeros((0, 4), np.float32), np.zeros((0, 4), np.float32)]
+    out = pooler(features, boxes, [(256, 320), (256, 320)])
+    theirs = torchvision.ops.MultiScaleRoIAlign(names, 7, 2)(
+        OrderedDict((k, torch.from_numpy(v)) for k, v in features.items()),
+        [torch.from_numpy(b) for b in boxes], [(256, 320), (256, 320)])
+    assert out.shape == tuple(theirs.shape) == (0, 3, 7, 7) and out.dtype == np.float32
+    # zero images: torchvision raises ("images list should not be empty"); edudet gives empty output
+    empty = {k: v[:0] for k, v in features.items()}
+    out = MultiScaleRoIAlign(names, (7, 5), 2)(empty, [], [])
+    assert out.shape == (0, 3, 7, 5) and out.dtype == np.float32
+    out = MultiScaleRoIAlign(names, 7, 2)({k: v.astype(np.float64) for k, v in empty.items()}, [], [])
+    assert out.shape == (0, 3, 7, 7) and out.dtype == np.float64
+
+
+def test_float16_features_give_float16_like_torchvision():
+    torch, torchvision = import_torchvision()
+    rng = np.random.default_rng(3)
+    features = {k: v.astype(np.float16) for k, v in pyramid(rng).items()}
+    names = list(features)
+    boxes = [np.array([[10, 10, 60, 50], [0, 0, 250, 200]], np.float16), np.array([[5, 5, 30, 30]], np.float16)]
+    shapes = [(256, 320), (256, 320)]
+    ours = MultiScaleRoIAlign(names, 7, 2)(features, boxes, shapes)
+    theirs = torchvision.ops.MultiScaleRoIAlign(names, 7, 2)(
+        OrderedDict((k, torch.from_numpy(v)) for k, v in features.items()), [torch.from_numpy(b) for b in boxes],
+        shapes)
+    assert ours.dtype == np.float16 and theirs.dtype == torch.float16 and ours.shape == tuple(theirs.shape)
+    # edudet pools in float32 and rounds once; torchvision rounds every step to float16 (see roi_align)
+    in_float32 = MultiScaleRoIAlign(names, 7, 2)({k: v.astype(np.float32) for k, v in features.items()},
+                                                 [b.astype(np.float32) for b in boxes], shapes)
+    assert np.allclose(ours.astype(np.float32), in_float32, rtol=2**-10, atol=2**-14)
+    assert np.allclose(ours.astype(np.float32), theirs.float().numpy(), atol=0.05)
+    assert MultiScaleRoIAlign(names, 7, 2)(features, [np.zeros((0, 4))] * 2, shapes).dtype == np.float16

@@ -570,3 +570,47 @@ def test_an_output_too_large_names_output_size():
     for op in (_ops.roi_align, _ops.roi_pool):
         with pytest.raises(ValueError, match=r"output_size: \(PH, PW\)\) would need 1 x 1 x 1000000000"):
             op(np.ones((1, 1, 8, 8), np.float32), np.array([[0, 0, 0, 4, 4.0]], np.float32), 10**9)
+
+
+# ------------------------------------------------------------------------------ issue 16: float16 like torchvision
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float16_input_gives_float16_computed_in_float32(backend):
+    # ramp x + 10 y: one sample per bin at the bin centre. Box [0,0,2,2] in 2 x 2 bins, sampling_ratio 1:
+    # centres (0.5, 0.5), (1.5, 0.5), (0.5, 1.5), (1.5, 1.5) -> 0.5 + 5 = 5.5, 6.5, 15.5, 16.5 (exact in float16)
+    fmap = ramp(dtype=np.float16)
+    out = roi_align(fmap, np.array([[0, 0, 0, 2, 2]], np.float16), 2, sampling_ratio=1, backend=backend)
+    assert out.dtype == np.float16
+    assert out[0, 0].tolist() == [[5.5, 6.5], [15.5, 16.5]]
+    empty = roi_align(fmap, np.zeros((0, 5), np.float16), (3, 2), backend=backend)
+    assert empty.shape == (0, 1, 3, 2) and empty.dtype == np.float16
+    # the same as float32 arithmetic rounded once to float16
+    rng = np.random.default_rng(0)
+    fmap = (rng.random((2, 3, 12, 12)) * 10).astype(np.float16)
+    rois = np.concatenate([rng.integers(0, 2, (20, 1)), rng.uniform(0, 8, (20, 2)),
+                           rng.uniform(8, 24, (20, 2))], axis=1).astype(np.float16)
+    out = roi_align(fmap, rois, 3, 0.5, backend=backend)
+    expected = roi_align(fmap.astype(np.float32), rois.astype(np.float32), 3, 0.5, backend="numpy")
+    # float32 sums in another order may round to the other neighbour float16 (one unit apart, 2**-7 at 2..4)
+    assert out.dtype == np.float16 and np.allclose(out.astype(np.float32), expected, rtol=2**-10, atol=2**-14)
+
+
+def test_float16_parity_with_torchvision():
+    torch, torchvision = import_torchvision()
+    rng = np.random.default_rng(1)
+    fmap = (rng.random((2, 3, 16, 16)) * 10).astype(np.float16)
+    rois = np.concatenate([rng.integers(0, 2, (30, 1)), rng.uniform(0, 12, (30, 2)),
+                           rng.uniform(12, 30, (30, 2))], axis=1).astype(np.float16)
+    for aligned in (False, True):
+        for sampling_ratio in (2, -1):
+            ours = roi_align(fmap, rois, 4, 0.5, sampling_ratio, aligned)
+            theirs = torchvision.ops.roi_align(torch.from_numpy(fmap), torch.from_numpy(rois), 4, 0.5,
+                                               sampling_ratio, aligned)
+            assert theirs.dtype == torch.float16 and ours.dtype == np.float16  # float16 in, float16 out
+            # torchvision's CPU kernel rounds every operation to float16; edudet rounds once, at the end, so
+            # it equals torchvision's float32 result rounded to float16 and differs from its float16 result by
+            # torchvision's own rounding (measured up to ~0.2 on values in [0, 10] with adaptive sampling)
+            in_float32 = torchvision.ops.roi_align(torch.from_numpy(fmap).float(), torch.from_numpy(rois).float(),
+                                                   4, 0.5, sampling_ratio, aligned).numpy()
+            assert np.allclose(ours.astype(np.float32), in_float32, rtol=2**-10, atol=2**-14)
+            assert np.allclose(ours.astype(np.float32), theirs.float().numpy(), atol=0.25)

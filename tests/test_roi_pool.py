@@ -338,3 +338,30 @@ def test_extreme_finite_rois_give_the_reference_or_the_same_error_on_every_backe
         check()
         print("done")
     """)
+
+
+# ------------------------------------------------------------------------------ issue 16: float16 like torchvision
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float16_input_gives_float16(backend):
+    # a 4 x 4 map of x + 10 y; box [0,0,3,3] in 2 x 2 bins of 2 x 2 pixels: the maxima sit at the bins'
+    # bottom-right pixels (1,1) = 11, (3,1) = 13, (1,3) = 31, (3,3) = 33
+    y, x = np.mgrid[0:4, 0:4]
+    fmap = (x + 10 * y).astype(np.float16)[None, None]
+    out = roi_pool(fmap, np.array([[0, 0, 0, 3, 3]], np.float16), 2, backend=backend)
+    assert out.dtype == np.float16 and out[0, 0].tolist() == [[11, 13], [31, 33]]
+    empty = roi_pool(fmap, np.zeros((0, 5)), 2, backend=backend)
+    assert empty.shape == (0, 1, 2, 2) and empty.dtype == np.float16
+
+
+def test_float16_parity_with_torchvision():
+    # a max of float16 values is exact: equal to torchvision's float16 result (scale 0.5 is exact in float16)
+    torch, torchvision = import_torchvision()
+    rng = np.random.default_rng(2)
+    fmap = (rng.random((2, 3, 16, 16)) * 10).astype(np.float16)
+    rois = np.concatenate([rng.integers(0, 2, (30, 1)), rng.uniform(0, 12, (30, 2)),
+                           rng.uniform(12, 30, (30, 2))], axis=1).astype(np.float16)
+    theirs = torchvision.ops.roi_pool(torch.from_numpy(fmap), torch.from_numpy(rois), 4, 0.5)
+    ours = roi_pool(fmap, rois, 4, 0.5)
+    assert theirs.dtype == torch.float16 and ours.dtype == np.float16
+    assert np.array_equal(ours, theirs.numpy())

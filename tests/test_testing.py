@@ -575,3 +575,67 @@ def test_examples_pass_and_catch_the_wrong_versions(pytester, monkeypatch):
     assert ("edudet keeps the lower index first (stable order)" in out
             or "edudet lists equal scores by increasing index (stable order)" in out)
     assert "looks like aligned=False vs aligned=True: a half-pixel shift" in out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# rotated_boxes (issue 16)
+# ---------------------------------------------------------------------------------------------------------
+
+def test_rotated_boxes_shrink_to_the_unit_box_at_angle_zero():
+    # centre (1, 1), sides 1, angle 0: the axis-aligned box [0.5, 0.5, 1.5, 1.5]
+    found = eds.minimal_example(eds.rotated_boxes(), lambda b: len(b) >= 1)
+    assert found.dtype == np.float32 and found.tolist() == [[1, 1, 1, 1, 0]]
+    # the first angle that is not 0 is the quarter turn
+    turned = eds.minimal_example(eds.rotated_boxes(), lambda b: len(b) >= 1 and b[0, 4] != 0)
+    assert turned.tolist() == [[1, 1, 1, 1, 90]]
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(n=-1), "n"), (dict(dtype=np.int32), "dtype"), (dict(image_size=(0, 10)), "image_size"),
+    (dict(degenerate=1), "degenerate"), (dict(out_of_image="no"), "out_of_image"), (dict(extreme="yes"), "extreme"),
+    (dict(duplicates=None), "duplicates"),
+])
+def test_rotated_boxes_refuses_bad_arguments_by_name(kwargs, name):
+    with pytest.raises((TypeError, ValueError), match=name):
+        eds.rotated_boxes(**kwargs)
+
+
+@settings(max_examples=60)
+@given(eds.rotated_boxes(dtype=(np.float32, np.float64), image_size=(30, 50), degenerate=True, duplicates=True))
+def test_rotated_boxes_are_valid_with_the_unrotated_box_inside_the_image(b):
+    assert b.ndim == 2 and b.shape[1] == 5 and b.dtype in (np.float32, np.float64)
+    cx, cy, w, h, angle = b.T.astype(np.float64)
+    assert np.all(w >= 0) and np.all(h >= 0) and np.all(np.abs(angle) <= 180)
+    # rounding of the centre to float32 may move an edge by an ulp of 50
+    slack = 1e-5
+    assert np.all(cx - w / 2 >= -slack) and np.all(cx + w / 2 <= 50 + slack)  # x along the width
+    assert np.all(cy - h / 2 >= -slack) and np.all(cy + h / 2 <= 30 + slack)
+    iou = ops.box_iou_rotated(b, b, backend="numpy")  # accepted by edudet's rotated ops
+    assert np.all((iou >= 0) & (iou <= 1))
+    positive = (w > 0) & (h > 0)
+    assert np.allclose(np.diag(iou)[positive], 1, atol=1e-5)  # a box covers itself exactly
+
+
+@settings(max_examples=40)
+@given(eds.rotated_boxes(dtype=(np.float32, np.float64), extreme=True, out_of_image=True))
+def test_extreme_rotated_boxes_stay_within_edudets_limit(b):
+    assert np.all(np.isfinite(b)) and np.all(np.abs(b) <= 1e15)
+    assert np.all(b[:, 2] > 0) and np.all(b[:, 3] > 0)  # not degenerate: positive sides, even tiny ones
+    ops.rotated_box_corners(b)  # accepted: no ValueError
+
+
+def test_rotated_boxes_switches_draw_what_they_promise():
+    drawn = eds.draw_examples(eds.rotated_boxes(n=(2, 10), degenerate=True, duplicates=True), 60)
+    assert any(((b[:, 2] == 0) | (b[:, 3] == 0)).any() for b in drawn)
+    assert any(len(np.unique(b, axis=0)) < len(b) for b in drawn)
+    angles = np.concatenate([b[:, 4] for b in drawn])
+    assert {0.0, 90.0, 45.0}.issubset(set(angles.tolist()))  # the nice angles come often
+    assert (~np.isin(angles, [0, 90, 45, -45, -90, 180, 30])).any()  # and any other angle too
+    outside = np.concatenate(eds.draw_examples(eds.rotated_boxes(n=(1, 10), out_of_image=True), 60))
+    assert (outside[:, 0] < 0).any() and (outside[:, 0] > 100).any()
+    for dtype in (np.float32, np.float64):
+        extreme = np.concatenate(eds.draw_examples(eds.rotated_boxes(n=(1, 20), dtype=dtype, extreme=True), 100))
+        assert extreme.dtype == dtype
+        sides = extreme[:, 2:4].ravel()
+        assert sides.max() > 1e13 and (sides[sides > 0] < np.finfo(dtype).smallest_normal).any(), dtype
+        assert np.abs(extreme[:, 4]).max() > 1e6, dtype  # huge angles: rotations modulo 360

@@ -16,8 +16,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .._dispatch import Dispatcher
-from .._validate import check_allocation, check_scalar
-from .roi_align import as_feature_map, as_output_size, as_rois, check_finite_map, scaled_corners
+from .._validate import as_real_array, check_allocation, check_scalar
+from .roi_align import as_feature_map, as_output_size, as_rois, check_finite_map, in_input_dtype, scaled_corners
 
 __all__ = ["roi_pool", "roi_pool_numpy", "pooling_bins", "PoolingBins", "round_half_away_from_zero"]
 
@@ -105,7 +105,10 @@ def roi_pool(input, boxes, output_size, spatial_scale: float = 1.0, backend: str
 
     input: (N, C, H, W) feature maps. boxes: (K, 5) ``[batch_index, x1, y1, x2, y2]`` or a list of N
     arrays (K_i, 4) ``(x1, y1, x2, y2)``, in image coordinates. output_size: int or (PH, PW).
-    Returns (K, C, PH, PW) in the input's dtype (float32/float64 kept, integers -> float32).
+    Returns (K, C, PH, PW) in the input's dtype (float32/float64 kept, integers -> float32; float16 is
+    computed in float32 and returned as float16, as torchvision returns it: a max of float16 values is exact,
+    so the values equal torchvision's, unless a corner times `spatial_scale` rounds differently in float16,
+    where torchvision computes it).
 
     Rule: corners ``round(corner * spatial_scale)`` (half away from zero: 2.5 -> 3), region
     ``max(end - start + 1, 1)`` pixels per axis, bin p covers ``[floor(p * bin), ceil((p + 1) * bin))`` from
@@ -117,7 +120,8 @@ def roi_pool(input, boxes, output_size, spatial_scale: float = 1.0, backend: str
     `spatial_scale`, beyond +-1e15 (``COORDINATE_LIMIT``); an output above edudet's allocation limit.
     """
     kernel = _roi_pool.get(backend)
-    fmap = as_feature_map(input)
+    array = as_real_array(input, "input")
+    fmap = as_feature_map(array)
     check_finite_map(fmap)
     batch_index, coords = as_rois(boxes, fmap.shape[0], fmap.dtype)
     output_size = as_output_size(output_size)
@@ -126,6 +130,6 @@ def roi_pool(input, boxes, output_size, spatial_scale: float = 1.0, backend: str
     check_allocation(shape, fmap.itemsize,
                      "roi_pool's (K, C, PH, PW) output (boxes: K, input: C, output_size: (PH, PW))")
     if len(coords) == 0:
-        return np.zeros(shape, dtype=fmap.dtype)
+        return in_input_dtype(np.zeros(shape, dtype=fmap.dtype), array)
     bins = pooling_bins(coords, fmap.shape[2], fmap.shape[3], output_size, spatial_scale)
-    return kernel(fmap, batch_index, bins)
+    return in_input_dtype(kernel(fmap, batch_index, bins), array)

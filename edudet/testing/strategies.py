@@ -19,8 +19,8 @@ Shrinking: a failing example shrinks towards fewer boxes, sides of 1 at the orig
 0.5, threshold 0.5, ordinary (not extreme) values: the counterexample hypothesis reports is small enough
 to check by hand. `minimal_example` runs that search outside a test (e.g. in a notebook).
 
-Not here yet: ``rotated_boxes`` (``(cx, cy, w, h, angle)``); it is to come with edudet's rotated-box ops and an
-oracle for them.
+`rotated_boxes` draws (N, 5) ``(cx, cy, w, h, angle)`` rows in the convention of `edudet.ops.rotated` (angle in
+degrees, counter-clockwise on the screen), with the same switches.
 
 This module needs hypothesis (``pip install "edudet[testing]"``); the oracles in `edudet.testing` do not.
 """
@@ -46,8 +46,8 @@ from .._validate import COORDINATE_LIMIT
 from . import _config
 
 __all__ = [
-    "boxes", "boxes_and_scores", "scores", "category_ids", "detections", "iou_thresholds", "nms_cases", "NMSCase",
-    "rois",
+    "boxes", "rotated_boxes", "boxes_and_scores", "scores", "category_ids", "detections", "iou_thresholds",
+    "nms_cases", "NMSCase", "rois",
     "feature_maps", "roi_align_cases", "RoIAlignCase", "image_sizes_and_feature_shapes", "Pyramid",
     "gt_and_anchors", "draw_examples", "minimal_example",
 ]
@@ -206,6 +206,88 @@ def boxes(n=(0, 12), dtype=np.float32, image_size=DEFAULT_IMAGE_SIZE, degenerate
             _flag(out_of_image, "out_of_image"), _flag(duplicates, "duplicates"),
             _flag(extreme, "extreme", allow_none=True))
     return st.composite(lambda draw: _draw_boxes(draw, *args))()
+
+
+# the angles a rotated-box test most needs (axis-aligned, the diagonal, a half turn), 0 first: shrinks to it
+_NICE_ANGLES = (0.0, 90.0, 45.0, -45.0, -90.0, 180.0, 30.0)
+
+
+def _centre_and_side(draw, extent: int, dtype, zero: bool, out_of_image: bool, kind: str) -> tuple:
+    """One axis of a rotated box before rotation: (centre, side) in `dtype`, side > 0 unless `zero`."""
+    if kind == "normal":
+        if out_of_image:
+            side = 0.0 if zero else draw(st.floats(1.0, 2.0 * extent))
+            centre = draw(st.floats(-float(extent), 2.0 * extent))
+        else:  # the unrotated box inside the image: its centre at least half a side from each edge
+            side = 0.0 if zero else draw(st.floats(min(1.0, extent), float(extent)))
+            centre = draw(st.floats(side / 2, extent - side / 2))
+    elif kind in ("tiny", "subnormal"):
+        smallest, normal = _tiny(dtype)
+        upper = {np.float64: 1e-300, np.float32: 1e-37}[dtype] if kind == "tiny" else normal
+        subnormal = dtype == np.float64  # float32's tiny values are drawn as normal float64 numbers
+        side = 0.0 if zero else draw(st.floats(smallest, upper, allow_subnormal=subnormal))
+        centre = draw(st.floats(-upper, upper, allow_subnormal=subnormal))
+    else:  # "huge": the centre anywhere in [-limit, limit], a side up to the limit (w and h are checked too)
+        limit = _limit(dtype)
+        side = 0.0 if zero else draw(st.floats(1.0, limit))
+        centre = draw(st.floats(-limit, limit))
+    side = dtype(side)
+    if not zero and side == 0:  # below the dtype's smallest subnormal: the smallest positive side instead
+        side = np.nextafter(dtype(0), dtype(1))
+    return dtype(centre), side
+
+
+def _angle(draw, dtype, extreme: bool):
+    choices = [st.sampled_from(_NICE_ANGLES), st.floats(-180.0, 180.0)]
+    if extreme:  # any angle edudet accepts (it rotates by cos and sin: modulo 360), and tiny ones
+        choices += [st.floats(-_limit(dtype), _limit(dtype)), st.floats(-1e-30, 1e-30)]
+    return dtype(draw(st.one_of(*choices)))
+
+
+def _one_rotated_box(draw, dtype, image_size, degenerate, out_of_image, extreme, kinds) -> list:
+    height, width = image_size
+    zero_w = degenerate and draw(st.integers(0, 3)) == 3
+    zero_h = degenerate and draw(st.integers(0, 3)) == 3
+    cx, w = _centre_and_side(draw, width, dtype, zero_w, out_of_image, draw(st.sampled_from(kinds)))
+    cy, h = _centre_and_side(draw, height, dtype, zero_h, out_of_image, draw(st.sampled_from(kinds)))
+    return [cx, cy, w, h, _angle(draw, dtype, extreme)]
+
+
+def _draw_rotated_boxes(draw, count_range, dtypes, image_size, degenerate, out_of_image, duplicates, extreme):
+    dtype = draw(st.sampled_from(dtypes))
+    extreme = _config.extreme_default() if extreme is None else extreme
+    kinds = ("normal", "tiny", "subnormal", "huge") if extreme else ("normal",)
+    one_box = st.composite(lambda d: _one_rotated_box(d, dtype, image_size, degenerate, out_of_image, extreme,
+                                                      kinds))()
+    low, high = count_range
+    rows = draw(st.lists(one_box, min_size=min(low, 1) if duplicates else low, max_size=high))
+    if duplicates and rows:  # copies (source, position) of some rows, as in `boxes`
+        copy = st.tuples(st.integers(0, len(rows) - 1), st.integers(0, high))
+        for source, position in draw(st.lists(copy, min_size=max(0, low - len(rows)), max_size=high - len(rows))):
+            rows.insert(min(position, len(rows)), list(rows[source]))
+    return np.array(rows, dtype=dtype).reshape(len(rows), 5)
+
+
+def rotated_boxes(n=(0, 12), dtype=np.float32, image_size=DEFAULT_IMAGE_SIZE, degenerate: bool = False,
+                  out_of_image: bool = False, duplicates: bool = False, extreme: bool | None = None):
+    """(N, 5) rotated boxes ``(cx, cy, w, h, angle)`` of `dtype`, valid for `edudet.ops.rotated` by construction.
+
+    The convention of `edudet.ops.rotated` (detectron2's): centre, width (along x before rotation), height,
+    and the angle in **degrees**, counter-clockwise as seen on the screen (y down); ``w, h >= 0``.
+    n: an int or a (min, max) range (default 0 to 12). dtype: np.float32, np.float64 or a sequence of both.
+    image_size: (height, width); unless `out_of_image`, the centre lies in the image and the *unrotated*
+    box inside it (sides of at least 1), so a rotated box may reach past the image's edges by up to
+    ``(sqrt(2) - 1) / 2`` of its diagonal. Angles: often 0, +-45, +-90, 180 or 30 (axis-aligned and diagonal
+    cases), otherwise any float in [-180, 180]. Switches as in `boxes`: `degenerate` (w and/or h = 0),
+    `out_of_image` (centres in [-extent, 2 * extent], sides up to 2 * extent), `duplicates` (exact copies
+    of rows), `extreme` (tiny, subnormal or huge centres and sides, every value, w and h included, within
+    edudet's 1e15 limit; angles up to +-1e15 degrees and tiny ones; None: the session default).
+    Shrinks to ``(1, 1, 1, 1, 0)``: the axis-aligned unit box (0.5, 0.5, 1.5, 1.5).
+    """
+    args = (_count_range(n, "n"), _dtypes(dtype), _image_size(image_size), _flag(degenerate, "degenerate"),
+            _flag(out_of_image, "out_of_image"), _flag(duplicates, "duplicates"),
+            _flag(extreme, "extreme", allow_none=True))
+    return st.composite(lambda draw: _draw_rotated_boxes(draw, *args))()
 
 
 def scores(n: int, dtype=np.float32, ties: bool = True):
