@@ -46,6 +46,10 @@ def test_architecture_is_derived_from_kind_and_backbone():
              "fcos_resnet50_fpn": FCOS(resnet50_fpn_p3p7_backbone()),
              "fasterrcnn_resnet18_fpn": FasterRCNN(resnet18_fpn_backbone(), anchor_sizes=[[16], [32], [64], [128]]),
              "maskrcnn_resnet18_fpn": MaskRCNN(resnet18_fpn_backbone(), anchor_sizes=[[16], [32], [64], [128]])}
+    # the zoo's builders: MobileNetV3 (two names, one backbone with its own name each) and the v2 recipes
+    for name in ("fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn",
+                 "fasterrcnn_resnet50_fpn_v2", "maskrcnn_resnet50_fpn_v2", "retinanet_resnet50_fpn_v2"):
+        built[name] = getattr(models, name)()
     for name, model in built.items():
         assert model.architecture == name
         assert models.ARCHITECTURES[name][1] is type(model)

@@ -72,17 +72,20 @@ branch to the RoI heads and nothing else). tests/test_models_architecture.py run
 from __future__ import annotations
 
 from .detector import Detector, TwoStageDetector
-from .faster_rcnn import FasterRCNN, fasterrcnn_resnet50_fpn
+from .faster_rcnn import FasterRCNN, fasterrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn_v2
 from .fcos import FCOS, fcos_resnet50_fpn
 from .light import fasterrcnn_resnet18_fpn, maskrcnn_resnet18_fpn, shapes_detector, shapes_record
-from .mask_rcnn import MaskRCNN, maskrcnn_resnet50_fpn
+from .mobilenet_v3 import fasterrcnn_mobilenet_v3_large_320_fpn, fasterrcnn_mobilenet_v3_large_fpn
+from .mask_rcnn import MaskRCNN, maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2
 from .one_stage import OneStageDetector
-from .retinanet import RetinaNet, retinanet_resnet50_fpn
+from .retinanet import RetinaNet, retinanet_resnet50_fpn, retinanet_resnet50_fpn_v2
 from .trace import Trace, trace
 from .weights import load_npz
 
 __all__ = ["fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "fcos_resnet50_fpn", "retinanet_resnet50_fpn",
+           "fasterrcnn_resnet50_fpn_v2", "maskrcnn_resnet50_fpn_v2", "retinanet_resnet50_fpn_v2",
            "fasterrcnn_resnet18_fpn", "maskrcnn_resnet18_fpn", "shapes_detector", "shapes_record",
+           "fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn",
            "Detector", "TwoStageDetector", "OneStageDetector", "FasterRCNN", "MaskRCNN", "FCOS", "RetinaNet",
            "GeneralizedRCNN", "load", "register", "trace", "Trace", "architecture_of", "num_classes_of",
            "ARCHITECTURES"]
@@ -103,7 +106,11 @@ def register(architecture: str, builder, detector_class) -> None:
 
 for _builder, _class in ((fasterrcnn_resnet50_fpn, FasterRCNN), (maskrcnn_resnet50_fpn, MaskRCNN),
                          (fcos_resnet50_fpn, FCOS), (retinanet_resnet50_fpn, RetinaNet),
-                         (fasterrcnn_resnet18_fpn, FasterRCNN), (maskrcnn_resnet18_fpn, MaskRCNN)):
+                         (fasterrcnn_resnet18_fpn, FasterRCNN), (maskrcnn_resnet18_fpn, MaskRCNN),
+                         (fasterrcnn_mobilenet_v3_large_fpn, FasterRCNN),
+                         (fasterrcnn_mobilenet_v3_large_320_fpn, FasterRCNN),
+                         (fasterrcnn_resnet50_fpn_v2, FasterRCNN), (maskrcnn_resnet50_fpn_v2, MaskRCNN),
+                         (retinanet_resnet50_fpn_v2, RetinaNet)):
     register(_builder.__name__, _builder, _class)
 
 
@@ -112,10 +119,17 @@ def architecture_of(state) -> str:
     if "head.regression_head.bbox_ctrness.weight" in state:
         return "fcos_resnet50_fpn"
     if any(key.startswith("head.classification_head.") for key in state):
-        return "retinanet_resnet50_fpn"
+        # v2's towers put a GroupNorm after each conv: Conv2dNormActivation's second entry
+        return ("retinanet_resnet50_fpn_v2" if "head.classification_head.conv.0.1.weight" in state
+                else "retinanet_resnet50_fpn")
+    if "backbone.body.1.block.0.0.weight" in state:  # MobileNetV3's first inverted residual (ResNets: layer1)
+        # the 320 variant has the same weights: only the saved `architecture` (or --architecture) tells it apart
+        return "fasterrcnn_mobilenet_v3_large_fpn"
     # ResNet-18's basic blocks have two convs; ResNet-50's bottlenecks have a third
     backbone = ("resnet18_fpn" if "backbone.body.layer1.0.conv2.weight" in state
                 and "backbone.body.layer1.0.conv3.weight" not in state else "resnet50_fpn")
+    if "roi_heads.box_head.0.0.weight" in state:  # v2's FastRCNNConvFCHead (v1's TwoMLPHead has fc6, fc7)
+        backbone = "resnet50_fpn_v2"
     if any(key.startswith("roi_heads.mask_predictor.") for key in state):
         return f"maskrcnn_{backbone}"
     return f"fasterrcnn_{backbone}"

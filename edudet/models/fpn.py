@@ -5,6 +5,9 @@ lateral to the coarser result upsampled 2x (nearest), and a 3x3 conv smooths eac
 block then adds coarser levels: Faster R-CNN's ``LastLevelMaxPool`` (P6 = P5 subsampled by 2) or
 RetinaNet/FCOS's ``LastLevelP6P7`` (two more stride-2 convs). torchvision's ``FeaturePyramidNetwork`` and
 ``BackboneWithFPN`` key names (``fpn.inner_blocks.{i}.0``, ``fpn.layer_blocks.{i}.0``, ``body.*``).
+The v2 models (``fasterrcnn_resnet50_fpn_v2``, ``maskrcnn_resnet50_fpn_v2``) follow every FPN conv with a
+batch norm (``norm_layer=BatchNorm2d``): the convs lose their bias, the norms are ``{i}.1`` and are folded
+into the convs at load, so the forward pass is the same code.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .layers import Conv2d, interpolate_nearest, relu_
+from .layers import Conv2d, FrozenBatchNorm2d, interpolate_nearest, relu_
 from .weights import StateModule
 
 __all__ = ["FeaturePyramidNetwork", "LastLevelMaxPool", "LastLevelP6P7", "BackboneWithFPN"]
@@ -50,18 +53,26 @@ class FeaturePyramidNetwork(StateModule):
     """``[C2..C5]`` (N, C_i, H_i, W_i) -> OrderedDict ``{"0": P2, ..., "3": P5, + extra}``, each (N, 256, H_i, W_i).
 
     ``P5 = smooth(lateral(C5))``, ``P_k = smooth(lateral(C_k) + nearest_upsample(inner_{k+1}, size of C_k))``.
+    `batch_norm`: each conv is followed by a batch norm of epsilon `bn_eps` (v2; keys ``{i}.1.*``, folded).
     """
 
-    def __init__(self, in_channels_list, out_channels: int = 256, extra_blocks: StateModule | None = None):
-        self.inner_blocks = [Conv2d(c, out_channels, 1) for c in in_channels_list]
-        self.layer_blocks = [Conv2d(out_channels, out_channels, 3, padding=1) for _ in in_channels_list]
+    def __init__(self, in_channels_list, out_channels: int = 256, extra_blocks: StateModule | None = None,
+                 batch_norm: bool = False, bn_eps: float = 1e-5):
+        # torchvision's Conv2dNormActivation drops the conv's bias when a norm follows (the norm's shift replaces it)
+        bias = not batch_norm
+        self.inner_blocks = [Conv2d(c, out_channels, 1, bias=bias) for c in in_channels_list]
+        self.layer_blocks = [Conv2d(out_channels, out_channels, 3, padding=1, bias=bias) for _ in in_channels_list]
         self.extra_blocks = extra_blocks
         self.out_channels = out_channels
+        self.batch_norm, self.bn_eps = bool(batch_norm), float(bn_eps)
 
     def children(self):
-        children = {f"{kind}.{i}.0": conv for kind, convs in (("inner_blocks", self.inner_blocks),
-                                                               ("layer_blocks", self.layer_blocks))
-                    for i, conv in enumerate(convs)}
+        children = {}
+        for kind, convs in (("inner_blocks", self.inner_blocks), ("layer_blocks", self.layer_blocks)):
+            for i, conv in enumerate(convs):
+                children[f"{kind}.{i}.0"] = conv
+                if self.batch_norm:  # after its conv: loading folds it into the conv's weights
+                    children[f"{kind}.{i}.1"] = FrozenBatchNorm2d(conv, self.bn_eps)
         if self.extra_blocks is not None:
             children["extra_blocks"] = self.extra_blocks
         return children

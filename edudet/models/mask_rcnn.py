@@ -7,6 +7,9 @@ each detection box is pooled from its FPN level to ``256 x 14 x 14`` (MultiScale
 ``sigmoid`` of its own class's map (``maskrcnn_inference``), ``(K, 1, 28, 28)``; the transform then pastes
 it into the original image with `edudet.ops.paste_masks_in_image`, giving ``masks`` ``(K, 1, H, W)`` float32
 probabilities in each result (threshold at 0.5 for a binary mask).
+
+``maskrcnn_resnet50_fpn_v2``: Faster R-CNN v2 (`faster_rcnn.fasterrcnn_resnet50_fpn_v2`) plus this branch
+with a batch norm after each of the four mask-head convs (folded into them at load).
 """
 from __future__ import annotations
 
@@ -14,34 +17,43 @@ import numpy as np
 
 from .._validate import check_scalar
 from ..poolers import MultiScaleRoIAlign
-from .faster_rcnn import FasterRCNN, resnet50_fpn_backbone
-from .layers import Conv2d, ConvTranspose2d
-from .roi_heads import multiscale_roi_align
+from .faster_rcnn import FasterRCNN, resnet50_fpn_backbone, resnet50_fpn_v2_backbone, v2_two_stage_parts
+from .layers import Conv2d, ConvTranspose2d, FrozenBatchNorm2d
+from .roi_heads import conv_small_maps, multiscale_roi_align
 from .rpn import sigmoid
 from .weights import StateModule, load_weights
 
-__all__ = ["MaskRCNN", "MaskRCNNHeads", "MaskRCNNPredictor", "maskrcnn_resnet50_fpn"]
+__all__ = ["MaskRCNN", "MaskRCNNHeads", "MaskRCNNPredictor", "maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2"]
 
 
 class MaskRCNNHeads(StateModule):
     """``(K, C, 14, 14)`` pooled features -> ``(K, layers[-1], 14, 14)``: 3x3 conv + ReLU per entry of `layers`.
 
     Keys ``{i}.0.{weight,bias}`` (torchvision's ``MaskRCNNHeads``; pre-0.13 ``mask_fcn{i + 1}`` renamed on load).
+    With `batch_norm` (v2: 3x3 conv + batch norm + ReLU) the convs have no bias and the norms are ``{i}.1.*``,
+    folded into the convs at load.
     """
 
-    def __init__(self, in_channels: int, layers=(256, 256, 256, 256)):
+    def __init__(self, in_channels: int, layers=(256, 256, 256, 256), batch_norm: bool = False,
+                 bn_eps: float = 1e-5):
+        self.batch_norm, self.bn_eps = bool(batch_norm), float(bn_eps)
         self.convs = []
         for width in layers:
-            self.convs.append(Conv2d(in_channels, width, 3, padding=1))
+            self.convs.append(Conv2d(in_channels, width, 3, padding=1, bias=not self.batch_norm))
             in_channels = width
         self.out_channels = in_channels
 
     def children(self):
-        return {f"{i}.0": conv for i, conv in enumerate(self.convs)}
+        children = {}
+        for i, conv in enumerate(self.convs):
+            children[f"{i}.0"] = conv
+            if self.batch_norm:
+                children[f"{i}.1"] = FrozenBatchNorm2d(conv, self.bn_eps)
+        return children
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         for conv in self.convs:
-            x = conv(x, relu=True)
+            x = conv_small_maps(conv, x, relu=True)  # all detections' 14 x 14 maps in one product per conv
         return x
 
 
@@ -137,3 +149,20 @@ def maskrcnn_resnet50_fpn(weights=None, *, num_classes: int = 91, weights_backbo
     if weights_backbone is not None:
         raise ValueError("weights_backbone must be None: edudet downloads nothing; pass full weights as weights=")
     return load_weights(MaskRCNN(resnet50_fpn_backbone(bn_eps), num_classes=num_classes, **kwargs), weights, seed)
+
+
+def maskrcnn_resnet50_fpn_v2(weights=None, *, num_classes: int = 91, weights_backbone=None, seed: int = 0,
+                             bn_eps: float = 1e-5, **kwargs) -> MaskRCNN:
+    """Mask R-CNN ResNet-50-FPN v2 (torchvision's ``maskrcnn_resnet50_fpn_v2``): the parts of
+    `fasterrcnn_resnet50_fpn_v2` and a mask head with batch norm; keywords as `maskrcnn_resnet50_fpn`'s."""
+    if weights_backbone is not None:
+        raise ValueError("weights_backbone must be None: edudet downloads nothing; pass full weights as weights=")
+    backbone = resnet50_fpn_v2_backbone(bn_eps)
+    bn_eps = backbone.body.bn_eps
+    parts = v2_two_stage_parts(backbone, bn_eps, kwargs)
+    mask_layers = kwargs.get("mask_layers", (256, 256, 256, 256))
+    if isinstance(mask_layers, (str, bytes)) or not hasattr(mask_layers, "__len__") or len(mask_layers) == 0:
+        raise ValueError(f"mask_layers must be a non-empty list of positive widths, got {mask_layers!r}")
+    mask_layers = [check_scalar(w, f"mask_layers[{i}]", low=1, integer=True) for i, w in enumerate(mask_layers)]
+    parts["mask_head"] = MaskRCNNHeads(backbone.out_channels, mask_layers, batch_norm=True, bn_eps=bn_eps)
+    return load_weights(MaskRCNN(backbone, num_classes=num_classes, **{**parts, **kwargs}), weights, seed)

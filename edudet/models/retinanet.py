@@ -9,18 +9,29 @@ two towers of four (3x3 conv, ReLU) without normalisation (v1), then a 3x3 conv 
 Inference (torchvision's ``RetinaNet.postprocess_detections``): per level, ``sigmoid`` scores of every
 (anchor, class) pair ``> score_thresh``, the `topk_candidates` best, decoded with ``BoxCoder((1, 1, 1, 1))``
 against their anchors and clipped; then per-class NMS at `nms_thresh` and the `detections_per_img` best.
+
+``retinanet_resnet50_fpn_v2`` (torchvision's improved recipe) differs in two parts: P6 comes from C5, not P5
+(``LastLevelP6P7(2048, 256)``), and each tower conv is followed by ``GroupNorm(32)`` (computed per image, not
+foldable). Its GIoU loss changes training only: inference decodes with the same ``BoxCoder((1, 1, 1, 1))``.
+The backbone's FPN has no norm (unlike Faster/Mask R-CNN v2's).
 """
 from __future__ import annotations
 
 from ..anchors import AnchorGenerator
+from .._validate import check_scalar
 from ..box_coder import BoxCoder
+from .faster_rcnn import check_bn_eps
 from .fcos import resnet50_fpn_p3p7_backbone
-from .one_stage import DenseHead, OneStageDetector, check_one_stage_arguments
+from .fpn import BackboneWithFPN, FeaturePyramidNetwork, LastLevelP6P7
+from .layers import Conv2d
+from .one_stage import DenseHead, HeadTower, OneStageDetector, check_one_stage_arguments
+from .resnet import resnet50_body
 from .rpn import sigmoid
 from .transform import IMAGENET_MEAN, IMAGENET_STD
 from .weights import load_weights
 
-__all__ = ["RetinaNet", "RetinaNetHead", "retinanet_resnet50_fpn", "retinanet_anchor_generator"]
+__all__ = ["RetinaNet", "RetinaNetHead", "retinanet_resnet50_fpn", "retinanet_resnet50_fpn_v2",
+           "retinanet_anchor_generator"]
 
 _TRAINING_ONLY = {"fg_iou_thresh", "bg_iou_thresh", "trainable_backbone_layers", "progress"}
 
@@ -36,11 +47,34 @@ class RetinaNetHead(DenseHead):
 
     Keys: ``classification_head.conv.{i}.0.*`` / ``cls_logits.*``, ``regression_head.conv.{i}.0.*`` /
     ``bbox_reg.*`` (torchvision's ``RetinaNetHead``; the pre-0.13 ``conv.{2 i}`` names are renamed on load).
-    The towers have no normalisation (v1).
+    The towers have no normalisation (v1), or with `group_norm` (v2) a ``GroupNorm(32)`` after each conv
+    (`NormalizedHeadTower`: keys ``conv.{i}.0.weight``, ``conv.{i}.1.{weight,bias}``).
     """
 
-    def __init__(self, in_channels: int, num_anchors: int, num_classes: int, num_convs: int = 4):
+    def __init__(self, in_channels: int, num_anchors: int, num_classes: int, num_convs: int = 4,
+                 group_norm: bool = False):
         super().__init__(in_channels, num_anchors, num_classes, num_convs, group_norm=False)
+        if group_norm:
+            self.classification_tower = NormalizedHeadTower(in_channels, num_convs)
+            self.regression_tower = NormalizedHeadTower(in_channels, num_convs)
+
+
+class NormalizedHeadTower(HeadTower):
+    """`HeadTower` with ``GroupNorm(32)`` in torchvision's ``Conv2dNormActivation`` layout (RetinaNet v2):
+    conv ``{i}.0.weight`` without bias (the norm's shift replaces it), norm ``{i}.1.{weight,bias}``.
+
+    FCOS's head has the same layers as a plain ``Sequential`` (``{3 i}``, ``{3 i + 1}``, convs with bias).
+    """
+
+    def __init__(self, channels: int, num_convs: int = 4):
+        super().__init__(channels, num_convs, group_norm=True)
+        self.convs = [Conv2d(channels, channels, 3, padding=1, bias=False) for _ in range(num_convs)]
+
+    def children(self):
+        children = {}
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            children[f"{i}.0"], children[f"{i}.1"] = conv, norm
+        return children
 
 
 class RetinaNet(OneStageDetector):
@@ -84,3 +118,28 @@ def retinanet_resnet50_fpn(weights=None, *, num_classes: int = 91, weights_backb
         raise ValueError("weights_backbone must be None: edudet downloads nothing; pass full weights as weights=")
     return load_weights(RetinaNet(resnet50_fpn_p3p7_backbone(bn_eps), num_classes=num_classes, **kwargs), weights,
                         seed)
+
+
+def resnet50_fpn_p3p7_v2_backbone(bn_eps: float = 1e-5) -> BackboneWithFPN:
+    """ResNet-50 C3..C5 -> FPN P3..P5 plus P6 from C5 and P7 (``LastLevelP6P7(2048, 256)``): RetinaNet v2's."""
+    body = resnet50_body(returned_layers=(2, 3, 4), bn_eps=check_bn_eps(bn_eps))
+    fpn = FeaturePyramidNetwork(body.out_channels, 256, LastLevelP6P7(body.out_channels[-1], 256))
+    return BackboneWithFPN(body, fpn, name="resnet50_fpn_v2")
+
+
+def retinanet_resnet50_fpn_v2(weights=None, *, num_classes: int = 91, weights_backbone=None, seed: int = 0,
+                              bn_eps: float = 1e-5, **kwargs) -> RetinaNet:
+    """RetinaNet ResNet-50-FPN v2 (torchvision's ``retinanet_resnet50_fpn_v2``): GroupNorm head towers, P6 from
+    C5; keywords, `weights` and `bn_eps` (1e-5 as torchvision, also for its COCO v2 weights) as for
+    `retinanet_resnet50_fpn`."""
+    if weights_backbone is not None:
+        raise ValueError("weights_backbone must be None: edudet downloads nothing; pass full weights as weights=")
+    num_classes = check_scalar(num_classes, "num_classes", low=1, integer=True)
+    backbone = resnet50_fpn_p3p7_v2_backbone(bn_eps)
+    if "head" not in kwargs:
+        anchors = kwargs.get("anchor_generator")
+        anchors = retinanet_anchor_generator() if anchors is None else anchors
+        if isinstance(anchors, AnchorGenerator):  # otherwise RetinaNet names the wrong argument
+            kwargs["head"] = RetinaNetHead(backbone.out_channels, anchors.num_anchors_per_location()[0], num_classes,
+                                           group_norm=True)
+    return load_weights(RetinaNet(backbone, num_classes=num_classes, **kwargs), weights, seed)

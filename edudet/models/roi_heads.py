@@ -8,6 +8,10 @@ against the proposal (weights (10, 10, 5, 5)), clip to the image, drop the backg
 ``score > score_thresh``, drop boxes with a side below 1e-2 px, NMS at `nms_thresh` separately per class,
 keep the `detections_per_img` best. Mask R-CNN then runs its mask branch on those detections
 (`mask_rcnn.MaskBranch`, set as ``mask_branch``), adding ``masks`` to each result.
+
+The v2 models (``fasterrcnn_resnet50_fpn_v2``, ``maskrcnn_resnet50_fpn_v2``) replace ``TwoMLPHead`` by
+``FastRCNNConvFCHead``: four 3x3 convs of 256 with batch norm and ReLU on the 7 x 7 grid, then one
+1024-wide fully connected layer with ReLU; the rest is the same.
 """
 from __future__ import annotations
 
@@ -17,11 +21,12 @@ from .._validate import check_scalar
 from ..box_coder import BoxCoder
 from ..ops import batched_nms, clip_boxes_to_image, remove_small_boxes
 from ..poolers import MultiScaleRoIAlign
-from .layers import Linear, softmax
+from .layers import Conv2d, FrozenBatchNorm2d, Linear, relu_, softmax
 from .trace import NULL_TRACE
 from .weights import StateModule
 
-__all__ = ["TwoMLPHead", "FastRCNNPredictor", "RoIHeads", "multiscale_roi_align"]
+__all__ = ["TwoMLPHead", "FastRCNNConvFCHead", "FastRCNNPredictor", "RoIHeads", "multiscale_roi_align",
+           "conv_small_maps"]
 
 
 def multiscale_roi_align(featmap_names, output_size, sampling_ratio, featmap_strides=None):
@@ -30,12 +35,45 @@ def multiscale_roi_align(featmap_names, output_size, sampling_ratio, featmap_str
     return MultiScaleRoIAlign(list(featmap_names), output_size, sampling_ratio, featmap_strides=featmap_strides)
 
 
+# the column matrix of `conv_small_maps` is built for this many bytes of RoIs at a time
+_SMALL_MAP_COLUMN_BYTES = 64 * 2**20
+
+
+def conv_small_maps(conv: Conv2d, x: np.ndarray, relu: bool = False) -> np.ndarray:
+    """``(K, C, h, w)`` -> ``(K, C_out, h, w)``: a stride-1, same-padding `conv` on many small maps (RoIs) at once.
+
+    The same numbers as ``conv(x)``, which runs one map at a time: a 7 x 7 RoI gives a product with 49
+    columns, too thin for BLAS to be fast. Here the patches of many RoIs sit side by side in one
+    ``(C k k, n h w)`` column matrix (built for ~64 MB of RoIs at a time), so each product is wide.
+    """
+    k, p = conv.kernel_size, conv.padding
+    if conv.stride != 1 or 2 * p != k - 1:
+        raise ValueError(f"conv_small_maps needs a stride-1 conv that keeps the size, got {conv!r}")
+    count, channels, h, w = x.shape
+    padded = np.zeros((count, channels, h + 2 * p, w + 2 * p), np.float32)
+    padded[:, :, p: p + h, p: p + w] = x
+    out = np.empty((count, conv.out_channels, h, w), np.float32)
+    per_chunk = max(1, _SMALL_MAP_COLUMN_BYTES // (4 * channels * k * k * h * w))
+    for start in range(0, count, per_chunk):
+        part = padded[start: start + per_chunk]
+        n = part.shape[0]
+        cols = np.empty((channels, k, k, n, h, w), np.float32)  # rows (c, dy, dx) as the weight matrix's columns
+        for dy in range(k):
+            for dx in range(k):
+                cols[:, dy, dx] = part[:, :, dy: dy + h, dx: dx + w].transpose(1, 0, 2, 3)
+        product = conv.matrix @ cols.reshape(channels * k * k, n * h * w)  # (C_out, n h w)
+        out[start: start + n] = product.reshape(conv.out_channels, n, h, w).transpose(1, 0, 2, 3)
+    out += conv.bias[:, None, None]
+    return relu_(out) if relu else out
+
+
 class TwoMLPHead(StateModule):
     """``(K, C, 7, 7)`` pooled features -> ``(K, representation_size)``: flatten, fc6 + ReLU, fc7 + ReLU."""
 
     def __init__(self, in_channels: int, representation_size: int = 1024):
         self.fc6 = Linear(in_channels, representation_size)
         self.fc7 = Linear(representation_size, representation_size)
+        self.out_features = representation_size
 
     def children(self):
         return {"fc6": self.fc6, "fc7": self.fc7}
@@ -43,6 +81,50 @@ class TwoMLPHead(StateModule):
     def __call__(self, x: np.ndarray) -> np.ndarray:
         flat = x.reshape(x.shape[0], int(np.prod(x.shape[1:])))  # (K, C 7 7), also for K = 0
         return self.fc7(self.fc6(flat, relu=True), relu=True)
+
+
+class FastRCNNConvFCHead(StateModule):
+    """``(K, C, h, w)`` pooled features -> ``(K, fc_layers[-1])``: per entry of `conv_layers` a 3x3 conv
+    (+ batch norm) + ReLU, then flatten and per entry of `fc_layers` a fully connected layer + ReLU.
+
+    torchvision's ``FastRCNNConvFCHead``, the v2 box head (``input_size=(256, 7, 7)``, four convs of 256 with
+    ``BatchNorm2d``, one FC of 1024). Keys, numbered as its ``Sequential``: conv ``i`` is ``{i}.0.weight``
+    (no bias when a norm follows) and its norm ``{i}.1.*`` (folded into the conv at load); then a flatten
+    and FC ``j`` at ``{len(conv_layers) + 1 + 2 j}`` (each FC is followed by its ReLU).
+    """
+
+    def __init__(self, input_size=(256, 7, 7), conv_layers=(256, 256, 256, 256), fc_layers=(1024,),
+                 batch_norm: bool = True, bn_eps: float = 1e-5):
+        channels, height, width = (int(v) for v in input_size)
+        self.batch_norm, self.bn_eps = bool(batch_norm), float(bn_eps)
+        self.convs = []
+        for width_out in conv_layers:
+            self.convs.append(Conv2d(channels, width_out, 3, padding=1, bias=not self.batch_norm))
+            channels = width_out
+        features = channels * height * width
+        self.fcs = []
+        for width_out in fc_layers:
+            self.fcs.append(Linear(features, width_out))
+            features = width_out
+        self.out_features = features
+
+    def children(self):
+        children = {}
+        for i, conv in enumerate(self.convs):
+            children[f"{i}.0"] = conv
+            if self.batch_norm:
+                children[f"{i}.1"] = FrozenBatchNorm2d(conv, self.bn_eps)
+        first_fc = len(self.convs) + 1  # the Sequential's flatten sits between the convs and the FCs
+        children.update({f"{first_fc + 2 * j}": fc for j, fc in enumerate(self.fcs)})
+        return children
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        for conv in self.convs:
+            x = conv_small_maps(conv, x, relu=True)
+        x = x.reshape(x.shape[0], int(np.prod(x.shape[1:])))  # (K, C h w) in torch's flatten order, also for K = 0
+        for fc in self.fcs:
+            x = fc(x, relu=True)
+        return x
 
 
 class FastRCNNPredictor(StateModule):
@@ -64,7 +146,7 @@ class RoIHeads(StateModule):
     """Features and proposals -> per image ``{"boxes": (K, 4) float32, "labels": (K,) int64, "scores": (K,) float32}``,
     in the resized image's pixels (see the module docstring for the rule)."""
 
-    def __init__(self, box_roi_pool, box_head: TwoMLPHead, box_predictor: FastRCNNPredictor,
+    def __init__(self, box_roi_pool, box_head: TwoMLPHead | FastRCNNConvFCHead, box_predictor: FastRCNNPredictor,
                  score_thresh: float = 0.05, nms_thresh: float = 0.5, detections_per_img: int = 100,
                  bbox_reg_weights=(10.0, 10.0, 5.0, 5.0)):
         self.box_roi_pool, self.box_head, self.box_predictor = box_roi_pool, box_head, box_predictor

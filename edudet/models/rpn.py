@@ -30,21 +30,31 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 class RPNHead(StateModule):
     """Levels ``(N, C, H_l, W_l)`` -> per level objectness ``(N, A, H_l, W_l)`` and deltas ``(N, 4A, H_l, W_l)``.
 
-    Keys: ``conv.0.0.{weight,bias}``, ``cls_logits.{weight,bias}``, ``bbox_pred.{weight,bias}``.
+    `conv_depth` 3x3 conv + ReLU layers come first (torchvision's ``conv_depth``: 1, or 2 in the v2 models).
+    Keys: ``conv.{i}.0.{weight,bias}`` for each of them, ``cls_logits.{weight,bias}``, ``bbox_pred.{weight,bias}``.
     """
 
-    def __init__(self, in_channels: int, num_anchors: int):
-        self.conv = Conv2d(in_channels, in_channels, 3, padding=1)
+    def __init__(self, in_channels: int, num_anchors: int, conv_depth: int = 1):
+        conv_depth = check_scalar(conv_depth, "conv_depth", low=1, integer=True)
+        self.convs = [Conv2d(in_channels, in_channels, 3, padding=1) for _ in range(conv_depth)]
         self.cls_logits = Conv2d(in_channels, num_anchors, 1)
         self.bbox_pred = Conv2d(in_channels, num_anchors * 4, 1)
 
+    @property
+    def conv(self) -> Conv2d:
+        """The first 3x3 conv (the only one of the v1 head)."""
+        return self.convs[0]
+
     def children(self):
-        return {"conv.0.0": self.conv, "cls_logits": self.cls_logits, "bbox_pred": self.bbox_pred}
+        return {**{f"conv.{i}.0": conv for i, conv in enumerate(self.convs)},
+                "cls_logits": self.cls_logits, "bbox_pred": self.bbox_pred}
 
     def __call__(self, features: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         logits, deltas = [], []
         for feature in features:
-            hidden = self.conv(feature, relu=True)
+            hidden = feature
+            for conv in self.convs:
+                hidden = conv(hidden, relu=True)
             logits.append(self.cls_logits(hidden))
             deltas.append(self.bbox_pred(hidden))
         return logits, deltas
