@@ -4,7 +4,11 @@
 ``{"boxes", "labels", "scores"}`` dict per image (plus ``"masks"`` for ``maskrcnn_resnet50_fpn``). Also
 ``fcos_resnet50_fpn`` and ``retinanet_resnet50_fpn``, the one-stage detectors, and the light
 ``fasterrcnn_resnet18_fpn`` / ``maskrcnn_resnet18_fpn`` (light.py) that ``shapes_detector()`` loads with the
-weights shipped in the package (trained on `edudet.data.shapes` by ``tools/train_shapes.py``). Weights come from
+weights shipped in the package (trained on `edudet.data.shapes` by ``tools/train_shapes.py``). The CPU zoo:
+``fasterrcnn_mobilenet_v3_large_fpn`` and ``fasterrcnn_mobilenet_v3_large_320_fpn`` (mobilenet_v3.py: a
+MobileNetV3-Large body with depthwise convolutions) and torchvision's v2 recipes ``fasterrcnn_resnet50_fpn_v2``,
+``maskrcnn_resnet50_fpn_v2`` and ``retinanet_resnet50_fpn_v2`` (batch-normed FPN, box and mask heads, folded at
+load; GroupNorm towers). Weights come from
 ``python -m edudet convert model.pth out.npz`` (the only step that needs torch) or ``model.save(path)``;
 ``edudet.models.load(path)`` reads them.
 
@@ -17,7 +21,7 @@ are checked against them when a detector is built). Every part declares its laye
 
 Reading order: layers.py (convolution as a matrix product, folded batch norm), transform.py, resnet.py,
 fpn.py, detector.py, rpn.py, roi_heads.py, faster_rcnn.py, mask_rcnn.py; then one_stage.py, retinanet.py,
-fcos.py; light.py; weights.py and trace.py are plumbing.
+fcos.py; light.py, mobilenet_v3.py; weights.py and trace.py are plumbing.
 
 Adding a detector means writing its head and a builder. A one-stage detector whose head predicts a
 class logit per location and four distances (decoded as FCOS does) on the ResNet-50-FPN P3..P7 backbone::

@@ -37,7 +37,7 @@ class FasterRCNN(TwoStageDetector):
     parts torchvision takes as objects: `anchor_sizes` (one tuple of sizes per FPN level, ``"pool"``
     included) and `aspect_ratios` (the same on every level) for its ``rpn_anchor_generator``, and
     `representation_size`, the width of ``TwoMLPHead``. The RoI pooler uses every backbone level but ``"pool"``
-    (the body's levels); each level's smallest anchor must be at least the stride the backbone declares.
+    (the body's levels); most of each level's anchor sizes must be at least the stride the backbone declares.
     `rpn_head` and `box_head`, as in torchvision, replace the default parts (None: ``RPNHead`` with one conv,
     ``TwoMLPHead``) by edudet objects: an `RPNHead` with one output per anchor of a location, a
     `TwoMLPHead` or `FastRCNNConvFCHead` whose width is `representation_size` (the predictor's input).

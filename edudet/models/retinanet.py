@@ -82,7 +82,7 @@ class RetinaNet(OneStageDetector):
 
     Keyword arguments and defaults are torchvision's ``RetinaNet`` (``score_thresh=0.05``,
     ``nms_thresh=0.5``, ``detections_per_img=300``, ``topk_candidates=1000``). The anchor generator needs one
-    entry of sizes per backbone level, each level's smallest anchor at least the level's stride.
+    entry of sizes per backbone level, most of each level's sizes at least the level's stride.
     """
 
     kind = "retinanet"
