@@ -134,12 +134,13 @@ def assign(const float[:, ::1] points, const float[:, ::1] gt, int64_t[::1] out)
             out[p] = fcos_assign_point(points[p, 0], points[p, 1], gt, 12, 0, 64, False, INFINITY)
 
 def assign_any(const double[:, ::1] points, const double[:, ::1] gt, const double[::1] radius,
-               const double[::1] low, const double[::1] high, bint center_sampling, int64_t[::1] out):
+               const double[::1] low, const double[::1] high, bint center_sampling, double no_candidate_area,
+               bint torchvision_rule, int64_t[::1] out):
     cdef Py_ssize_t p
     with nogil:
         for p in range(points.shape[0]):
             out[p] = fcos_assign_point(points[p, 0], points[p, 1], gt, radius[p], low[p], high[p],
-                                       center_sampling, INFINITY)
+                                       center_sampling, no_candidate_area, torchvision_rule)
 '''
 
 
@@ -163,7 +164,7 @@ def test_cython_user_pyx_cimports_the_pxd():
         import numpy as np
         import user_fcos
         from edudet.anchors import grid_points
-        from edudet.targets import FCOS_INF, fcos_assign_numpy
+        from edudet.targets import FCOS_INF, TORCHVISION_NO_MATCH, fcos_assign_numpy
         print("case hand", flush=True)
         # (5, 5) is inside [0, 0, 20, 20] (l = t = 5, r = b = 15 <= 64); (50, 50) is outside
         out = np.empty(2, np.int64)
@@ -178,11 +179,15 @@ def test_cython_user_pyx_cimports_the_pxd():
         for seed in range(3):
             xy = rng.uniform(0, 40, (6, 2)); wh = rng.uniform(4, 40, (6, 2))
             gt = np.concatenate([xy, xy + wh], 1)
+            gt[1] = gt[0]  # a tie: the first wins
             for center_sampling in (False, True):
-                out = np.empty(n, np.int64)
-                user_fcos.assign_any(points, gt, radius, low, high, center_sampling, out)
-                expected = fcos_assign_numpy(points, gt, radius, low, high, center_sampling, FCOS_INF)
-                assert (out == expected).all(), (out, expected)
+                for torchvision_rule, no_match in ((False, FCOS_INF), (True, np.nextafter(TORCHVISION_NO_MATCH, 0))):
+                    out = np.empty(n, np.int64)
+                    user_fcos.assign_any(points, gt, radius, low, high, center_sampling, no_match, torchvision_rule,
+                                         out)
+                    expected = fcos_assign_numpy(points, gt, radius, low, high, center_sampling, no_match,
+                                                 torchvision_rule)
+                    assert (out == expected).all(), (out, expected)
         print("ok")
     """, timeout=600)
 
@@ -207,7 +212,7 @@ def test_cuda_user_kernel_docs_example():
         p = cuda.grid(1)
         if p < points.shape[0]:
             out[p] = fcos_assign_point(points[p, 0], points[p, 1], gt, areas, cx, cy, np.float32(12),
-                                       np.float32(0), np.float32(64), False, np.float32(np.inf))
+                                       np.float32(0), np.float32(64), False, np.float32(np.inf), False)
 
     areas = (gt_host[:, 2] - gt_host[:, 0]) * (gt_host[:, 3] - gt_host[:, 1])
     cx, cy = (gt_host[:, 0] + gt_host[:, 2]) / 2, (gt_host[:, 1] + gt_host[:, 3]) / 2

@@ -251,6 +251,164 @@ def test_fcos_assign_reference_matches_mmdetection_rule_written_in_torch():
                                   expected)
 
 
+# ---------------------------------------------------------------- FCOS: torchvision's rule (issue 15, item 3)
+
+P3_TO_P7_256 = [(32, 32), (16, 16), (8, 8), (4, 4), (2, 2)]  # a 256 x 256 image, strides 8 .. 128
+TORCHVISION_RANGES = ((0, 64), (64, 128), (128, 256), (256, 512), (512, FCOS_INF))
+
+
+def test_fcos_boundary_example_under_both_rules():
+    # box (0, 0, 128, 128), centre (64, 64). torchvision: points at j * stride, centre radius 1.5 x stride,
+    # ranges (0, 64), (64, 128), (128, 256), ... strict.
+    #   P3 (stride 8, radius 12): |x - 64| < 12 -> x, y in {56, 64, 72}; (64, 64) reaches exactly 64, not < 64;
+    #      (56, 56) reaches 128 - 56 = 72 > 64: no P3 point.
+    #   P4 (stride 16, radius 24): x, y in {48, 64, 80}; (64, 64) reaches 64, not > 64; the 8 others reach 80,
+    #      in (64, 128): 8 positives, the ring around the centre.
+    #   P5 (stride 32, radius 48): x, y in {32, 64, 96}, reaches 64 .. 96, not > 128: none.
+    gt = np.array([[0, 0, 128, 128]], np.float32)
+    tv = fcos_targets(gt, [0], (256, 256), P3_TO_P7_256, 3, rule="torchvision")
+    p3_centre = 8 * 32 + 8  # (64, 64) on P3: row 8, column 8
+    np.testing.assert_array_equal(tv.points[p3_centre], [64, 64])
+    assert tv.gt_index[p3_centre] == -1
+    positive = np.flatnonzero(tv.gt_index == 0)
+    p4 = 32 * 32
+    ring = [p4 + 16 * r + c for r in (3, 4, 5) for c in (3, 4, 5) if (r, c) != (4, 4)]
+    np.testing.assert_array_equal(positive, ring)
+    # mmdetection's rule on the same points and ranges (inclusive): P3 takes (64, 64) (reach 64 <= 64), and P4
+    # takes its centre too (64 >= 64): 1 + 9 positives
+    mm = fcos_targets(gt, [0], (256, 256), P3_TO_P7_256, 3, rule="mmdet", offset=0, center_sampling=True,
+                      regress_ranges=TORCHVISION_RANGES)
+    assert mm.gt_index[p3_centre] == 0
+    np.testing.assert_array_equal(np.flatnonzero(mm.gt_index == 0), sorted([p3_centre, p4 + 16 * 4 + 4] + ring))
+
+
+def test_fcos_torchvision_rule_defaults_and_scaling():
+    # torchvision's ranges from its anchor sizes: lower 4 x size (0 on the first level), upper 8 x size (none on
+    # the last): given explicitly they must give the same targets
+    rng = np.random.default_rng(3)
+    gt = random_boxes(rng, 12, image_size=256, min_side=4, max_side=250)
+    labels = np.arange(12) % 3
+    default = fcos_targets(gt, labels, (256, 256), P3_TO_P7_256, 3, rule="torchvision")
+    given_ranges = fcos_targets(gt, labels, (256, 256), P3_TO_P7_256, 3, rule="torchvision",
+                                regress_ranges=TORCHVISION_RANGES, anchor_sizes=((8,), (16,), (32,), (64,), (128,)))
+    np.testing.assert_array_equal(default.gt_index, given_ranges.gt_index)
+    assert 0 < (default.gt_index >= 0).sum()
+    np.testing.assert_array_equal(default.points[:2], [[0, 0], [8, 0]])  # anchor centres j * stride
+    # anchor sizes twice the strides double every range and centre radius: (0, 128), (128, 256), ...
+    doubled = fcos_targets(gt, labels, (256, 256), P3_TO_P7_256, 3, rule="torchvision",
+                           anchor_sizes=[16, 32, 64, 128, 256])
+    ranges = ((0, 128), (128, 256), (256, 512), (512, 1024), (1024, FCOS_INF))
+    explicit = fcos_targets(gt, labels, (256, 256), P3_TO_P7_256, 3, rule="torchvision",
+                            center_sample_radius=3.0, regress_ranges=ranges)
+    np.testing.assert_array_equal(doubled.gt_index, explicit.gt_index)
+    # norm_on_bbox divides by the anchor size (torchvision's BoxLinearCoder(normalize_by_size=True))
+    normed = fcos_targets(gt, labels, (256, 256), P3_TO_P7_256, 3, rule="torchvision",
+                          anchor_sizes=[16, 32, 64, 128, 256], norm_on_bbox=True)
+    sizes = np.repeat([16, 32, 64, 128, 256], normed.num_points_per_level).astype(np.float32)
+    np.testing.assert_allclose(normed.bbox_targets, doubled.bbox_targets / sizes[:, None], rtol=1e-6)
+
+
+def test_fcos_torchvision_rule_ranks_areas_as_float32_1e8_minus_area():
+    # torchvision takes the highest 1e8 - area in float32, where floats near 1e8 are 8 apart:
+    # 1e8 - 102 = 99999898 and 1e8 - 101 = 99999899 both round to 99999896, a tie the first box wins although it
+    # is larger; float64 keeps them apart (the smaller wins); mmdetection's exact areas pick the smaller too.
+    # Boxes (0, 0, 10.2, 10) and (0, 0, 10.1, 10): areas ~102 and ~101, both containing the point (8, 8).
+    for dtype, winner in ((np.float32, 0), (np.float64, 1)):
+        gt = np.array([[0, 0, 10.2, 10], [0, 0, 10.1, 10]], dtype)
+        areas = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])
+        assert dtype(1e8) - areas[0] == dtype(1e8) - areas[1] if dtype == np.float32 else areas[0] > areas[1]
+        kwargs = dict(image_size=(16, 16), feature_shapes=[(2, 2)], num_classes=2, strides=[8])
+        out = fcos_targets(gt, [0, 1], rule="torchvision", **kwargs)  # one level: range (0, inf)
+        assert out.gt_index[3] == winner  # point (8, 8): inside both, within 12 of both centres
+        mmdet = fcos_targets(gt, [0, 1], rule="mmdet", offset=0, regress_ranges=((-1, FCOS_INF),), **kwargs)
+        assert mmdet.gt_index[3] == 1
+    # an area of 1e8 or more scores <= 0: never matched under torchvision's rule (mmdetection's rule takes it)
+    huge = np.array([[-5000, -5000, 5016, 5016]], np.float32)  # 10016^2 > 1e8, centre (8, 8)
+    kwargs = dict(image_size=(16, 16), feature_shapes=[(2, 2)], num_classes=2, strides=[8])
+    assert (fcos_targets(huge, [0], rule="torchvision", **kwargs).gt_index == -1).all()
+    assert (fcos_targets(huge, [0], rule="mmdet", regress_ranges=((-1, FCOS_INF),), **kwargs).gt_index == 0).all()
+
+
+def _torchvision_fcos_matched_idxs(torch, gt, image_size):
+    """matched_idxs of torchvision's FCOS.compute_loss for one image, by its own code: an FCOS model with a
+    stand-in backbone, its default AnchorGenerator on feature maps of strides 8 .. 128, and a head whose
+    compute_loss only records what the matching step hands it."""
+    from torchvision.models.detection import FCOS
+    from torchvision.models.detection.image_list import ImageList
+
+    backbone = torch.nn.Identity()
+    backbone.out_channels = 32  # the head's GroupNorm(32) needs 32 channels; the features are never used
+    model = FCOS(backbone, num_classes=3)  # default: anchor sizes 8 .. 128, centre radius 1.5
+    h, w = image_size
+    features = [torch.zeros(1, 1, -(-h // s), -(-w // s)) for s in (8, 16, 32, 64, 128)]
+    anchors = model.anchor_generator(ImageList(torch.zeros(1, 3, h, w), [(h, w)]), features)
+    captured = []
+    model.head.compute_loss = lambda targets, outputs, anchors, matched_idxs: captured.extend(matched_idxs) or {}
+    targets = [{"boxes": torch.from_numpy(gt), "labels": torch.zeros(len(gt), dtype=torch.int64)}]
+    model.compute_loss(targets, {}, anchors, [f.shape[2] * f.shape[3] for f in features])
+    return captured[0].numpy(), [tuple(f.shape[2:]) for f in features]
+
+
+def _boxes_at_level_boundaries(rng, n, image_size):
+    """(n, 4) float32 boxes with corners and sides on multiples of 8: grid points land exactly on their edges
+    and centres, and side distances exactly on the range ends 4 s and 8 s; box 1 repeats box 0 (a tie)."""
+    h, w = image_size
+    x1 = rng.integers(0, w // 8, n) * 8
+    y1 = rng.integers(0, h // 8, n) * 8
+    width = rng.choice([8, 16, 32, 64, 128, 256], n)
+    height = width * rng.choice([1, 1, 2], n)
+    gt = np.stack([x1, y1, x1 + width, y1 + height], axis=1).astype(np.float32)
+    gt[1] = gt[0]
+    return gt
+
+
+@pytest.mark.parametrize("image_size", [(128, 256), (256, 384), (512, 384), (384, 640)])
+def test_fcos_torchvision_rule_matches_torchvision_fcos(image_size):
+    torch, _ = import_torchvision()
+    rng = np.random.default_rng(list(image_size))
+    h, w = image_size
+    random_gt = random_boxes(rng, 20, image_size=min(h, w), min_side=2, max_side=min(h, w) - 1)
+    boundary_example = np.concatenate([random_gt[:8], [[0, 0, 128, 128]]]).astype(np.float32)
+    cases = [random_gt, _boxes_at_level_boundaries(rng, 20, image_size), boundary_example]
+    for gt in cases:
+        expected, shapes = _torchvision_fcos_matched_idxs(torch, gt, image_size)
+        assert 0 < (expected >= 0).sum() < expected.size
+        for backend in _fcos_assign.backends:
+            if backend == "cuda" and SIMULATED and h * w > 128 * 256:
+                continue  # thousands of points: slow in the simulator (the smallest image covers cuda)
+            out = fcos_targets(gt, np.zeros(len(gt), np.int64), image_size, shapes, 3, rule="torchvision",
+                               backend=backend)
+            np.testing.assert_array_equal(out.gt_index, expected, err_msg=f"{backend} {image_size}")
+
+
+@given(gt=st.lists(box, min_size=1, max_size=6), float64=st.booleans(), center_sampling=st.booleans(),
+       sizes=st.sampled_from([None, (8, 16, 32), (5, 12, 40), (16, 16, 16)]), duplicate=st.booleans())
+def test_fcos_torchvision_rule_backends_equal_reference(gt, float64, center_sampling, sizes, duplicate):
+    gt = np.array(gt + gt[:1] if duplicate else gt, np.float64 if float64 else np.float32)
+    labels = np.arange(gt.shape[0]) % 3
+    kwargs = dict(image_size=(64, 64), feature_shapes=[(8, 8), (4, 4), (2, 2)], num_classes=3, rule="torchvision",
+                  center_sampling=center_sampling, anchor_sizes=sizes)
+    expected = fcos_targets(gt, labels, backend="numpy", **kwargs)
+    for backend in _fcos_assign.backends:
+        got = fcos_targets(gt, labels, backend=backend, **kwargs)
+        for name in ("labels", "bbox_targets", "centerness", "gt_index"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(expected, name), err_msg=f"{backend} {name}")
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(rule="detectron2"), ValueError, "rule must be one of"),
+    (dict(anchor_sizes=[8]), ValueError, "anchor_sizes belongs to rule='torchvision'"),
+    (dict(rule="torchvision", anchor_sizes=[8, 16]), ValueError, "one size per level"),
+    (dict(rule="torchvision", anchor_sizes=[(8, 16)]), ValueError, r"anchor_sizes\[0\] must be one size"),
+    (dict(rule="torchvision", anchor_sizes=[0]), ValueError, r"anchor_sizes\[0\] must be > 0"),
+    (dict(rule="torchvision", anchor_sizes=[float("nan")]), ValueError, r"anchor_sizes\[0\] must be finite"),
+    (dict(rule="torchvision", anchor_sizes=8), TypeError, "anchor_sizes must be a list"),
+])
+def test_fcos_rule_arguments_are_checked(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        fcos_targets([[0, 0, 20, 20]], [0], (64, 64), [(8, 8)], 3, **kwargs)
+
+
 # ---------------------------------------------------------------- extreme input (issue 12, findings 8, 13, 14)
 
 def _fcos_backends_agree(gt, labels, **kwargs):
@@ -312,13 +470,19 @@ def test_fcos_kernels_equal_the_reference_up_to_the_coordinate_limit():
 
 
 def test_fcos_sentinel_is_defined_once():
-    # one meaning, one place: the kernels take the sentinel as an argument instead of redefining 1e8
+    # one meaning, one place: the kernels take the sentinel as an argument instead of redefining 1e8, and take
+    # torchvision's 1e8 area offset (issue 15) from edudet.targets: no number 1e8 in their code
+    import io
     import pathlib
+    import tokenize
 
     kernels = pathlib.Path(__file__).resolve().parent.parent / "kernels"
     for name in ("fcos_targets_numba.py", "fcos_targets_cython.pyx", "fcos_targets_cuda.py"):
         source = (kernels / name).read_text()
-        assert "1e8" not in source and "no_candidate_area" in source, name
+        numbers = [float(t.string) for t in tokenize.generate_tokens(io.StringIO(source).readline)
+                   if t.type == tokenize.NUMBER]
+        assert 1e8 not in numbers and "no_candidate_area" in source, name
+        assert "from edudet.targets import TORCHVISION_AREA_OFFSET" in source, name
     assert FCOS_INF == float("inf")
 
 

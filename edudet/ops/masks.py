@@ -31,15 +31,46 @@ def expand_boxes(boxes: np.ndarray, scale: float) -> np.ndarray:
 
 
 def _resize_axis(out_size: int, in_size: int, first: int, stop: int, dtype):
-    """Bilinear, ``align_corners=False``: output pixels ``first..stop-1`` of `out_size` read source pixels
-    ``i0`` and ``i1`` with weights ``(w0, w1)`` (PyTorch's rule: source ``(dst + 0.5) * in / out - 0.5``,
-    clamped at 0; the last pixel repeats at the far edge)."""
+    """Bilinear, ``align_corners=False``, as PyTorch's CPU ``upsample_bilinear2d``: output pixels
+    ``first..stop-1`` of `out_size` read source pixels ``i0`` and ``i1`` with weights ``(w0, w1)``.
+
+    The source coordinate is ``(dst + 0.5) * (in / out) - 0.5`` (one fused multiply-add), clamped at 0; the
+    last pixel repeats at the far edge; equal sizes copy (weights 1, 0). (dst) -> i0, i1 int64, w0, w1 dtype."""
+    pixels = np.arange(first, stop)
+    if out_size == in_size:
+        return pixels, pixels, np.ones(len(pixels), dtype), np.zeros(len(pixels), dtype)
     scale = dtype(in_size) / dtype(out_size)
-    src = np.maximum(scale * (np.arange(first, stop).astype(dtype) + dtype(0.5)) - dtype(0.5), dtype(0))
-    i0 = np.minimum(src.astype(np.int64), in_size - 1)
+    src = np.maximum(_fused_multiply_add(scale, pixels.astype(dtype) + dtype(0.5), dtype(-0.5)), dtype(0))
+    # PyTorch floors with C's floorf, in float32 even for float64 input: a float64 source just below an
+    # integer (7.999999999999999) is floored to that integer (8), its weight clamped at 0
+    i0 = np.minimum(np.floor(src.astype(np.float32)).astype(np.int64), in_size - 1)
     i1 = np.minimum(i0 + 1, in_size - 1)
     w1 = np.clip(src - i0.astype(dtype), dtype(0), dtype(1))
     return i0, i1, dtype(1) - w1, w1
+
+
+# PyTorch's CPU bilinear resize of a one-channel image takes one of two kernels by the output's size (``h + w <=
+# 128``: its "channels-last" kernel, else its separable one); each rounds differently, so the paste chooses alike
+_SMALL_OUTPUT = 128
+
+
+def _bilinear(grid, rows, columns, small: bool):
+    """PyTorch's bilinear blend of `grid` (m, m) at (rows, columns) from `_resize_axis` -> (len(rows), len(columns)).
+
+    small: the four corners weighted by ``h_weight * w_weight`` and summed top-left, top-right, bottom-left,
+    bottom-right; else along x on the two source rows, then along y. Same value, different last bits."""
+    fma = _fused_multiply_add
+    (r0, r1, hy, ly), (c0, c1, hx, lx) = rows, columns
+    hy, ly = hy[:, None], ly[:, None]
+    top_left, top_right = grid[r0][:, c0], grid[r0][:, c1]
+    bottom_left, bottom_right = grid[r1][:, c0], grid[r1][:, c1]
+    if small:
+        total = fma(top_left, hy * hx, top_right * (hy * lx))
+        total = fma(bottom_left, ly * hx, total)
+        return fma(bottom_right, ly * lx, total)
+    upper = fma(top_left, hx, top_right * lx)
+    lower = fma(bottom_left, hx, bottom_right * lx)
+    return fma(upper, hy, lower * ly)
 
 
 def paste_masks_in_image(masks, boxes, image_shape, padding: int = 1) -> np.ndarray:
@@ -53,6 +84,10 @@ def paste_masks_in_image(masks, boxes, image_shape, padding: int = 1) -> np.ndar
     mask to the ``max(x2 - x1 + 1, 1)`` x ``max(y2 - y1 + 1, 1)`` pixels of that box with bilinear
     interpolation (``align_corners=False``); pixels outside the box, or the box's part outside the
     image, are 0 / dropped. Only the visible part of each box is computed.
+
+    Results equal torchvision's on the CPU bit for bit, float32 and float64: the resize rounds as PyTorch's
+    CPU ``upsample_bilinear2d`` does (fused multiply-adds, a float32 floor, and its choice of kernel by output
+    size; determined and tested against torch 2.14.1 on an x86-64 AVX2 build).
 
     Refused with ``ValueError``: NaN or inf in `masks` or `boxes`; a box coordinate beyond +-1e15
     (``COORDINATE_LIMIT``); a box grown by the padding beyond +-1e18 pixels (``padding`` hundreds of times
@@ -95,11 +130,78 @@ def paste_masks_in_image(masks, boxes, image_shape, padding: int = 1) -> np.ndar
         right, bottom = min(right, x1 + box_w), min(bottom, y1 + box_h)
         if right <= left or bottom <= top:
             continue
-        r0, r1, hy, ly = _resize_axis(box_h, padded.shape[1], top - y1, bottom - y1, dtype)
-        c0, c1, hx, lx = _resize_axis(box_w, padded.shape[2], left - x1, right - x1, dtype)
-        grid = padded[k]
-        # interpolate along x on the two source rows of every output row, then along y
-        upper = grid[r0][:, c0] * hx + grid[r0][:, c1] * lx
-        lower = grid[r1][:, c0] * hx + grid[r1][:, c1] * lx
-        out[k, 0, top:bottom, left:right] = hy[:, None] * upper + ly[:, None] * lower
+        rows = _resize_axis(box_h, padded.shape[1], top - y1, bottom - y1, dtype)
+        columns = _resize_axis(box_w, padded.shape[2], left - x1, right - x1, dtype)
+        out[k, 0, top:bottom, left:right] = _bilinear(padded[k], rows, columns, box_h + box_w <= _SMALL_OUTPUT)
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# a fused multiply-add in NumPy: PyTorch's CPU kernels round a * b + c once, and bit-exact parity needs the same
+# ---------------------------------------------------------------------------------------------------------
+def _fused_multiply_add(a, b, c):
+    """``a * b + c`` rounded once, in the inputs' dtype (float32 or float64), as PyTorch's CPU kernels compute
+    it: they are compiled with fused multiply-adds, and bit-exact parity with torchvision needs the same.
+
+    NumPy has no fma. float32: the product is exact in float64 and the float64 sum is rounded once more to
+    float32, which is the correct single rounding except where the float64 sum sits exactly half-way between
+    two float32s (or in float32's subnormal range): those few are redone exactly. float64: the exact value is
+    carried as unevaluated sums (Dekker's product, Knuth's TwoSum) and rounded once, through "round to odd"
+    (Boldo & Melquiond, 2008: rounding to odd first makes the final rounding exact); values beyond ~1e300,
+    whose splitting overflows, get the plain ``a * b + c``."""
+    if np.result_type(a, b, c) == np.float32:
+        return _fused_multiply_add_float32(a, b, c)
+    a, b, c = (np.asarray(v, dtype=np.float64) for v in (a, b, c))
+    with np.errstate(over="ignore", invalid="ignore"):
+        product, product_error = _two_product(a, b)  # a * b == product + product_error exactly
+        high, low = _two_sum(c, product)  # c + product == high + low exactly
+        total = high + _round_to_odd_sum(low, product_error)
+        return np.where(np.isfinite(total), total, a * b + c)
+
+
+def _fused_multiply_add_float32(a, b, c):
+    a, b, c = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (a, b, c)))
+    product = a * b  # exact: 24 + 24 significant bits fit in 53
+    total = product + c
+    out = np.array(total, dtype=np.float32)  # an array even for 0-d input: written below
+    # a float64 sum ending in binary 1000...0 (29 bits) is a float32 half-way point: if it was rounded to get
+    # there, the float32 rounding of it can go the wrong way (a double rounding); redo those by rounding to odd
+    subnormal = (np.abs(total) < np.finfo(np.float32).tiny) & (total != 0)  # a sum that rounds to 0 is exact
+    suspect = ((_bits(total) & 0x1FFFFFFF) == 0x10000000) | subnormal
+    if suspect.any():
+        out[suspect] = _round_to_odd_sum(c[suspect], product[suspect]).astype(np.float32)
+    return out
+
+
+def _bits(x):
+    """The float64 array x's bit patterns as uint64, same shape."""
+    return np.ascontiguousarray(x).reshape(-1).view(np.uint64).reshape(np.shape(x))
+
+
+def _two_sum(x, y):
+    """(s, e): s = fl(x + y) and its exact rounding error, s + e == x + y (Knuth)."""
+    total = x + y
+    virtual = total - x
+    return total, (x - (total - virtual)) + (y - virtual)
+
+
+def _two_product(x, y):
+    """(p, e): p = fl(x * y) and its exact rounding error, p + e == x * y (Dekker, with Veltkamp's split)."""
+    product = x * y
+    x_high, x_low = _split(x)
+    y_high, y_low = _split(y)
+    return product, ((x_high * y_high - product) + x_high * y_low + x_low * y_high) + x_low * y_low
+
+
+def _split(x):
+    """x == high + low with 26-bit halves, so that their products are exact."""
+    scaled = 134217729.0 * x  # 2 ** 27 + 1
+    high = scaled - (scaled - x)
+    return high, x - high
+
+
+def _round_to_odd_sum(x, y):
+    """x + y rounded to odd: exact if representable, else the neighbour whose last significand bit is 1."""
+    total, error = _two_sum(x, y)
+    even = (_bits(total) & 1) == 0
+    return np.where((error != 0) & even, np.nextafter(total, np.copysign(np.inf, error)), total)
