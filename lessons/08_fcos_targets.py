@@ -160,21 +160,22 @@ plt.show()
 # %% [markdown]
 # ## 5. torchvision's FCOS and mmdetection's, side by side
 #
-# The same idea, three differences in the details:
+# The same idea, four differences in the details (`fcos_targets(..., rule="mmdet" | "torchvision")` has both):
 #
 # | | mmdetection `FCOSHead` | torchvision `FCOS` |
 # | --- | --- | --- |
 # | point of cell `(i, j)` | cell centre `((j + 0.5) s, (i + 0.5) s)` (mmdet 2: `j s + s // 2`) | the anchor centre `(j s, i s)`: the cell's top-left corner |
 # | center sampling | off by default; radius 1.5 in the improved config | always on, radius 1.5 |
-# | regress range test | `low <= max distance <= high` | `low < max distance < high` (same bounds, `4 s` to `8 s`) |
+# | regress range test | `low <= max distance <= high` | `low < max distance < high` (bounds `4 s` to `8 s` from its anchor sizes; 0 below P3, none above P7) |
+# | two boxes claim a point | the smaller area wins | the larger `1e8 - area` in the boxes' dtype wins (float32: areas a few px² apart tie, the first box wins) |
 #
-# `grid_points(..., offset=0)` gives torchvision's points. For box A with center sampling on P3: mmdetection's
+# `grid_points(..., offset=0)` gives torchvision's points; `rule="torchvision"` applies all four. For box A with center sampling on P3: mmdetection's
 # points `{52, 60, 68}` squared give 9; torchvision's `{48, 56, 64, 72}` must be *strictly* within 12 of 60:
 # `{56, 64}` squared, **4** positives. The same box gets a different number of positives.
 
 # %%
 torchvision_like = edudet.fcos_targets(gt_boxes, gt_labels, image_size, feature_shapes, num_classes=2,
-                                       center_sampling=True, center_sample_radius=1.5, offset=0.0)
+                                       rule="torchvision")
 num_a_torchvision = int(np.sum(torchvision_like.gt_index == 0))
 print("positives for A: mmdetection (centres)", num_a_sampled, "| torchvision (corners)", num_a_torchvision)
 
