@@ -1,9 +1,11 @@
-"""Box ops against torchvision: `box_iou`, `generalized_box_iou`, `box_area`, `box_convert` on every CPU backend.
+"""Box ops against torchvision: `box_iou`, `generalized_box_iou`, `box_area`, `box_convert`, `masks_to_boxes` on
+every CPU backend.
 
 The headline workload is anchor matching's shape: 50 ground-truth boxes against 200,000 anchors of an
 800-px image (sides 8..200 px), float32. A square 1,000 x 1,000 case shows the other aspect ratio. The O(n)
 ops (`box_area`, `box_convert`) include edudet's input validation (one min and one max over the boxes);
-torchvision validates nothing there.
+torchvision validates nothing there. `masks_to_boxes` runs on instance masks of a 512 x 512 image: one
+noisy rectangle each (sides 1..110 px), some empty, bool.
 """
 from __future__ import annotations
 
@@ -61,4 +63,18 @@ def cases(quick: bool):
         edudet={be: (lambda be=be: ops.box_convert(boxes, "xyxy", "cxcywh", backend=be))
                 for be in cpu_backends("box_convert")},
         torchvision=(lambda: torchvision.ops.box_convert(t, "xyxy", "cxcywh")) if t is not None else None,
+    )
+
+    n, side = (10, 256) if quick else (50, 512)
+    masks = np.zeros((n, side, side), dtype=bool)
+    for k in range(n - n // 10):  # the last tenth stays empty
+        y, x = rng.integers(0, side - 110, 2)
+        h, w = rng.integers(1, 111, 2)
+        masks[k, y:y + h, x:x + w] = rng.random((h, w)) < 0.7
+    tm = torch.from_numpy(masks) if torch is not None else None
+    yield Case(
+        "masks_to_boxes",
+        f"{n} x {side} x {side} bool",
+        edudet={be: (lambda be=be: ops.masks_to_boxes(masks, backend=be)) for be in cpu_backends("masks_to_boxes")},
+        torchvision=(lambda: torchvision.ops.masks_to_boxes(tm)) if tm is not None else None,
     )

@@ -23,9 +23,12 @@ __all__ = ["BoxCoder", "distance2bbox", "bbox2distance", "centerness_target"]
 _DEFAULT_CLIP = math.log(1000.0 / 16)  # a box may grow at most 1000/16 = 62.5x its reference per decode
 
 
-def _widths_heights_centres(boxes: np.ndarray):
-    widths = boxes[:, 2] - boxes[:, 0]  # continuous coordinates: no "+1"
+def _widths_heights_centres(boxes: np.ndarray, offset: int = 0):
+    widths = boxes[:, 2] - boxes[:, 0]  # continuous coordinates (offset 0): no "+1"
     heights = boxes[:, 3] - boxes[:, 1]
+    if offset:  # inclusive pixels (maskrcnn-benchmark's TO_REMOVE = 1): columns 0..9 are 10 wide
+        widths += offset
+        heights += offset
     ctr_x = boxes[:, 0] + 0.5 * widths
     ctr_y = boxes[:, 1] + 0.5 * heights
     return widths, heights, ctr_x, ctr_y
@@ -61,18 +64,25 @@ class BoxCoder:
     a delta or decoded coordinate overflows its dtype (torchvision returns the same inf) a `RuntimeWarning`
     names the first such row, and every edudet op refuses such boxes by name. Only zero-width or zero-height
     boxes in `encode` give torchvision's inf/NaN deltas without a warning (see there).
+
+    `offset` is the pixel convention: 0 (torchvision, detectron2: continuous coordinates, ``w = x2 - x1``)
+    or 1 (maskrcnn-benchmark's ``TO_REMOVE = 1``, Detectron v1: x2, y2 are inclusive pixels): sizes are
+    then ``w = x2 - x1 + 1``, centres ``x1 + 0.5 w``, and decoding gives ``x2 = ctr + 0.5 w - 1``. A box
+    coded with one convention must be decoded with the same one (docs/conventions.md has an example).
     """
 
-    def __init__(self, weights: Sequence[float], bbox_xform_clip: float = _DEFAULT_CLIP):
+    def __init__(self, weights: Sequence[float], bbox_xform_clip: float = _DEFAULT_CLIP, *, offset: int = 0):
         if not hasattr(weights, "__len__") or len(weights) != 4:
             raise ValueError(f"weights must be 4 numbers (wx, wy, ww, wh), got {weights!r}")
         self.weights = tuple(
             check_scalar(w, f"weights[{i}]", low=0, low_inclusive=False) for i, w in enumerate(weights)
         )
         self.bbox_xform_clip = check_scalar(bbox_xform_clip, "bbox_xform_clip")
+        self.offset = check_scalar(offset, "offset", low=0, high=1, integer=True)
 
     def __repr__(self) -> str:
-        return f"BoxCoder(weights={self.weights}, bbox_xform_clip={self.bbox_xform_clip:.4f})"
+        convention = f", offset={self.offset}" if self.offset else ""
+        return f"BoxCoder(weights={self.weights}, bbox_xform_clip={self.bbox_xform_clip:.4f}{convention})"
 
     def encode(self, reference_boxes, proposals):
         """Deltas that take each proposal to its reference (ground-truth) box.
@@ -98,8 +108,8 @@ class BoxCoder:
         # are rounded to the reference boxes' dtype first: torchvision's order, so mixed float32/float64
         # inputs give the same bits too.
         wx, wy, ww, wh = (gt.dtype.type(w) for w in self.weights)
-        ex_w, ex_h, ex_x, ex_y = _widths_heights_centres(anchors)
-        gt_w, gt_h, gt_x, gt_y = _widths_heights_centres(gt)
+        ex_w, ex_h, ex_x, ex_y = _widths_heights_centres(anchors, self.offset)
+        gt_w, gt_h, gt_x, gt_y = _widths_heights_centres(gt, self.offset)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # degenerate boxes: inf/NaN
             targets = np.stack(
                 [
@@ -143,7 +153,7 @@ class BoxCoder:
         dtype = codes.dtype.type if codes.dtype in (np.float32, np.float64) else np.float32
         codes = codes.astype(dtype, copy=False)
         refs = refs.astype(dtype, copy=False)  # torchvision computes in the codes' dtype
-        widths, heights, ctr_x, ctr_y = _widths_heights_centres(refs)
+        widths, heights, ctr_x, ctr_y = _widths_heights_centres(refs, self.offset)
         wx, wy, ww, wh = self.weights
         dx = codes[:, 0::4] / wx
         dy = codes[:, 1::4] / wy
@@ -154,8 +164,10 @@ class BoxCoder:
             pred_ctr_y = dy * heights[:, None] + ctr_y[:, None]
             half_w = dtype(0.5) * (_exp(dw) * widths[:, None])
             half_h = dtype(0.5) * (_exp(dh) * heights[:, None])
-            out = np.stack([pred_ctr_x - half_w, pred_ctr_y - half_h, pred_ctr_x + half_w, pred_ctr_y + half_h],
-                           axis=2)
+            x2, y2 = pred_ctr_x + half_w, pred_ctr_y + half_h
+            if self.offset:  # back to inclusive pixels: a box 10 wide starting at column 0 ends at column 9
+                x2, y2 = x2 - dtype(self.offset), y2 - dtype(self.offset)
+            out = np.stack([pred_ctr_x - half_w, pred_ctr_y - half_h, x2, y2], axis=2)
         out = out.reshape(codes.shape[0], codes.shape[1])
         overflowing = np.flatnonzero(~np.isfinite(out).all(axis=1))
         if overflowing.size:

@@ -1,4 +1,5 @@
-"""numba.cuda twin of `edudet.ops.boxes.box_iou`, and device functions for users' own ``@cuda.jit`` kernels.
+"""numba.cuda twins of `edudet.ops.boxes` (box_iou, generalized_box_iou, box_area, masks_to_boxes), and device
+functions for users' own ``@cuda.jit`` kernels.
 
 Stable public names:
 
@@ -7,12 +8,21 @@ Stable public names:
     of one float dtype, in that dtype; 0 where the union is not positive. Finite coordinates assumed; no checks.
 ``box_area(box)``  (``@cuda.jit(device=True)``)
     ``(x2 - x1) * (y2 - y1)`` of one length-4 box.
-``box_iou(boxes1, boxes2) -> (N, M)``  (host launcher)
+``iou_xyxy_offset(a, b, offset)``, ``box_area_offset(box, offset)``  (``@cuda.jit(device=True)``)
+    the same with the pixel convention `offset` (0, or 1: x2, y2 inclusive, every width ``x2 - x1 + 1``),
+    given in the boxes' dtype (``boxes.dtype.type(1)``: a Python 1 would promote float32 to float64).
+``box_iou(boxes1, boxes2, offset=0) -> (N, M)``  (host launcher)
     (N, 4) and (M, 4) C-contiguous boxes of one float dtype (float32 or float64). NumPy arrays in: a NumPy
     array out (copied back). Device arrays in (anything with ``__cuda_array_interface__``: numba device arrays,
     CuPy): a numba device array out, nothing copied to the host. It checks structure (2-D with 4 columns,
     C-contiguous, one float dtype) and raises a ``ValueError`` naming the argument; values (NaN, inf, the 1e15
     coordinate bound) are `edudet.ops`' job, or checked here for NumPy input when ``EDUDET_CHECK_KERNELS=1``.
+``generalized_box_iou(boxes1, boxes2, offset=0) -> (N, M)``, ``box_areas(boxes, offset=0) -> (N,)``  (host)
+    NumPy in, NumPy out; the same checks.
+``masks_to_boxes(masks) -> (N, 4) float32``  (host)
+    (N, H, W) C-contiguous uint8 or bool NumPy masks -> the min/max column and row of each mask's nonzero
+    pixels; [0, 0, 0, 0] for an empty mask. One thread per mask row, folding into the mask's box with atomic
+    min/max on int32.
 
 Example (user code)::
 
@@ -60,11 +70,76 @@ def iou_xyxy(a, b):
     return inter / union if union > zero else zero
 
 
+@cuda.jit(device=True)
+def box_area_offset(box, offset):
+    return (box[2] - box[0] + offset) * (box[3] - box[1] + offset)
+
+
+@cuda.jit(device=True)
+def iou_xyxy_offset(a, b, offset):
+    zero = a[0] - a[0]
+    w = max(min(a[2], b[2]) - max(a[0], b[0]) + offset, zero)
+    h = max(min(a[3], b[3]) - max(a[1], b[1]) + offset, zero)
+    inter = w * h
+    union = box_area_offset(a, offset) + box_area_offset(b, offset) - inter
+    return inter / union if union > zero else zero
+
+
+@cuda.jit(device=True)
+def _giou_xyxy_offset(a, b, offset):
+    zero = a[0] - a[0]
+    w = max(min(a[2], b[2]) - max(a[0], b[0]) + offset, zero)
+    h = max(min(a[3], b[3]) - max(a[1], b[1]) + offset, zero)
+    inter = w * h
+    union = box_area_offset(a, offset) + box_area_offset(b, offset) - inter
+    iou = inter / union if union > zero else zero
+    ew = max(max(a[2], b[2]) - min(a[0], b[0]) + offset, zero)
+    eh = max(max(a[3], b[3]) - min(a[1], b[1]) + offset, zero)
+    enclosing = ew * eh
+    return iou - ((enclosing - union) / enclosing if enclosing > zero else zero)
+
+
 @cuda.jit
-def _box_iou_kernel(boxes1, boxes2, out):
+def _box_iou_kernel(boxes1, boxes2, out, offset):
     j, i = cuda.grid(2)
     if i < boxes1.shape[0] and j < boxes2.shape[0]:
-        out[i, j] = iou_xyxy(boxes1[i], boxes2[j])
+        out[i, j] = iou_xyxy_offset(boxes1[i], boxes2[j], offset[0])
+
+
+@cuda.jit
+def _giou_kernel(boxes1, boxes2, out, offset):
+    j, i = cuda.grid(2)
+    if i < boxes1.shape[0] and j < boxes2.shape[0]:
+        out[i, j] = _giou_xyxy_offset(boxes1[i], boxes2[j], offset[0])
+
+
+@cuda.jit
+def _areas_kernel(boxes, out, offset):
+    i = cuda.grid(1)
+    if i < boxes.shape[0]:
+        out[i] = box_area_offset(boxes[i], offset[0])
+
+
+@cuda.jit
+def _mask_rows_kernel(masks, extents):
+    """One thread per (mask, row): a row holding a pixel folds its first/last column and itself into
+    extents[mask] = (x1, y1, x2, y2), int32, which starts at (W, H, -1, -1)."""
+    y, k = cuda.grid(2)
+    width = masks.shape[2]
+    if k >= masks.shape[0] or y >= masks.shape[1]:
+        return
+    first = -1
+    last = -1
+    for x in range(width):
+        if masks[k, y, x] != 0:
+            if first < 0:
+                first = x
+            last = x
+    if first >= 0:
+        cuda.atomic.min(extents, (k, 0), first)
+        cuda.atomic.min(extents, (k, 1), y)
+        cuda.atomic.max(extents, (k, 2), last)
+        cuda.atomic.max(extents, (k, 3), y)
 
 
 def _check_device_boxes(name, boxes, dtype=None):
@@ -93,7 +168,7 @@ def as_device_array(array):
     return cuda.as_cuda_array(array)
 
 
-def box_iou(boxes1, boxes2):
+def box_iou(boxes1, boxes2, offset=0):
     """(N, 4), (M, 4) boxes of one float dtype -> (N, M) IoU computed on the GPU (see the module docstring)."""
     on_device = is_device_array(boxes1) or is_device_array(boxes2)
     if on_device:
@@ -114,5 +189,70 @@ def box_iou(boxes1, boxes2):
     out = cuda.device_array((n, m), dtype=boxes1.dtype)
     grid = ((m + _BLOCK[0] - 1) // _BLOCK[0], (n + _BLOCK[1] - 1) // _BLOCK[1])
     _box_iou_kernel[grid, _BLOCK](cuda.to_device(boxes1) if not on_device else boxes1,
-                                  cuda.to_device(boxes2) if not on_device else boxes2, out)
+                                  cuda.to_device(boxes2) if not on_device else boxes2, out,
+                                  _offset_array(offset, boxes1.dtype))
     return out if on_device else out.copy_to_host()
+
+
+def _offset_array(offset, dtype):
+    """The offset as a 1-element device array of the boxes' dtype: one kernel type for float32 and float64
+    either way, and float32 arithmetic stays float32 (a Python scalar argument would be float64)."""
+    if CHECK_KERNELS and offset not in (0, 1):
+        raise ValueError(f"offset must be 0 or 1, got {offset!r} (EDUDET_CHECK_KERNELS=1)")
+    return cuda.to_device(np.array([offset], dtype=dtype))
+
+
+def _check_host_boxes(boxes1, boxes2=None):
+    check_structure("boxes1" if boxes2 is not None else "boxes", boxes1, ndim=2, columns=4)
+    if boxes2 is not None:
+        check_structure("boxes2", boxes2, ndim=2, columns=4, dtype=boxes1.dtype)
+    if boxes1.dtype not in (np.float32, np.float64):
+        raise ValueError(f"{'boxes1' if boxes2 is not None else 'boxes'} must be float32 or float64, got "
+                         f"{boxes1.dtype}")
+    if CHECK_KERNELS:
+        check_values(**({"boxes1": boxes1, "boxes2": boxes2} if boxes2 is not None else {"boxes": boxes1}))
+
+
+def generalized_box_iou(boxes1, boxes2, offset=0):
+    """(N, 4), (M, 4) NumPy boxes of one float dtype -> (N, M) generalized IoU computed on the GPU."""
+    _check_host_boxes(boxes1, boxes2)
+    n, m = boxes1.shape[0], boxes2.shape[0]
+    if n == 0 or m == 0:
+        return np.zeros((n, m), dtype=boxes1.dtype)
+    out = cuda.device_array((n, m), dtype=boxes1.dtype)
+    grid = ((m + _BLOCK[0] - 1) // _BLOCK[0], (n + _BLOCK[1] - 1) // _BLOCK[1])
+    _giou_kernel[grid, _BLOCK](cuda.to_device(boxes1), cuda.to_device(boxes2), out,
+                               _offset_array(offset, boxes1.dtype))
+    return out.copy_to_host()
+
+
+def box_areas(boxes, offset=0):
+    """(N, 4) NumPy boxes -> (N,) areas ``(x2 - x1 + offset) * (y2 - y1 + offset)`` computed on the GPU."""
+    _check_host_boxes(boxes)
+    n = boxes.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=boxes.dtype)
+    out = cuda.device_array(n, dtype=boxes.dtype)
+    threads = 256
+    _areas_kernel[(n + threads - 1) // threads, threads](cuda.to_device(boxes), out,
+                                                          _offset_array(offset, boxes.dtype))
+    return out.copy_to_host()
+
+
+def masks_to_boxes(masks):
+    """(N, H, W) NumPy uint8 (0/1) or bool masks -> (N, 4) float32 boxes computed on the GPU."""
+    check_structure("masks", masks, ndim=3)
+    if masks.dtype not in (np.uint8, np.bool_):
+        raise ValueError(f"masks must be uint8 or bool, got {masks.dtype}")
+    n, height, width = masks.shape
+    if masks.size == 0:
+        return np.zeros((n, 4), dtype=np.float32)
+    extents = np.empty((n, 4), dtype=np.int32)
+    extents[:] = (width, height, -1, -1)  # an empty mask keeps these
+    device_extents = cuda.to_device(extents)
+    grid = ((height + _BLOCK[0] - 1) // _BLOCK[0], (n + _BLOCK[1] - 1) // _BLOCK[1])
+    _mask_rows_kernel[grid, _BLOCK](cuda.to_device(masks.view(np.uint8)), device_extents)
+    extents = device_extents.copy_to_host()
+    boxes = extents.astype(np.float32)
+    boxes[extents[:, 2] < 0] = 0  # empty: torchvision's [0, 0, 0, 0]
+    return boxes

@@ -376,3 +376,55 @@ def test_decode_with_float64_boxes_and_float32_codes_matches_torchvision():
     got = BoxCoder((1, 1, 1, 1)).decode(codes, anchors)
     assert got.dtype == expected.dtype == np.float32  # computed in the codes' dtype, as torchvision
     np.testing.assert_allclose(got, expected, rtol=4e-7, atol=4e-7 * 800)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the legacy +1 pixel convention (maskrcnn-benchmark's TO_REMOVE = 1), docs/conventions.md
+# ---------------------------------------------------------------------------------------------------------
+
+def test_offset_1_encode_and_decode_by_hand():
+    gt = np.array([[0, 0, 9, 19]], np.float64)
+    proposal = np.array([[0, 0, 9, 9]], np.float64)
+    # offset 1: proposal w = h = 10, centre (0 + 5, 0 + 5); gt w = 10, h = 20, centre (5, 10)
+    # dx = 0, dy = (10 - 5) / 10 = 0.5, dw = log(10 / 10) = 0, dh = log(20 / 10) = log 2
+    legacy = BoxCoder((1, 1, 1, 1), offset=1)
+    codes = legacy.encode(gt, proposal)
+    np.testing.assert_allclose(codes, [[0, 0.5, 0, math.log(2)]], rtol=1e-15)
+    # offset 0: proposal 9 x 9, centre (4.5, 4.5); gt 9 x 19, centre (4.5, 9.5): dy = 5 / 9, dh = log(19 / 9)
+    np.testing.assert_allclose(BoxCoder((1, 1, 1, 1)).encode(gt, proposal), [[0, 5 / 9, 0, math.log(19 / 9)]],
+                               rtol=1e-15)
+    # decode with offset 1: centre y 5 + 0.5 * 10 = 10, height 10 * 2 = 20: y1 = 10 - 10 = 0, y2 = 10 + 10 - 1 = 19
+    np.testing.assert_allclose(legacy.decode(codes, proposal), gt, rtol=0, atol=1e-13)
+    # the same deltas decoded in the other convention: centre 4.5 + 0.5 * 9 = 9, height 18: [0, 0, 9, 18]
+    np.testing.assert_allclose(BoxCoder((1, 1, 1, 1)).decode(codes, proposal), [[0, 0, 9, 18]], atol=1e-13)
+    # weights (10, 10, 5, 5), gt [1, 1, 10, 10] against [0, 0, 9, 9]: both 10 wide, centres 6 and 5:
+    # dx = 10 * (6 - 5) / 10 = 1, dw = 5 * log 1 = 0
+    np.testing.assert_array_equal(BoxCoder((10, 10, 5, 5), offset=1).encode([[1, 1, 10, 10.0]], [[0, 0, 9, 9.0]]),
+                                  [[1, 1, 0, 0]])
+    assert repr(legacy).endswith("offset=1)") and "offset" not in repr(BoxCoder((1, 1, 1, 1)))
+
+
+def test_offset_is_checked_by_name():
+    for bad, error in ((2, ValueError), (-1, ValueError), (0.5, ValueError), (float("nan"), ValueError),
+                       (True, TypeError), ("1", TypeError)):
+        with pytest.raises(error, match="offset"):
+            BoxCoder((1, 1, 1, 1), offset=bad)
+    assert BoxCoder((1, 1, 1, 1), offset=np.array(1)).offset == 1
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 30), weights_strategy, st.sampled_from([np.float32, np.float64]))
+def test_offset_1_is_offset_0_on_boxes_grown_by_one_pixel(seed, n, weights, dtype):
+    # integer pixel boxes (x2 inclusive): adding the 1 is exact, so the two conventions agree bitwise once the
+    # continuous boxes are the inclusive ones with x2 + 1, y2 + 1
+    rng = np.random.default_rng(seed)
+    gt = random_boxes(rng, n, dtype=np.float64, min_side=1).round().astype(dtype)
+    anchors = random_boxes(rng, n, dtype=np.float64, min_side=1).round().astype(dtype)
+    grow = np.array([0, 0, 1, 1], dtype=dtype)
+    legacy, modern = BoxCoder(weights, offset=1), BoxCoder(weights)
+    codes = legacy.encode(gt, anchors)
+    np.testing.assert_array_equal(codes, modern.encode(gt + grow, anchors + grow))
+    np.testing.assert_array_equal(legacy.decode(codes, anchors), modern.decode(codes, anchors + grow) - grow)
+    # and the round trip gives the inclusive boxes back
+    tol = dict(rtol=1e-4, atol=1e-3) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-9)
+    unclamped = np.all(np.abs(codes[:, 2:] / np.array(weights[2:], dtype)) < CLIP, axis=1)
+    np.testing.assert_allclose(legacy.decode(codes, anchors)[unclamped], gt[unclamped], **tol)

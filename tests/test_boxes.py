@@ -552,3 +552,240 @@ def test_integer_boxes_match_torchvision_in_float32():
     expected = torchvision.ops.box_iou(torch.from_numpy(boxes).float(), torch.from_numpy(boxes).float()).numpy()
     for backend in CPU_BACKENDS:
         np.testing.assert_array_equal(ops.box_iou(boxes, boxes, backend=backend), expected)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the legacy +1 pixel convention: offset=1 (docs/conventions.md)
+# ---------------------------------------------------------------------------------------------------------
+
+from edudet.ops.boxes import (_box_area, _generalized_box_iou_kernels, _masks_to_boxes,  # noqa: E402
+                              box_area_numpy, generalized_box_iou_numpy, masks_to_boxes_numpy)
+
+AREA_BACKENDS = _box_area.backends
+GIOU_BACKENDS = _generalized_box_iou_kernels.backends
+MASK_BACKENDS = _masks_to_boxes.backends
+
+
+def test_conventions_doc_example_runs():
+    from pathlib import Path
+    import re
+
+    doc = Path(__file__).resolve().parent.parent / "docs" / "conventions.md"
+    (example,) = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)
+    exec(compile(example, str(doc), "exec"), {})  # noqa: S102 - our own documentation
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_offset_by_hand(backend, dtype):
+    a = np.array([[0, 0, 9, 9]], dtype=dtype)
+    b = np.array([[5, 5, 14, 14],  # the docs' pair
+                  [5, 5, 5, 5],  # one pixel inside a
+                  [9, 9, 12, 12],  # shares a's last pixel (9, 9)
+                  [10, 0, 19, 9]], dtype=dtype)  # starts one pixel right of a's last column: no shared pixel
+    # areas: 9*9 = 81 continuous; 10*10 = 100 with inclusive pixels; the pixel [5, 5, 5, 5]: 0 vs 1*1 = 1
+    assert ops.box_area(a, backend=backend if backend in AREA_BACKENDS else None).tolist() == [81]
+    area1 = ops.box_area(np.concatenate([a, b]), backend=backend if backend in AREA_BACKENDS else None, offset=1)
+    assert area1.dtype == dtype and area1.tolist() == [100, 100, 1, 16, 100]
+    # offset 0: [0,0,9,9] vs [5,5,14,14]: overlap 4*4 = 16, union 81 + 81 - 16 = 146; vs [9,9,12,12]: overlap
+    # 0*0 = 0
+    np.testing.assert_allclose(ops.box_iou(a, b, backend=backend), [[16 / 146, 0, 0, 0]], rtol=1e-7)
+    # offset 1: overlap 5*5 = 25, union 100 + 100 - 25 = 175; the pixel: 1 / (100 + 1 - 1) = 1/100;
+    # [9,9,12,12] (4*4 = 16 pixels) shares one pixel: 1 / (100 + 16 - 1) = 1/115; [10,0,19,9] starts one
+    # column after a ends: overlap width min(9, 19) - max(0, 10) + 1 = 0
+    iou1 = ops.box_iou(a, b, backend=backend, offset=1)
+    np.testing.assert_allclose(iou1, [[25 / 175, 1 / 100, 1 / 115, 0]], rtol=1e-7)
+    assert round(float(iou1[0, 0]), 6) == 0.142857 and round(16 / 146, 6) == 0.109589  # the docs' numbers
+    # GIoU, offset 1: enclosing [0,0,14,14] holds 15*15 = 225 pixels: 25/175 - (225 - 175)/225 = -0.079365;
+    # offset 0: 196 = 14*14, 16/146 - (196 - 146)/196 = -0.145513
+    if backend in GIOU_BACKENDS:
+        giou = ops.generalized_box_iou(a, b[:1], backend=backend, offset=1)
+        np.testing.assert_allclose(giou, [[25 / 175 - 50 / 225]], rtol=1e-6)
+        np.testing.assert_allclose(ops.generalized_box_iou(a, b[:1], backend=backend), [[16 / 146 - 50 / 196]],
+                                   rtol=1e-6)
+
+
+def test_offset_is_checked_by_name():
+    boxes = np.array([[0, 0, 9, 9]], np.float32)
+    calls = [lambda o: ops.box_area(boxes, offset=o), lambda o: ops.box_iou(boxes, boxes, offset=o),
+             lambda o: ops.generalized_box_iou(boxes, boxes, offset=o),
+             lambda o: ops.bbox_overlaps(boxes, boxes, offset=o)]
+    for call in calls:
+        for bad, error in ((2, ValueError), (-1, ValueError), (0.5, ValueError), (np.nan, ValueError),
+                           (True, TypeError), ("1", TypeError), (None, TypeError)):
+            with pytest.raises(error, match="offset"):
+                call(bad)
+        assert call(np.int64(1)).shape and call(np.array(1.0)).shape  # integral numbers and 0-d arrays are fine
+    with pytest.raises(ValueError, match=r"offset=1 .*xyxy.*'xywh'"):
+        ops.box_iou(boxes, boxes, fmt="xywh", offset=1)
+    with pytest.raises(ValueError, match=r"offset=1 .*xyxy.*'cxcywh'"):
+        ops.box_area(boxes, fmt="cxcywh", offset=1)
+
+
+def test_generalized_box_iou_with_offset_1_accepts_empty_pixel_boxes_and_refuses_inverted_ones():
+    # with inclusive pixels [3, 3, 2, 2] holds no pixel (width 2 - 3 + 1 = 0): allowed, as an empty box;
+    # [3, 3, 1, 1] (width -1) is inverted
+    a = np.array([[0, 0, 9, 9]], np.float64)
+    empty = np.array([[3, 3, 2, 2]], np.float64)
+    # overlap 0; union 100 + 0 - 0; enclosing [0, 0, 9, 9], 100 pixels: GIoU 0 - 0/100 = 0
+    assert ops.generalized_box_iou(a, empty, offset=1).tolist() == [[0.0]]
+    with pytest.raises(ValueError, match=r"boxes2 must be .* x2 >= x1 - 1 .*offset=1.*box 0 is \[3.0, 3.0, 1.0, 1.0\]"):
+        ops.generalized_box_iou(a, np.array([[3, 3, 1, 1]]), offset=1)
+    with pytest.raises(ValueError, match=r"boxes2 must be .* x2 >= x1 and y2 >= y1; box 0"):
+        ops.generalized_box_iou(a, empty)  # offset 0: inverted
+
+
+@pytest.mark.parametrize("dtype, scale", [(np.float32, 1e15), (np.float64, 1e15), (np.float32, 1e-30),
+                                          (np.float64, 1e-300)])
+def test_offset_1_with_huge_and_tiny_coordinates_gives_the_reference_on_every_backend(dtype, scale):
+    # tiny coordinates: every box is about one pixel (width x2 - x1 + 1 ~ 1), nothing underflows; huge ones:
+    # the + 1 vanishes in rounding and nothing overflows
+    a = (np.array([[0, 0, 1, 1], [-1, -1, 0.5, 1]]) * scale).astype(dtype)
+    b = (np.array([[0.5, 0.5, 1, 1], [1, 1, 1, 1], [-1, -1, -1, -1]]) * scale).astype(dtype)
+    expected = box_iou_numpy(a, b, 1)
+    assert np.isfinite(expected).all() and ((expected >= 0) & (expected <= 1)).all()
+    for backend in BACKENDS:
+        assert_backend_equal(ops.box_iou(a, b, backend=backend, offset=1), expected, backend)
+    for backend in GIOU_BACKENDS:
+        assert_backend_equal(ops.generalized_box_iou(a, b, backend=backend, offset=1),
+                             generalized_box_iou_numpy(a, b, 1), backend)
+    for backend in AREA_BACKENDS:
+        assert_backend_equal(ops.box_area(a, backend=backend, offset=1), box_area_numpy(a, 1), backend)
+
+
+@given(box_sets(max_boxes=6), box_sets(max_boxes=6), st.sampled_from([0, 1]))
+def test_every_backend_equals_the_numpy_reference_for_both_offsets(a, b, offset):
+    b = b.astype(a.dtype)
+    iou, giou, area = box_iou_numpy(a, b, offset), generalized_box_iou_numpy(a, b, offset), box_area_numpy(a, offset)
+    for backend in BACKENDS:
+        assert_backend_equal(ops.box_iou(a, b, backend=backend, offset=offset), iou, backend)
+    for backend in GIOU_BACKENDS:
+        got = ops.generalized_box_iou(a, b, backend=backend, offset=offset)
+        assert got.dtype == a.dtype
+        assert_backend_equal(got, giou, backend)
+    for backend in AREA_BACKENDS:
+        assert_backend_equal(ops.box_area(a, backend=backend, offset=offset), area, backend)
+
+
+@given(box_sets(), box_sets())
+def test_offset_1_is_offset_0_on_boxes_grown_by_one_pixel(a, b):
+    # inclusive x2 = continuous x2 + 1: on this quarter-pixel grid the + 1 is exact, so the values are equal
+    b = b.astype(a.dtype)
+    grow = np.array([0, 0, 1, 1], dtype=a.dtype)
+    np.testing.assert_array_equal(ops.box_iou(a, b, offset=1), ops.box_iou(a + grow, b + grow))
+    np.testing.assert_array_equal(ops.generalized_box_iou(a, b, offset=1), ops.generalized_box_iou(a + grow, b + grow))
+    np.testing.assert_array_equal(ops.box_area(a, offset=1), ops.box_area(a + grow))
+    # and mmcv's bbox_overlaps(offset=1) agrees with it (eps=0: no clamping of the denominators)
+    np.testing.assert_array_equal(ops.bbox_overlaps(a, b, eps=0, offset=1), ops.box_iou(a, b, offset=1))
+    np.testing.assert_array_equal(ops.bbox_overlaps(a, b, mode="giou", eps=0, offset=1),
+                                  ops.generalized_box_iou(a, b, offset=1))
+
+
+def test_bbox_overlaps_offset_by_hand():
+    a = np.array([[0, 0, 9, 9]])
+    b = np.array([[5, 5, 14, 14]])
+    # iou 25/175; iof: 25 over a's 100 pixels = 0.25; giou 25/175 - (225 - 175)/225
+    np.testing.assert_allclose(ops.bbox_overlaps(a, b, offset=1), [[25 / 175]], rtol=1e-6)
+    np.testing.assert_allclose(ops.bbox_overlaps(a, b, mode="iof", offset=1), [[0.25]], rtol=1e-6)
+    np.testing.assert_allclose(ops.bbox_overlaps(a, b, mode="giou", offset=1), [[25 / 175 - 50 / 225]], rtol=1e-6)
+    np.testing.assert_allclose(ops.bbox_overlaps(a, b, is_aligned=True, offset=1), [25 / 175], rtol=1e-6)
+    np.testing.assert_allclose(ops.bbox_overlaps(a[None], b[None], offset=1), [[[25 / 175]]], rtol=1e-6)
+    np.testing.assert_allclose(ops.bbox_overlaps(a, b), [[16 / 146]], rtol=1e-6)  # the default is unchanged
+
+
+# ---------------------------------------------------------------------------------------------------------
+# masks_to_boxes
+# ---------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", MASK_BACKENDS)
+def test_masks_to_boxes_by_hand(backend):
+    masks = np.zeros((4, 5, 7), dtype=bool)
+    masks[0, 2, 5] = True  # one pixel at row 2, column 5: [5, 2, 5, 2]
+    masks[1, 1:4, 2] = True  # a vertical line, column 2, rows 1..3: [2, 1, 2, 3]
+    masks[1, 3, 6] = True  # ... and a pixel at (3, 6): columns 2..6 -> [2, 1, 6, 3]
+    # masks[2] stays empty: torchvision's [0, 0, 0, 0]
+    masks[3] = True  # everything: [0, 0, W - 1, H - 1] = [0, 0, 6, 4]
+    got = ops.masks_to_boxes(masks, backend=backend)
+    assert got.dtype == np.float32 and got.shape == (4, 4)
+    assert got.tolist() == [[5, 2, 5, 2], [2, 1, 6, 3], [0, 0, 0, 0], [0, 0, 6, 4]]
+    # the boxes are inclusive pixel indices: the one-pixel box holds 1 pixel with offset=1, 0 area without
+    assert ops.box_area(got[:1], offset=1).tolist() == [1] and ops.box_area(got[:1]).tolist() == [0]
+
+
+@pytest.mark.parametrize("backend", MASK_BACKENDS)
+def test_masks_to_boxes_empty_and_odd_shapes(backend):
+    for shape in ((0, 5, 5), (3, 0, 4), (2, 4, 0)):
+        got = ops.masks_to_boxes(np.zeros(shape, bool), backend=backend)
+        assert got.shape == (shape[0], 4) and got.dtype == np.float32 and not got.any()
+    # integer and float masks: nonzero is inside; a strided view works
+    masks = np.zeros((2, 3, 9), np.int64)
+    masks[0, 1, 4] = -7
+    masks[1, 2, 8] = 3
+    assert ops.masks_to_boxes(masks, backend=backend).tolist() == [[4, 1, 4, 1], [8, 2, 8, 2]]
+    assert ops.masks_to_boxes(masks.astype(np.float32) * 0.5, backend=backend).tolist() == [[4, 1, 4, 1],
+                                                                                             [8, 2, 8, 2]]
+    assert ops.masks_to_boxes(masks[:, :, ::2], backend=backend).tolist() == [[2, 1, 2, 1], [4, 2, 4, 2]]
+    for layout in (np.asfortranarray(masks), np.asfortranarray(masks != 0)):  # any memory layout
+        assert ops.masks_to_boxes(layout, backend=backend).tolist() == [[4, 1, 4, 1], [8, 2, 8, 2]]
+
+
+def test_masks_to_boxes_refuses_bad_input_by_name():
+    for bad, error, match in ((np.zeros((3, 3), bool), ValueError, r"masks must have shape \(N, H, W\)"),
+                              (np.zeros((1, 2, 3, 4), bool), ValueError, r"masks must have shape \(N, H, W\)"),
+                              (np.full((1, 2, 2), np.nan), ValueError, "masks contains NaN"),
+                              (np.zeros((1, 2, 2), complex), TypeError, "masks must be bool or a real dtype"),
+                              (np.zeros((1, 2, 2), object), TypeError, "masks must be bool or a real dtype"),
+                              ("mask", TypeError, "masks must be a NumPy array")):
+        with pytest.raises(error, match=match):
+            ops.masks_to_boxes(bad)
+    assert ops.masks_to_boxes([[[0, 1], [0, 0]]]).tolist() == [[1, 0, 1, 0]]  # nested lists are arrays too
+
+
+@st.composite
+def mask_stacks(draw):
+    """(N, H, W) bool masks: sparse noise, blobs, empty masks, full masks; W a multiple of 8 or not."""
+    n = draw(st.integers(1, 5))
+    height, width = draw(st.integers(1, 19)), draw(st.sampled_from([1, 3, 8, 16, 17, 24, 31]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    density = draw(st.sampled_from([0.0, 0.02, 0.3, 1.0]))
+    masks = rng.random((n, height, width)) < density
+    if draw(st.booleans()):
+        masks[rng.integers(0, n)] = False
+    return masks
+
+
+@given(mask_stacks())
+def test_masks_to_boxes_every_backend_equals_the_reference(masks):
+    expected = masks_to_boxes_numpy(masks.view(np.uint8))
+    for backend in MASK_BACKENDS:
+        np.testing.assert_array_equal(ops.masks_to_boxes(masks, backend=backend), expected, err_msg=backend)
+    # a box holds every pixel of its mask, and touches it on all four sides
+    for mask, box in zip(masks, expected):
+        if mask.any():
+            x1, y1, x2, y2 = box.astype(int)
+            assert mask[y1:y2 + 1, x1:x2 + 1].sum() == mask.sum()
+            assert mask[y1].any() and mask[y2].any() and mask[:, x1].any() and mask[:, x2].any()
+
+
+def test_masks_to_boxes_matches_torchvision():
+    torch, torchvision = import_torchvision()
+    rng = np.random.default_rng(5)
+    cases = [rng.random((30, 40, 56)) < 0.001,  # sparse: many empty masks
+             rng.random((10, 17, 93)) < 0.05,  # non-square, W not a multiple of 8
+             np.zeros((4, 8, 8), bool)]
+    blobs = np.zeros((20, 64, 48), bool)  # rectangles of noise, some one pixel
+    for k in range(20):
+        y, x = rng.integers(0, 60), rng.integers(0, 44)
+        h, w = rng.integers(1, 64 - y + 1), rng.integers(1, 48 - x + 1)
+        blobs[k, y:y + h, x:x + w] = rng.random((h, w)) < 0.5
+    blobs[3] = False  # empty: [0, 0, 0, 0]
+    blobs[4] = False
+    blobs[4, 10, 20] = True  # one pixel: [20, 10, 20, 10]
+    cases.append(blobs)
+    for masks in cases:
+        expected = torchvision.ops.masks_to_boxes(torch.from_numpy(masks)).numpy()
+        for backend in MASK_BACKENDS:
+            got = ops.masks_to_boxes(masks, backend=backend)
+            assert got.dtype == expected.dtype
+            np.testing.assert_array_equal(got, expected, err_msg=backend)
+        np.testing.assert_array_equal(ops.masks_to_boxes(masks.astype(np.uint8) * 255), expected)

@@ -198,7 +198,7 @@ source = """
 # cython: language_level=3
 import numpy as np
 from cython cimport floating
-from edudet.kernels.boxes_cython cimport iou_xyxy, box_area
+from edudet.kernels.boxes_cython cimport iou_xyxy, box_area, iou_xyxy_offset, box_area_offset
 
 def all_pairs(const floating[:, ::1] a, const floating[:, ::1] b):
     out = np.empty((a.shape[0], b.shape[0]), dtype=np.asarray(a).dtype)
@@ -215,6 +215,23 @@ def areas(const floating[:, ::1] boxes):
     cdef floating[::1] o = out
     with nogil:
         box_area(boxes, o)
+    return out
+
+def pixel_pairs(const floating[:, ::1] a, const floating[:, ::1] b):
+    out = np.empty((a.shape[0], b.shape[0]), dtype=np.asarray(a).dtype)
+    cdef floating[:, ::1] o = out
+    cdef Py_ssize_t i, j
+    with nogil:
+        for i in range(a.shape[0]):
+            for j in range(b.shape[0]):
+                o[i, j] = iou_xyxy_offset(&a[i, 0], &b[j, 0], 1)
+    return out
+
+def pixel_areas(const floating[:, ::1] boxes):
+    out = np.empty(boxes.shape[0], dtype=np.asarray(boxes).dtype)
+    cdef floating[::1] o = out
+    with nogil:
+        box_area_offset(boxes, o, 1)
     return out
 """
 build = """
@@ -238,6 +255,10 @@ import user_box_kernels as user
 a = np.array([[0, 0, 10, 10], [5, 5, 5, 5]], np.float64)
 b = np.array([[1, 1, 11, 11], [20, 20, 30, 30], [5, 5, 5, 5]], np.float64)
 assert user.all_pairs(a, b).tolist() == [[81 / 119, 0, 0], [0, 0, 0]]
+# offset 1 (inclusive pixels), [0,0,9,9] vs [5,5,14,14]: 5*5 = 25 over 100 + 100 - 25 = 175; areas 100 and 1
+c = np.array([[0, 0, 9, 9], [5, 5, 5, 5]], np.float64)
+assert user.pixel_pairs(c, np.array([[5, 5, 14, 14]], np.float64)).tolist() == [[25 / 175], [1 / 100]]
+assert user.pixel_areas(c).tolist() == [100, 1]
 rng = np.random.default_rng(0)
 for dtype in (np.float32, np.float64):
     print("random", dtype.__name__, flush=True)
@@ -245,6 +266,8 @@ for dtype in (np.float32, np.float64):
     x[:, 2:] += x[:, :2]
     assert np.array_equal(user.all_pairs(x, x[:23]), ops.box_iou(x, x[:23], backend="numpy"))
     assert np.array_equal(user.areas(x), ops.box_area(x, backend="numpy"))
+    assert np.array_equal(user.pixel_pairs(x, x[:23]), ops.box_iou(x, x[:23], backend="numpy", offset=1))
+    assert np.array_equal(user.pixel_areas(x), ops.box_area(x, backend="numpy", offset=1))
 print("ok")
 '''
 
@@ -253,3 +276,90 @@ def test_user_pyx_cimports_iou_xyxy_and_box_area():
     require("Cython", "the Cython user-code test")
     pytest.importorskip("edudet.kernels.boxes_cython")
     assert_child_ok(_USER_PYX_CIMPORTS_IOU_XYXY_AND_BOX_AREA_CHILD, timeout=600)
+
+
+# --- the pixel convention (offset) and masks_to_boxes, called from user code --------------------------------
+
+@njit
+def user_offset_calls(boxes1, boxes2):
+    pairs = np.empty((boxes1.shape[0], boxes2.shape[0]), dtype=boxes1.dtype)
+    for i in range(boxes1.shape[0]):
+        for j in range(boxes2.shape[0]):
+            pairs[i, j] = boxes_numba.iou_xyxy_offset(boxes1[i], boxes2[j], 1)
+    return (boxes_numba.box_iou(boxes1, boxes2, 1), boxes_numba.generalized_box_iou(boxes1, boxes2, 1),
+            boxes_numba.box_area(boxes1, 1), pairs)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_user_njit_offset_kernels_equal_ops_bitwise(dtype):
+    rng = np.random.default_rng(8)
+    a, b = random_boxes(rng, 23, dtype=dtype), random_boxes(rng, 101, dtype=dtype)
+    a[0] = [0, 0, 9, 9]
+    b[0] = [5, 5, 14, 14]
+    iou, giou, area, pairs = user_offset_calls(a, b)
+    assert iou.dtype == giou.dtype == area.dtype == pairs.dtype == dtype
+    np.testing.assert_allclose(iou[0, 0], 25 / 175, rtol=1e-7)  # the docs' pair, inclusive pixels
+    assert np.array_equal(iou, box_iou_numpy(a, b, 1)) and np.array_equal(pairs, iou)
+    assert np.array_equal(giou, generalized_box_iou_numpy(a, b, 1))
+    assert np.array_equal(area, ops.box_area(a, backend="numpy", offset=1))
+    # the old signatures still work, with offset 0
+    assert np.array_equal(boxes_numba.box_iou(a, b), box_iou_numpy(a, b))
+    assert np.array_equal(boxes_numba.box_area(a), ops.box_area(a, backend="numpy"))
+
+
+from numba import cuda  # noqa: E402  (a module global: the CUDA simulator swaps it inside kernels)
+
+from edudet.kernels.boxes_cuda import iou_xyxy_offset  # noqa: E402
+
+
+@cuda.jit
+def diagonal_pixel_iou(boxes1, boxes2, offset, out):
+    """A user's kernel: out[i] = the inclusive-pixel IoU of boxes1[i] and boxes2[i]."""
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] = iou_xyxy_offset(boxes1[i], boxes2[i], offset[0])
+
+
+@pytest.mark.skipif("cuda" not in edudet.backends_for("box_iou"), reason="numba.cuda is not usable here")
+def test_cuda_user_kernel_calls_iou_xyxy_offset():
+    from edudet.kernels import boxes_cuda
+
+    a = np.array([[0, 0, 9, 9], [0, 0, 9, 9]], np.float32)
+    b = np.array([[5, 5, 14, 14], [10, 0, 19, 9]], np.float32)
+    out = np.zeros(2, np.float32)
+    diagonal_pixel_iou[1, 32](a, b, np.ones(1, np.float32), out)
+    # 25 / 175, and 0 for boxes side by side (overlap width 9 - 10 + 1 = 0)
+    np.testing.assert_allclose(out, [25 / 175, 0], rtol=1e-7)
+    rng = np.random.default_rng(9)
+    x = random_boxes(rng, 11, dtype=np.float64)
+    assert np.array_equal(boxes_cuda.box_iou(x, x[:5], 1), box_iou_numpy(x, x[:5], 1))
+    assert np.array_equal(boxes_cuda.generalized_box_iou(x, x[:5], 1), generalized_box_iou_numpy(x, x[:5], 1))
+    assert np.array_equal(boxes_cuda.box_areas(x, 1), ops.box_area(x, backend="numpy", offset=1))
+
+
+@pytest.mark.parametrize("backend", ["numba", "cython", "cuda"])
+def test_masks_to_boxes_entries_check_structure(backend):
+    module = pytest.importorskip(f"edudet.kernels.boxes_{backend}")
+    masks = np.zeros((2, 4, 6), np.uint8)
+    masks[1, 2, 3] = 1
+    assert module.masks_to_boxes(masks).tolist() == [[0, 0, 0, 0], [3, 2, 3, 2]]
+    assert module.masks_to_boxes(masks.astype(bool)).tolist() == [[0, 0, 0, 0], [3, 2, 3, 2]]
+    with pytest.raises(ValueError, match="masks must (have shape|be 3-D)"):
+        module.masks_to_boxes(masks[0])
+    with pytest.raises(ValueError, match="masks must be C-contiguous"):
+        module.masks_to_boxes(masks[:, :, ::2])
+    with pytest.raises(ValueError, match="masks must be uint8 or bool"):
+        module.masks_to_boxes(masks.astype(np.float32))
+
+
+@pytest.mark.parametrize("backend", ["cython", "cuda"])
+def test_cython_and_cuda_giou_and_area_entries_check_structure(backend):
+    module = pytest.importorskip(f"edudet.kernels.boxes_{backend}")
+    for case in range(6):
+        boxes1, boxes2, match = _bad_pairs()[case]
+        with pytest.raises(ValueError, match=match.replace("|the same dtype", "")):
+            module.generalized_box_iou(boxes1, boxes2)
+    with pytest.raises(ValueError, match="boxes must have shape"):
+        module.box_areas(np.ones((3, 5)))
+    with pytest.raises(ValueError, match="boxes must be float32 or float64"):
+        module.box_areas(np.ones((3, 4), np.int64))

@@ -573,6 +573,38 @@ def box_area_convert_cases(draw):
                 "ops.box_convert({boxes}, {in_fmt}, {out_fmt})", NUMPY_ONLY, expect=expect)
 
 
+@st.composite
+def masks_to_boxes_cases(draw):
+    n, h, w = draw(st.integers(0, 3)), draw(st.integers(0, 6)), draw(st.integers(0, 11))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    dtype = draw(st.sampled_from([np.bool_, np.uint8, np.int64, np.float32, np.float64, np.float16]))
+    masks = (rng.random((n, h, w)) < draw(st.sampled_from([0.0, 0.1, 0.5, 1.0]))).astype(dtype)
+    status = OK
+    if masks.size and dtype in (np.float32, np.float64) and _chance(draw, 10):
+        masks.reshape(-1)[draw(st.integers(0, masks.size - 1))] = NAN  # neither inside nor outside
+        status = BAD
+    if _chance(draw, 5):
+        masks, status = draw(st.sampled_from([masks.astype(object), masks.astype(np.complex128)])), BAD
+    if _chance(draw, 5):
+        masks, status = draw(st.sampled_from([masks.reshape(n, h * w), masks[None], np.asarray(True)])), BAD
+    masks = draw(layouts(masks))
+
+    def expect(out):
+        problems = expect_array(out, (n, 4), np.float32)
+        if not problems and out.size:
+            inside = masks.astype(bool).any(axis=(1, 2))
+            if (out[~inside] != 0).any():
+                problems.append(f"an empty mask's box is not [0, 0, 0, 0]: {out[~inside].tolist()}")
+            x1, y1, x2, y2 = out[inside].T
+            if ((x1 > x2) | (y1 > y2) | (x1 < 0) | (y1 < 0) | (x2 > w - 1) | (y2 > h - 1)).any():
+                problems.append(f"boxes outside the masks' pixels: {out[inside].tolist()}")
+        return problems
+
+    return Case("ops.masks_to_boxes", lambda backend, **v: ops.masks_to_boxes(**v, backend=backend),
+                dict(masks=masks), dict(masks=status), "ops.masks_to_boxes({masks}, backend={backend})",
+                dispatcher_backends("edudet.ops.boxes", "masks_to_boxes"), expect=expect)
+
+
 IMAGE_SIZE_BAD = [(0, 5), (5, -1), (NAN, 4), (4, INF), (2**64, 3), (3,), (1, 2, 3), "64", None, (4.5, 4)]
 
 
@@ -866,6 +898,29 @@ def soft_nms_cases(draw):
                 (ulps(dtype, 4), ulps(dtype, 4)), expect)
 
 
+@st.composite
+def nms_match_cases(draw):
+    dets, sd = draw(boxes(max_rows=8, width=5))  # (x1, y1, x2, y2, score)
+    n = len(dets) if dets.ndim >= 1 else 0
+    threshold, st_ = draw(param([0.5, 0.0, 0.3, 1.0], bad=[-0.1]))
+
+    def flat(groups):  # the list of groups as one int64 array, -1 after each group, so backends compare
+        return np.concatenate([np.append(g, -1) for g in groups]) if groups else np.zeros(0, np.int64)
+
+    def expect(out):
+        problems = expect_array(out, out.shape if isinstance(out, np.ndarray) else (0,), np.int64)
+        members = out[out >= 0] if not problems else out
+        if not problems and sorted(members.tolist()) != list(range(n)):
+            problems.append(f"groups do not partition the {n} boxes: {out}")
+        return problems
+
+    # a huge score column is fine (only columns 0-3 are coordinates): a "bad" draw may be accepted
+    return Case("ops.nms_match", lambda backend, **v: flat(ops.nms_match(**v, backend=backend)),
+                dict(dets=dets, iou_threshold=threshold), dict(dets=sd if sd == OK else EITHER, iou_threshold=st_),
+                "ops.nms_match({dets}, {iou_threshold}, backend={backend})",
+                dispatcher_backends("edudet.ops.nms", "nms_match"), expect=expect)
+
+
 # =============================================================================================================
 # Matching and targets: Matcher, match_boxes, rpn_targets, roi_head_targets, sampler
 # =============================================================================================================
@@ -1082,6 +1137,7 @@ def fcos_targets_cases(draw):
                                                  (ranges + [(0.0, 1.0)], BAD),
                                                  (ranges[:-1] + [(ranges[-1][0], INF)], OK)]))
     center_sampling, sc = draw(param([False, True], kind="bool"))
+    sc = OK if center_sampling is None else sc  # None: the rule's default (issue 15: off for mmdet's rule)
     radius, sr = draw(param([1.5, 1e-300, 1e300], bad=[0.0, -1.0]))
     norm, sno = draw(param([False, True], kind="bool"))
     dtype = out_float_dtype(gt)
@@ -1893,6 +1949,7 @@ PROPERTIES = {
     "box_iou": (box_iou_cases, 1.0),
     "generalized_box_iou": (generalized_box_iou_cases, 0.5),
     "box_area_convert": (box_area_convert_cases, 0.5),
+    "masks_to_boxes": (masks_to_boxes_cases, 0.25),
     "clip_remove_small": (clip_remove_cases, 0.5),
     "box_coder": (box_coder_cases, 0.5),
     "fcos_coding": (fcos_coding_cases, 0.5),
@@ -1900,6 +1957,7 @@ PROPERTIES = {
     "nms": (nms_cases, 1.0),
     "batched_nms": (batched_nms_cases, 1.0),
     "soft_nms": (soft_nms_cases, 1.0),
+    "nms_match": (nms_match_cases, 0.5),
     "match_boxes": (match_boxes_cases, 1.0),
     "matcher_call": (matcher_call_cases, 0.5),
     "rpn_targets": (rpn_targets_cases, 0.5),
@@ -1927,6 +1985,7 @@ COVERAGE = {
     "box_iou": "box_iou", "generalized_box_iou": "generalized_box_iou", "box_area": "box_area_convert",
     "box_convert": "box_area_convert", "clip_boxes_to_image": "clip_remove_small",
     "remove_small_boxes": "clip_remove_small", "nms": "nms", "batched_nms": "batched_nms", "soft_nms": "soft_nms",
+    "nms_match": "nms_match",
     "roi_align": "roi_align", "roi_pool": "roi_pool", "paste_masks_in_image": "paste_masks",
     "box_iou_rotated": "box_iou_rotated", "nms_rotated": "nms_rotated", "batched_nms_rotated": "nms_rotated",
     "rotated_box_corners": "rotated_helpers", "rotated_boxes_from_mmcv": "rotated_helpers",
@@ -1943,12 +2002,13 @@ COVERAGE = {
     "valid_flags": "priors", "RotatedAnchorGenerator": "rotated_anchors",
     "distance_box_iou": "iou_variants", "complete_box_iou": "iou_variants", "box_ioa": "iou_variants",
     "bbox_overlaps": "iou_variants",
+    "masks_to_boxes": "masks_to_boxes",
 }
 NOT_OPS = {"ops", "__version__", "available_backends", "backends_for"}  # names that take no data
 FAMILIES = {
     "boxes": ["box_iou", "generalized_box_iou", "box_area_convert", "clip_remove_small", "box_coder", "fcos_coding",
-              "level_mapping", "iou_variants"],
-    "nms": ["nms", "batched_nms", "soft_nms"],
+              "level_mapping", "iou_variants", "masks_to_boxes"],
+    "nms": ["nms", "batched_nms", "soft_nms", "nms_match"],
     "matching": ["match_boxes", "matcher_call", "rpn_targets", "roi_head_targets", "sampler"],
     "fcos_anchors": ["fcos_targets", "anchors_points", "strides", "priors"],
     "roi": ["roi_align", "roi_pool", "multiscale_roi_align", "paste_masks", "roi_grid_to_image"],

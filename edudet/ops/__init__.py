@@ -12,12 +12,13 @@ from .boxes import (
     box_iou,
     clip_boxes_to_image,
     generalized_box_iou,
+    masks_to_boxes,
     remove_small_boxes,
 )
 from .iou_variants import bbox_overlaps, box_ioa, complete_box_iou, distance_box_iou
 from .masks import paste_masks_in_image
 # modules named like their function (as in torchvision): these imports rebind `ops.nms` etc. to the function
-from .nms import batched_nms, nms, soft_nms
+from .nms import batched_nms, nms, nms_match, soft_nms
 from .roi_align import roi_align
 from .roi_pool import roi_pool
 from .rotated import (
@@ -43,9 +44,11 @@ __all__ = [
     "box_convert",
     "clip_boxes_to_image",
     "remove_small_boxes",
+    "masks_to_boxes",
     "nms",
     "batched_nms",
     "soft_nms",
+    "nms_match",
     "roi_align",
     "roi_pool",
     "paste_masks_in_image",

@@ -11,6 +11,7 @@ Boxes are ``(x1, y1, x2, y2)`` with ``x1 <= x2`` and ``y1 <= y2`` (inverted boxe
 
 float64 if either input is float64, else float32 (integer boxes compute in float32). Coordinates beyond +-1e15
 raise a `ValueError` (`edudet._validate.COORDINATE_LIMIT`), and so does an output above edudet's allocation limit.
+`bbox_overlaps` takes mmcv's ``offset=1`` (x2, y2 inclusive pixels), as `box_iou` does (docs/conventions.md).
 
 The formulas, per pair (a, b), with ``inter`` the intersection area, ``union = area(a) + area(b) - inter``,
 C the smallest box enclosing both, ``c`` a box's centre, ``atan(w / h)`` its aspect angle:
@@ -172,6 +173,16 @@ def _clean_batch(boxes, name: str):
     return as_boxes(array.reshape(-1, 4), name).reshape(array.shape)
 
 
+def _inclusive_to_continuous(boxes: np.ndarray, offset: int) -> np.ndarray:
+    """Boxes whose x2, y2 are inclusive pixels, as continuous boxes: a copy with x2 + offset, y2 + offset.
+
+    Every width, overlap and enclosing width of the copy is then ``x2 - x1 + offset`` (mmcv's ``offset=1``
+    formulas): the same numbers for integer coordinates, and within rounding of the added 1 otherwise."""
+    shifted = boxes.astype(np.result_type(boxes.dtype, np.float32), copy=True)
+    shifted[..., 2:] += offset
+    return shifted
+
+
 def _check_not_inverted(boxes: np.ndarray, name: str) -> None:
     flat = boxes.reshape(-1, 4)
     inverted = np.flatnonzero((flat[:, 2] < flat[:, 0]) | (flat[:, 3] < flat[:, 1]))
@@ -181,13 +192,16 @@ def _check_not_inverted(boxes: np.ndarray, name: str) -> None:
                          f"{np.unravel_index(i, boxes.shape[:-1])} is {flat[i].tolist()}")
 
 
-def _compute(kind: int, boxes1, boxes2, eps, aligned: bool, op: str, backend):
+def _compute(kind: int, boxes1, boxes2, eps, aligned: bool, op: str, backend, offset: int = 0):
     if not isinstance(aligned, (bool, np.bool_)):
         raise TypeError(f"{op}: the aligned flag must be a bool, got {type(aligned).__name__}")
     eps = check_scalar(eps, "eps", low=0)
+    offset = check_scalar(offset, "offset", low=0, high=1, integer=True)
     kernel = (_overlaps_aligned if aligned else _overlaps).get(backend)
     b1 = _clean_batch(boxes1, "boxes1")
     b2 = _clean_batch(boxes2, "boxes2")
+    if offset:
+        b1, b2 = _inclusive_to_continuous(b1, offset), _inclusive_to_continuous(b2, offset)
     if b1.ndim != b2.ndim or b1.shape[:-2] != b2.shape[:-2]:
         raise ValueError(f"boxes1 and boxes2 must both be (N, 4) or both (B, N, 4) with the same B; got "
                          f"{b1.shape} and {b2.shape}")
@@ -254,15 +268,18 @@ def box_ioa(boxes1, boxes2, aligned: bool = False, backend: str | None = None) -
 
 
 def bbox_overlaps(boxes1, boxes2, mode: str = "iou", is_aligned: bool = False, eps: float = 1e-6,
-                  backend: str | None = None) -> np.ndarray:
+                  backend: str | None = None, *, offset: int = 0) -> np.ndarray:
     """mmdetection's ``bbox_overlaps``: IoU, IoF or GIoU with eps-clamped denominators.
 
     Shapes as `distance_box_iou` (``is_aligned`` is its ``aligned``). `mode`: ``"iou"``:
     ``inter / max(union, eps)``; ``"iof"``: ``inter / max(area1, eps)``; ``"giou"``:
     ``iou - (max(area(C), eps) - max(union, eps)) / max(area(C), eps)``, C the enclosing box. So pairs whose
     union is below eps (tiny boxes) get ``inter / eps``, not their IoU: use `box_iou` / `box_ioa` for exact
-    ratios. ``eps=0`` is allowed: a zero denominator then gives 0.
+    ratios. ``eps=0`` is allowed: a zero denominator then gives 0. `offset`: 0 (default) or 1, mmcv's
+    ``bbox_overlaps(..., offset=1)``: x2, y2 are inclusive pixels, so every width (areas, overlaps, the
+    enclosing box) is ``x2 - x1 + 1``, as `box_iou(..., offset=1)`; computed as ``offset=0`` on boxes with
+    ``x2 + 1, y2 + 1`` (docs/conventions.md).
     """
     if not isinstance(mode, str) or mode not in _BBOX_OVERLAPS_MODES:
         raise ValueError(f"mode must be one of {tuple(_BBOX_OVERLAPS_MODES)}, got {mode!r}")
-    return _compute(_BBOX_OVERLAPS_MODES[mode], boxes1, boxes2, eps, is_aligned, "bbox_overlaps", backend)
+    return _compute(_BBOX_OVERLAPS_MODES[mode], boxes1, boxes2, eps, is_aligned, "bbox_overlaps", backend, offset)
