@@ -44,3 +44,27 @@ def check_values(**arrays) -> None:
             raise ValueError(f"{name} contains NaN or inf (EDUDET_CHECK_KERNELS=1)")
         if name in _COORDINATE_NAMES and array.size and float(np.max(np.abs(array))) > COORDINATE_LIMIT:
             raise ValueError(f"{name} has a coordinate beyond {COORDINATE_LIMIT:.0e} (EDUDET_CHECK_KERNELS=1)")
+
+
+def check_level_mapping(boxes, k_min=None, k_max=None, canonical_scale=None, num_levels=None,
+                        finest_scale=None) -> None:
+    """The entry checks of the Python-callable level-mapping kernels (`fpn_levels`, `map_roi_levels`).
+
+    boxes: a C-contiguous (N, 4) float32/float64 ndarray (in debug mode also finite, within the bound);
+    FPN's `k_max >= k_min` and `canonical_scale > 0`, or mmdetection's `num_levels >= 1` and
+    `finest_scale > 0`, both scales as they round in the boxes' dtype.
+    """
+    if not isinstance(boxes, np.ndarray) or boxes.dtype not in (np.float32, np.float64):
+        raise ValueError("boxes must be a float32/float64 NumPy array")
+    check_structure("boxes", boxes, columns=4)
+    if CHECK_KERNELS:
+        check_values(boxes=boxes)
+    t = boxes.dtype.type
+    if k_min is not None and k_max < k_min:
+        raise ValueError("k_max must be >= k_min")
+    if canonical_scale is not None and not t(canonical_scale) > 0:
+        raise ValueError("canonical_scale must be positive in the boxes' dtype")
+    if num_levels is not None and num_levels < 1:
+        raise ValueError("num_levels must be >= 1")
+    if finest_scale is not None and not t(finest_scale) > 0:
+        raise ValueError("finest_scale must be positive in the boxes' dtype")

@@ -31,27 +31,7 @@ from libc.stdint cimport int64_t
 from ._checks import CHECK_KERNELS, check_structure, check_values
 
 
-# the same code as the .pxd's fill_anchor_rows, kept here so that this module builds whether or not Cython
-# finds the .pxd (the tests hold the two equal)
-cdef inline void _fill_rows(const float[:, ::1] base, Py_ssize_t row_start, Py_ssize_t row_stop,
-                            Py_ssize_t width, int64_t stride_h, int64_t stride_w, float center_offset,
-                            floating[:, ::1] out) noexcept nogil:
-    cdef Py_ssize_t count = base.shape[0], i, j, a, k
-    cdef float x, y
-    # the cell's offset, in float32 as the reference: 0 for torchvision, half a stride for mmdetection
-    cdef float offset_x = center_offset * <float>stride_w
-    cdef float offset_y = center_offset * <float>stride_h
-    for i in range(row_start, row_stop):
-        y = <float>(i * stride_h) + offset_y  # the int64 shift rounded to float32 once, as the reference's astype
-        for j in range(width):
-            x = <float>(j * stride_w) + offset_x
-            k = (i * width + j) * count
-            for a in range(count):
-                # float32 sums (torchvision's), stored in out's dtype
-                out[k + a, 0] = <float>(base[a, 0] + x)
-                out[k + a, 1] = <float>(base[a, 1] + y)
-                out[k + a, 2] = <float>(base[a, 2] + x)
-                out[k + a, 3] = <float>(base[a, 3] + y)
+# fill_anchor_rows comes from anchors_cython.pxd (Cython reads a module's own .pxd first): one definition
 
 
 cdef void _fill(const float[:, ::1] base_anchors, const int64_t[::1] base_counts, const int64_t[:, ::1] shapes,
@@ -67,7 +47,7 @@ cdef void _fill(const float[:, ::1] base_anchors, const int64_t[::1] base_counts
             base = base_anchors[first_base:first_base + count]
             block = out[start:start + height * width * count]
             with nogil:
-                _fill_rows(base, 0, height, width, strides[level, 0], strides[level, 1], center_offset, block)
+                fill_anchor_rows(base, 0, height, width, strides[level, 0], strides[level, 1], center_offset, block)
         start += height * width * count
         first_base += count
 

@@ -15,7 +15,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from ._checks import CHECK_KERNELS, check_structure, check_values
+from ._checks import check_level_mapping
 
 _THREADS = 128
 
@@ -46,14 +46,6 @@ def _mmdet_kernel(boxes, num_levels, finest, tiny, out):
         out[i] = 0  # log2(0 + 1e-6) < 0: the lowest level
 
 
-def _check(boxes):
-    if not isinstance(boxes, np.ndarray) or boxes.dtype not in (np.float32, np.float64):
-        raise ValueError("boxes must be a float32/float64 NumPy array")
-    check_structure("boxes", boxes, columns=4)
-    if CHECK_KERNELS:
-        check_values(boxes=boxes)
-
-
 def _launch(kernel, boxes, *args):
     out = np.zeros(len(boxes), dtype=np.int64)
     if len(boxes):
@@ -65,21 +57,13 @@ def _launch(kernel, boxes, *args):
 
 def fpn_levels(boxes, k_min, k_max, canonical_scale, canonical_level, eps):
     """(N, 4) boxes -> (N,) int64 FPN level counted from k_min."""
-    _check(boxes)
-    if k_max < k_min:
-        raise ValueError("k_max must be >= k_min")
+    check_level_mapping(boxes, k_min=k_min, k_max=k_max, canonical_scale=canonical_scale)
     t = boxes.dtype.type
-    if not t(canonical_scale) > 0:
-        raise ValueError("canonical_scale must be positive in the boxes' dtype")
     return _launch(_fpn_kernel, boxes, int(k_min), int(k_max), t(canonical_scale), t(canonical_level), t(eps))
 
 
 def map_roi_levels(boxes, num_levels, finest_scale):
     """(N, 4) boxes -> (N,) int64 level in [0, num_levels) (mmdetection's rule)."""
-    _check(boxes)
-    if num_levels < 1:
-        raise ValueError("num_levels must be >= 1")
+    check_level_mapping(boxes, num_levels=num_levels, finest_scale=finest_scale)
     t = boxes.dtype.type
-    if not t(finest_scale) > 0:
-        raise ValueError("finest_scale must be positive in the boxes' dtype")
     return _launch(_mmdet_kernel, boxes, int(num_levels), t(finest_scale), t(1e-6))

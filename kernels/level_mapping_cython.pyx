@@ -14,7 +14,7 @@ from cython cimport floating
 from libc.math cimport floor, log2, log2f, sqrt, sqrtf
 from libc.stdint cimport int64_t
 
-from ._checks import CHECK_KERNELS, check_structure, check_values
+from ._checks import check_level_mapping
 
 
 cdef inline floating _log2(floating x) noexcept nogil:
@@ -27,14 +27,6 @@ cdef inline floating _sqrt(floating x) noexcept nogil:
     if floating is float:
         return sqrtf(x)
     return sqrt(x)
-
-
-def _check(boxes):
-    if not isinstance(boxes, np.ndarray) or boxes.dtype not in (np.float32, np.float64):
-        raise ValueError("boxes must be a float32/float64 NumPy array")
-    check_structure("boxes", boxes, columns=4)
-    if CHECK_KERNELS:
-        check_values(boxes=boxes)
 
 
 cdef void _fpn(const floating[:, ::1] boxes, int64_t k_min, int64_t k_max, floating scale0, floating level0,
@@ -64,12 +56,8 @@ cdef void _mmdet(const floating[:, ::1] boxes, int64_t num_levels, floating fine
 
 def fpn_levels(boxes, k_min, k_max, canonical_scale, canonical_level, eps):
     """(N, 4) boxes -> (N,) int64 FPN level counted from k_min."""
-    _check(boxes)
-    if k_max < k_min:
-        raise ValueError("k_max must be >= k_min")
+    check_level_mapping(boxes, k_min=k_min, k_max=k_max, canonical_scale=canonical_scale)
     t = boxes.dtype.type
-    if not t(canonical_scale) > 0:
-        raise ValueError("canonical_scale must be positive in the boxes' dtype")
     out = np.empty(len(boxes), dtype=np.int64)
     if boxes.dtype == np.float32:
         _fpn[float](boxes, k_min, k_max, t(canonical_scale), t(canonical_level), t(eps), out)
@@ -80,12 +68,8 @@ def fpn_levels(boxes, k_min, k_max, canonical_scale, canonical_level, eps):
 
 def map_roi_levels(boxes, num_levels, finest_scale):
     """(N, 4) boxes -> (N,) int64 level in [0, num_levels) (mmdetection's rule)."""
-    _check(boxes)
-    if num_levels < 1:
-        raise ValueError("num_levels must be >= 1")
+    check_level_mapping(boxes, num_levels=num_levels, finest_scale=finest_scale)
     t = boxes.dtype.type
-    if not t(finest_scale) > 0:
-        raise ValueError("finest_scale must be positive in the boxes' dtype")
     out = np.empty(len(boxes), dtype=np.int64)
     if boxes.dtype == np.float32:
         _mmdet[float](boxes, num_levels, t(finest_scale), out)

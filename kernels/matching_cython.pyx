@@ -25,8 +25,8 @@ Example (from a user's .pyx; ``match_boxes_serial`` inside your own prange over 
         with nogil:
             match_boxes_serial(gt, boxes, 0.7, 0.3, True, best, gt_best, matches)
 
-How it works (the .pxd's inline functions are compiled into users' modules; this module keeps its own copy of
-the IoU, so that it builds whether or not Cython finds the .pxd):
+How it works (the .pxd's inline functions compile into users' modules and into this one, which uses its
+``_pair_iou``; setup.py's ``include_path`` lets Cython find the .pxd for ``edudet.kernels.matching_cython``):
 
 Same two passes as `matching_numba`: (1) in parallel over blocks of boxes, each box's best IoU and first
 argmax, and each block's best IoU per ground truth; (2) thresholds, then low-quality matches, recomputing
@@ -46,22 +46,8 @@ cdef Py_ssize_t _BLOCK = 4096  # boxes per parallel task: the per-block gt maxim
 cdef Py_ssize_t _MAX_BLOCK_MAXIMA = 4194304  # 2**22 per-block gt maxima at most (16 MB float32), however many gts
 
 
-cdef inline floating _iou(floating ax1, floating ay1, floating ax2, floating ay2, floating area_a,
-                          floating gx1, floating gy1, floating gx2, floating gy2, floating area_g) noexcept nogil:
-    # torchvision's box_iou operations in its order and dtype (clamp at 0, w * h, a1 + a2 - inter): the value is
-    # bit-identical; a zero union (two degenerate boxes) gives 0 where torchvision gives NaN. The early exits
-    # skip the division for the many disjoint pairs and predict well: neighbouring anchors overlap alike
-    cdef floating w = (ax2 if ax2 < gx2 else gx2) - (ax1 if ax1 > gx1 else gx1)
-    if w <= 0:
-        return 0
-    cdef floating h = (ay2 if ay2 < gy2 else gy2) - (ay1 if ay1 > gy1 else gy1)
-    if h <= 0:
-        return 0
-    cdef floating inter = w * h
-    cdef floating union = (area_g + area_a) - inter
-    if union <= 0:
-        return 0
-    return inter / union
+# _pair_iou (torchvision's IoU of two boxes, 0 for a zero union) comes from matching_cython.pxd, which Cython
+# reads before this module: one definition, shared with users' modules
 
 
 cdef void _best_pass(const floating[:, ::1] gt_t, const floating[:, ::1] boxes, const floating[::1] gt_area,
@@ -88,7 +74,7 @@ cdef void _best_pass(const floating[:, ::1] gt_t, const floating[:, ::1] boxes, 
         v = -1
         k = 0
         for g in range(num_gt):
-            iou = _iou(ax1, ay1, ax2, ay2, area_a, gx1[g], gy1[g], gx2[g], gy2[g], area_g[g])
+            iou = _pair_iou(ax1, ay1, ax2, ay2, area_a, gx1[g], gy1[g], gx2[g], gy2[g], area_g[g])
             if iou > v:  # strict: the first gt reaching the max wins a tie, as torch.max(dim=0)
                 v = iou
                 k = g
@@ -112,7 +98,7 @@ cdef cnp.int64_t _final(const floating[:, ::1] gt, const floating[:, ::1] boxes,
         ay2 = boxes[i, 3]
         area_a = (ax2 - ax1) * (ay2 - ay1)
         for g in range(gt.shape[0]):
-            if _iou(ax1, ay1, ax2, ay2, area_a, gt[g, 0], gt[g, 1], gt[g, 2], gt[g, 3], gt_area[g]) == gt_best[g]:
+            if _pair_iou(ax1, ay1, ax2, ay2, area_a, gt[g, 0], gt[g, 1], gt[g, 2], gt[g, 3], gt_area[g]) == gt_best[g]:
                 return k
     return -1 if v < low else -2
 

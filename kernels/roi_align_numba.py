@@ -10,12 +10,10 @@
     batch index an integer in [0, N), at most MAX_SAMPLING_GRID (4096) samples per bin per axis.
     Not checked: the feature map's values (NaN/inf propagate as in torchvision), the coordinate bound
     (|corner| <= 1e15): that is `edudet.ops.roi_align`'s job.
-    Values: max_mode is bit-identical to `edudet.ops.roi_align` (backend="numpy"); average pooling adds
-    each bin's samples in the order NumPy's reductions take in the reference (each sample row left to
-    right, then the rows as ``np.add.reduceat``: the first plus the pairwise sum of the rest) and is
-    bit-identical to it on the tests' inputs (hypothesis, C = 3). NumPy picks its order from memory
-    layout, so other shapes (C = 1 with >= 8 samples per bin row; RoIs over 2 ** 21 samples, which the
-    reference splits) differ by rounding: a few ulps of the bin's summed magnitudes.
+    Values: the same bits as `edudet.ops.roi_align(..., backend="numba")` (one code path behind the
+    same plan, see below). max_mode is bit-identical to the NumPy reference too; average pooling adds each
+    bin's samples in another order than the reference (merged per pixel, below): a few ulps of the bin's
+    summed magnitudes apart (tests: rtol 1e-5 in float32, 1e-13 in float64).
 ``bilinear(plane, y, x) -> value``  (``@njit(inline="always")``)
     One bilinear sample of a (H, W) plane at continuous (y, x), torchvision's boundary rule: 0 when more
     than one pixel outside (``y < -1 or y > H or x < -1 or x > W``, or NaN), clamped to the border within a
@@ -32,14 +30,15 @@ Example (user code)::
 
 Private (may change): ``_roi_align_planned(input, batch_index, plan, max_mode)``, the kernel
 `edudet.ops.roi_align` dispatches to (a plan built by `edudet.ops.roi_align.sampling_plan`, checked by
-`_roi_common.check_plan`). It is ~3x faster than `roi_align` on average pooling (below) and a few ulps
-from the reference.
+`_roi_common.check_plan`). `roi_align` builds the same plan in njit (`_axis_plan`, per RoI, in parallel),
+and both hand it to `_pool_planned`: one code path, so a user's `@njit` call is as fast as edudet's own.
 
 Parallel over channels; for each channel it visits one image plane at a time and pools every RoI of that
 image from it while the plane sits in cache (a 200 x 272 float32 plane is ~217 KB: it fits in L2).
 
 Average pooling is separable: ``bin = sum_y w_y * sum_x w_x * f[y, x]`` with the samples' weights merged
-per pixel (`edudet.kernels._roi_common.BinWeights`). Pass 1 reduces each row the RoI reads over every
+per pixel (`edudet.kernels._roi_common.BinWeights`; merged in njit by `_bin_weights`, the same bits
+as the NumPy `bin_weights` the Cython twin uses). Pass 1 reduces each row the RoI reads over every
 column bin (once, although neighbouring bins share rows), pass 2 weights those row sums into the bins.
 Same sum as torchvision's sample-by-sample one, in another order (a few float32 ulps apart), with 2-4x
 fewer reads.
@@ -54,7 +53,8 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import overload
 
-from edudet.kernels._roi_common import bin_weights, check_plan, group_by_image, row_slots
+from edudet.kernels._roi_common import check_plan
+
 
 
 @njit(cache=True, parallel=True)
@@ -122,28 +122,8 @@ def _roi_align_max(input, order, starts, y_grid, y_off, y_lo, y_hi, y_wlo, y_whi
     return out
 
 
-def _roi_align_planned(input, batch_index, plan, max_mode):
-    """(N, C, H, W) input, (K,) int64 batch indices, a `SamplingPlan` -> (K, C, PH, PW)."""
-    check_plan(input, batch_index, plan)  # Numba does no bounds checks: a hand-made plan must not read outside
-    order, starts = group_by_image(batch_index, input.shape[0])
-    out = np.empty((len(batch_index), input.shape[1], plan.pooled_height, plan.pooled_width), dtype=input.dtype)
-    zero = input.dtype.type(0)
-    rows, cols = plan.rows, plan.cols
-    if max_mode:
-        return _roi_align_max(input, order, starts, rows.grid, rows.offsets, rows.low, rows.high, rows.w_low,
-                              rows.w_high, cols.grid, cols.offsets, cols.low, cols.high, cols.w_low, cols.w_high,
-                              plan.pooled_height, plan.pooled_width, zero, out)
-    ys = bin_weights(rows, plan.pooled_height, input.shape[2])
-    xs = bin_weights(cols, plan.pooled_width, input.shape[3])
-    slots = row_slots(ys, plan.pooled_height, input.shape[2])
-    max_rows = int(np.diff(slots.offsets).max())
-    return _roi_align_avg(input, order, starts, slots.offsets, slots.rows, ys.offsets, slots.slot, ys.weight,
-                          xs.offsets, xs.pixel, xs.weight, plan.count, plan.pooled_height, plan.pooled_width,
-                          max_rows, zero, out)
-
-
 # ----------------------------------------------------------------------------------------------------------
-# The stable, njit-callable surface: the plan is built per RoI inside the kernel
+# Scalar building blocks: one bilinear sample (public), one RoI's samples along an axis
 # ----------------------------------------------------------------------------------------------------------
 MAX_SAMPLING_GRID = 4096  # = edudet.ops.roi_align.MAX_SAMPLING_GRID (not imported: kernels must not need ops)
 
@@ -209,80 +189,163 @@ def _axis_samples(start, bin_size, grid, pooled, size, low, high, w_low, w_high)
                 w_high[s] = t(0)
 
 
+# ----------------------------------------------------------------------------------------------------------
+# The plan in njit: where each RoI samples (as `edudet.ops.roi_align.sampling_plan`), merged per bin (as
+# `_roi_common.bin_weights` / `row_slots`, whose NumPy versions the Cython twin uses). The public
+# `roi_align` builds it from the RoIs; `_roi_align_planned` from a plan the op built. Both then run the same
+# two kernels above, so their results are the same bits.
+# ----------------------------------------------------------------------------------------------------------
+@njit(cache=True)
+def _group_by_image(batch_index, num_images):
+    """`_roi_common.group_by_image` in njit: a stable counting sort of the RoIs by image."""
+    starts = np.zeros(num_images + 1, dtype=np.int64)
+    for k in range(len(batch_index)):
+        starts[batch_index[k] + 1] += 1
+    for n in range(num_images):
+        starts[n + 1] += starts[n]
+    order = np.empty(len(batch_index), dtype=np.int64)
+    fill = starts[:-1].copy()
+    for k in range(len(batch_index)):
+        n = batch_index[k]
+        order[fill[n]] = k
+        fill[n] += 1
+    return order, starts
+
+
+@njit(cache=True, parallel=True)
+def _axis_plan(starts, bin_sizes, grid, pooled, size, dtype_of):
+    """Every RoI's ``pooled * grid[k]`` samples along one axis -> (offsets (K + 1,), low, high, w_low, w_high)."""
+    num_rois = len(grid)
+    offsets = np.zeros(num_rois + 1, dtype=np.int64)
+    for k in range(num_rois):
+        offsets[k + 1] = offsets[k] + pooled * grid[k]
+    low = np.empty(offsets[-1], dtype=np.int64)
+    high = np.empty(offsets[-1], dtype=np.int64)
+    w_low = np.empty(offsets[-1], dtype=dtype_of.dtype)
+    w_high = np.empty(offsets[-1], dtype=dtype_of.dtype)
+    for k in prange(num_rois):
+        first, last = offsets[k], offsets[k + 1]
+        _axis_samples(starts[k], bin_sizes[k], grid[k], pooled, size, low[first:last], high[first:last],
+                      w_low[first:last], w_high[first:last])
+    return offsets, low, high, w_low, w_high
+
+
 @njit(inline="always", cache=True)
-def _block_sum(values, first, n):
-    """NumPy's float sum of values[first:first + n] for n <= 128: 8 running sums, combined pairwise."""
-    t = values.dtype.type
-    if n < 8:
-        total = t(-0.0)
-        for i in range(first, first + n):
-            total += values[i]
-        return total
-    if n <= 128:
-        r0, r1, r2, r3 = values[first], values[first + 1], values[first + 2], values[first + 3]
-        r4, r5, r6, r7 = values[first + 4], values[first + 5], values[first + 6], values[first + 7]
-        i = 8
-        while i < n - n % 8:
-            j = first + i
-            r0 += values[j]
-            r1 += values[j + 1]
-            r2 += values[j + 2]
-            r3 += values[j + 3]
-            r4 += values[j + 4]
-            r5 += values[j + 5]
-            r6 += values[j + 6]
-            r7 += values[j + 7]
-            i += 8
-        total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-        while i < n:
-            total += values[first + i]
-            i += 1
-        return total
+def _merge_bin(first, n, low, high, w_low, w_high, acc, pixel, weight, at, fill):
+    """Merge one bin's n samples into one weight per pixel; write them at `at` when `fill`; -> how many.
+
+    The sums run in float64 in `np.bincount`'s order (every sample's low neighbour, then every high one),
+    so each merged weight has the bits of `_roi_common.bin_weights`'. `acc` is a zeroed float64 scratch
+    row of the axis length, zeroed again on return. Weights are >= 0: a pixel is listed iff its sum != 0.
+    """
+    if n == 0:
+        return 0
+    lo = low[first]
+    hi = high[first]
+    for s in range(first, first + n):
+        if w_low[s] != 0:
+            acc[low[s]] += w_low[s]
+        lo = min(lo, low[s])
+        hi = max(hi, high[s])
+    for s in range(first, first + n):
+        if w_high[s] != 0:
+            acc[high[s]] += w_high[s]
+    count = 0
+    for p in range(lo, hi + 1):
+        if acc[p] != 0:
+            if fill:
+                pixel[at + count] = p
+                weight[at + count] = acc[p]
+            count += 1
+            acc[p] = 0.0
+    return count
+
+
+@njit(cache=True, parallel=True)
+def _bin_weights(grid, offsets, low, high, w_low, w_high, pooled, size):
+    """`_roi_common.bin_weights` in njit, the same bits -> (offsets (K * pooled + 1,), pixel (E,), weight (E,))."""
+    num_rois = len(grid)
+    bin_offsets = np.zeros(num_rois * pooled + 1, dtype=np.int64)
+    no_pixel = np.empty(0, dtype=np.int64)
+    no_weight = np.empty(0, dtype=w_low.dtype)
+    for k in prange(num_rois):  # count each bin's pixels, then fill them in at their offsets
+        acc = np.zeros(size, dtype=np.float64)
+        for p in range(pooled):
+            bin_offsets[k * pooled + p + 1] = _merge_bin(offsets[k] + p * grid[k], grid[k], low, high, w_low,
+                                                         w_high, acc, no_pixel, no_weight, 0, False)
+    for b in range(num_rois * pooled):
+        bin_offsets[b + 1] += bin_offsets[b]
+    pixel = np.empty(bin_offsets[-1], dtype=np.int64)
+    weight = np.empty(bin_offsets[-1], dtype=w_low.dtype)
+    for k in prange(num_rois):
+        acc = np.zeros(size, dtype=np.float64)
+        for p in range(pooled):
+            _merge_bin(offsets[k] + p * grid[k], grid[k], low, high, w_low, w_high, acc, pixel, weight,
+                       bin_offsets[k * pooled + p], True)
+    return bin_offsets, pixel, weight
+
+
+@njit(cache=True, parallel=True)
+def _row_slots(bin_offsets, pixel, pooled_h, height):
+    """`_roi_common.row_slots` in njit -> (offsets (K + 1,), rows (R,), slot (E,)): each RoI's distinct rows."""
+    num_rois = (len(bin_offsets) - 1) // pooled_h
+    roi_offsets = np.zeros(num_rois + 1, dtype=np.int64)
+    for k in prange(num_rois):
+        used = np.zeros(height, dtype=np.bool_)
+        for e in range(bin_offsets[k * pooled_h], bin_offsets[(k + 1) * pooled_h]):
+            used[pixel[e]] = True
+        roi_offsets[k + 1] = used.sum()
+    for k in range(num_rois):
+        roi_offsets[k + 1] += roi_offsets[k]
+    rows = np.empty(roi_offsets[-1], dtype=np.int64)
+    slot = np.empty(len(pixel), dtype=np.int64)
+    for k in prange(num_rois):
+        slot_of = np.full(height, -1, dtype=np.int64)
+        first, last = bin_offsets[k * pooled_h], bin_offsets[(k + 1) * pooled_h]
+        for e in range(first, last):
+            slot_of[pixel[e]] = 0
+        r = 0
+        for y in range(height):  # ascending, as np.unique
+            if slot_of[y] == 0:
+                slot_of[y] = r
+                rows[roi_offsets[k] + r] = y
+                r += 1
+        for e in range(first, last):
+            slot[e] = slot_of[pixel[e]]
+    return roi_offsets, rows, slot
 
 
 @njit(cache=True)
-def _pairwise_sum(values, first, n):
-    """NumPy's float sum of values[first:first + n] (pairwise in blocks of 8): the reference's rounding.
-
-    NumPy recurses, ``sum(n) = sum(half) + sum(n - half)`` with ``half = n // 2`` rounded down to a multiple
-    of 8, down to blocks of <= 128. Done here with explicit stacks (Numba's on-disk cache mishandles
-    recursive functions): ranges still to sum, and partial sums combined left + right as the recursion does.
-    """
-    if n <= 128:
-        return _block_sum(values, first, n)
-    range_first = np.empty(64, dtype=np.int64)
-    range_n = np.empty(64, dtype=np.int64)
-    split = np.zeros(64, dtype=np.bool_)
-    partial = np.empty(64, dtype=values.dtype)
-    range_first[0] = first
-    range_n[0] = n
-    top = 1
-    done = 0
-    while top > 0:
-        i = top - 1
-        if range_n[i] <= 128:
-            partial[done] = _block_sum(values, range_first[i], range_n[i])
-            done += 1
-            top -= 1
-        elif split[i]:  # both halves summed: combine them
-            partial[done - 2] = partial[done - 2] + partial[done - 1]
-            done -= 1
-            split[i] = False
-            top -= 1
-        else:  # push the right half, then the left one (summed first)
-            half = range_n[i] // 2
-            half -= half % 8
-            split[i] = True
-            range_first[top] = range_first[i] + half
-            range_n[top] = range_n[i] - half
-            split[top] = False
-            range_first[top + 1] = range_first[i]
-            range_n[top + 1] = half
-            split[top + 1] = False
-            top += 2
-    return partial[0]
+def _pool_planned(input, batch_index, rows, cols, count, pooled_h, pooled_w, max_mode):
+    """Both entries' common tail: rows / cols = (grid, offsets, low, high, w_low, w_high) per axis."""
+    order, starts = _group_by_image(batch_index, input.shape[0])
+    out = np.empty((len(batch_index), input.shape[1], pooled_h, pooled_w), dtype=input.dtype)
+    zero = input.dtype.type(0)
+    if max_mode:
+        return _roi_align_max(input, order, starts, rows[0], rows[1], rows[2], rows[3], rows[4], rows[5],
+                              cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], pooled_h, pooled_w, zero, out)
+    y_off, y_pix, y_w = _bin_weights(rows[0], rows[1], rows[2], rows[3], rows[4], rows[5], pooled_h, input.shape[2])
+    x_off, x_pix, x_w = _bin_weights(cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], pooled_w, input.shape[3])
+    roi_rows_off, roi_rows, y_slot = _row_slots(y_off, y_pix, pooled_h, input.shape[2])
+    max_rows = 0
+    for k in range(len(batch_index)):
+        max_rows = max(max_rows, roi_rows_off[k + 1] - roi_rows_off[k])
+    return _roi_align_avg(input, order, starts, roi_rows_off, roi_rows, y_off, y_slot, y_w, x_off, x_pix, x_w,
+                          count, pooled_h, pooled_w, max_rows, zero, out)
 
 
+def _roi_align_planned(input, batch_index, plan, max_mode):
+    """(N, C, H, W) input, (K,) int64 batch indices, a `SamplingPlan` -> (K, C, PH, PW)."""
+    check_plan(input, batch_index, plan)  # Numba does no bounds checks: a hand-made plan must not read outside
+    rows, cols = plan.rows, plan.cols
+    return _pool_planned(input, batch_index, (rows.grid, rows.offsets, rows.low, rows.high, rows.w_low, rows.w_high),
+                         (cols.grid, cols.offsets, cols.low, cols.high, cols.w_low, cols.w_high), plan.count,
+                         plan.pooled_height, plan.pooled_width, bool(max_mode))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The stable, njit-callable entry: checks, then the plan built per RoI inside
+# ----------------------------------------------------------------------------------------------------------
 def _same_dtype(a, b):
     return a.dtype == b.dtype
 
@@ -313,14 +376,14 @@ def _check_rois(input, rois, pooled_h, pooled_w):
             raise ValueError("rois[:, 0] (the batch index) must hold integers in [0, N)")
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def roi_align(input, rois, pooled_h, pooled_w, spatial_scale, sampling_ratio, aligned, max_mode):
     """(N, C, H, W) input, (K, 5) rois of its dtype -> (K, C, PH, PW): RoIAlign, see the module docstring."""
     _check_rois(input, rois, pooled_h, pooled_w)
     if not _same_dtype(input, rois):
         raise ValueError("rois must have the same dtype as input")
     t = input.dtype.type
-    num_rois, channels, height, width = rois.shape[0], input.shape[1], input.shape[2], input.shape[3]
+    num_rois, height, width = rois.shape[0], input.shape[2], input.shape[3]
     scale = t(spatial_scale)
     offset = t(0.5) if aligned else t(0.0)
     # per RoI: the corners, bin sizes and grids, in T as the reference computes them (one serial pass, so a
@@ -331,6 +394,8 @@ def roi_align(input, rois, pooled_h, pooled_w, spatial_scale, sampling_ratio, al
     bin_ws = np.empty(num_rois, dtype=input.dtype)
     grid_hs = np.empty(num_rois, dtype=np.int64)
     grid_ws = np.empty(num_rois, dtype=np.int64)
+    count = np.empty(num_rois, dtype=input.dtype)
+    batch_index = np.empty(num_rois, dtype=np.int64)
     for k in range(num_rois):
         x1 = rois[k, 1] * scale - offset
         y1 = rois[k, 2] * scale - offset
@@ -356,55 +421,9 @@ def roi_align(input, rois, pooled_h, pooled_w, spatial_scale, sampling_ratio, al
                                  "per axis; check spatial_scale or pass sampling_ratio > 0")
             grid_hs[k] = max(gh, 0)  # a negative-size aligned RoI has no samples: its bins are 0
             grid_ws[k] = max(gw, 0)
-    out = np.zeros((num_rois, channels, pooled_h, pooled_w), dtype=input.dtype)
-    for k in prange(num_rois):
-        gh = grid_hs[k]
-        gw = grid_ws[k]
-        if gh == 0 or gw == 0:
-            continue
-        y_lo = np.empty(pooled_h * gh, dtype=np.int64)
-        y_hi = np.empty(pooled_h * gh, dtype=np.int64)
-        hy = np.empty(pooled_h * gh, dtype=input.dtype)
-        ly = np.empty(pooled_h * gh, dtype=input.dtype)
-        x_lo = np.empty(pooled_w * gw, dtype=np.int64)
-        x_hi = np.empty(pooled_w * gw, dtype=np.int64)
-        hx = np.empty(pooled_w * gw, dtype=input.dtype)
-        lx = np.empty(pooled_w * gw, dtype=input.dtype)
-        _axis_samples(y1s[k], bin_hs[k], gh, pooled_h, height, y_lo, y_hi, hy, ly)
-        _axis_samples(x1s[k], bin_ws[k], gw, pooled_w, width, x_lo, x_hi, hx, lx)
-        count = t(max(gh * gw, 1))
-        row = np.empty(gw, dtype=input.dtype)  # one sample row of one bin
-        row_sums = np.empty(gh, dtype=input.dtype)  # a bin's sample rows, each summed
-        n = np.int64(rois[k, 0])
-        for c in range(channels):
-            plane = input[n, c]
-            for ph in range(pooled_h):
-                for pw in range(pooled_w):
-                    acc = t(0)
-                    for iy in range(gh):
-                        sy = ph * gh + iy
-                        for ix in range(gw):
-                            sx = pw * gw + ix
-                            # the weights are outer products, multiplied first, as in the reference
-                            row[ix] = (hy[sy] * hx[sx] * plane[y_lo[sy], x_lo[sx]]
-                                       + hy[sy] * lx[sx] * plane[y_lo[sy], x_hi[sx]]
-                                       + ly[sy] * hx[sx] * plane[y_hi[sy], x_lo[sx]]
-                                       + ly[sy] * lx[sx] * plane[y_hi[sy], x_hi[sx]])
-                        if max_mode:
-                            for ix in range(gw):
-                                if (iy == 0 and ix == 0) or row[ix] > acc:
-                                    acc = row[ix]
-                        else:
-                            row_sum = row[0]
-                            for ix in range(1, gw):
-                                row_sum += row[ix]
-                            row_sums[iy] = row_sum
-                    if max_mode:
-                        out[k, c, ph, pw] = acc
-                    else:
-                        # NumPy's reduceat over a bin's rows: the first row plus the rest summed pairwise
-                        acc = row_sums[0]
-                        if gh > 1:
-                            acc += _pairwise_sum(row_sums, 1, gh - 1)
-                        out[k, c, ph, pw] = (t(0) + acc) / count
-    return out
+        count[k] = t(max(grid_hs[k] * grid_ws[k], 1))
+        batch_index[k] = np.int64(rois[k, 0])
+    y_off, y_lo, y_hi, y_wlo, y_whi = _axis_plan(y1s, bin_hs, grid_hs, pooled_h, height, y1s)
+    x_off, x_lo, x_hi, x_wlo, x_whi = _axis_plan(x1s, bin_ws, grid_ws, pooled_w, width, x1s)
+    return _pool_planned(input, batch_index, (grid_hs, y_off, y_lo, y_hi, y_wlo, y_whi),
+                         (grid_ws, x_off, x_lo, x_hi, x_wlo, x_whi), count, pooled_h, pooled_w, max_mode)

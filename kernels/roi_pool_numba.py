@@ -18,8 +18,8 @@ Example (user code)::
         return roi_pool(fmap, rois, 7, 7, 1.0 / 16)
 
 Private (may change): ``_roi_pool_bins(input, batch_index, bins)``, what `edudet.ops.roi_pool` dispatches
-to (bins from `pooling_bins`, checked by `_roi_common.check_bins`); ~1.8x faster than `roi_pool` on the
-bench workload (one image plane per channel at a time, shared by all the image's RoIs).
+to (bins from `pooling_bins`, checked by `_roi_common.check_bins`). Both entries run one kernel, `_roi_pool`:
+`roi_pool` only computes the bins itself first, so it is as fast as the op's numba backend.
 
 Parallel over channels; for each channel one image plane at a time, pooling every RoI of that image from
 it while it is in cache. Each bin starts at -FLT_MAX and keeps a value only if strictly larger (NaN never
@@ -30,8 +30,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from edudet.kernels._roi_common import check_bins, group_by_image
-from edudet.kernels.roi_align_numba import _check_rois, _same_dtype
+from edudet.kernels._roi_common import check_bins
+from edudet.kernels.roi_align_numba import _check_rois, _group_by_image, _same_dtype
 from edudet.ops.roi_pool import LOWEST
 
 
@@ -84,7 +84,7 @@ def _roi_pool(input, order, starts, h_start, h_end, w_start, w_end, lowest, out)
 def _roi_pool_bins(input, batch_index, bins):
     """(N, C, H, W) input, (K,) int64 batch indices, `PoolingBins` -> (K, C, PH, PW)."""
     check_bins(input, batch_index, bins)  # the kernel does no bounds checks: hand-made bins must stay in the map
-    order, starts = group_by_image(batch_index, input.shape[0])
+    order, starts = _group_by_image(batch_index, input.shape[0])
     out = np.empty((len(batch_index), input.shape[1], bins.h_start.shape[1], bins.w_start.shape[1]),
                    dtype=input.dtype)
     return _roi_pool(input, order, starts, bins.h_start, bins.h_end, bins.w_start, bins.w_end,
@@ -107,10 +107,14 @@ def roi_pool(input, rois, pooled_h, pooled_w, spatial_scale):
     if not _same_dtype(input, rois):
         raise ValueError("rois must have the same dtype as input")
     t = input.dtype.type
-    num_rois, channels, height, width = rois.shape[0], input.shape[1], input.shape[2], input.shape[3]
+    num_rois, height, width = rois.shape[0], input.shape[2], input.shape[3]
     scale = t(spatial_scale)
-    lowest = t(LOWEST)
-    out = np.zeros((num_rois, channels, pooled_h, pooled_w), dtype=input.dtype)
+    # each RoI's bin edges (`edudet.ops.roi_pool.pooling_bins`), then the same kernel as the numba backend
+    h_start = np.empty((num_rois, pooled_h), dtype=np.int64)
+    h_end = np.empty((num_rois, pooled_h), dtype=np.int64)
+    w_start = np.empty((num_rois, pooled_w), dtype=np.int64)
+    w_end = np.empty((num_rois, pooled_w), dtype=np.int64)
+    batch_index = np.empty(num_rois, dtype=np.int64)
     for k in prange(num_rois):
         x1 = _round_half_away(rois[k, 1] * scale)
         y1 = _round_half_away(rois[k, 2] * scale)
@@ -119,39 +123,13 @@ def roi_pool(input, rois, pooled_h, pooled_w, spatial_scale):
         # the end pixel is included; a malformed region is 1 pixel
         bin_h = t(max(y2 - y1 + 1, 1)) / t(pooled_h)
         bin_w = t(max(x2 - x1 + 1, 1)) / t(pooled_w)
-        n = np.int64(rois[k, 0])
-        for c in range(channels):
-            plane = input[n, c]
-            for ph in range(pooled_h):
-                hs = min(max(np.int64(np.floor(t(ph) * bin_h)) + y1, 0), height)
-                he = min(max(np.int64(np.ceil(t(ph + 1) * bin_h)) + y1, 0), height)
-                for pw in range(pooled_w):
-                    ws = min(max(np.int64(np.floor(t(pw) * bin_w)) + x1, 0), width)
-                    we = min(max(np.int64(np.ceil(t(pw + 1) * bin_w)) + x1, 0), width)
-                    if he <= hs or we <= ws:
-                        continue  # an empty bin is 0
-                    # four running maxima over interleaved columns, as `_roi_pool` (selects: NaN never wins)
-                    b0 = lowest
-                    b1 = lowest
-                    b2 = lowest
-                    b3 = lowest
-                    for h in range(hs, he):
-                        w = ws
-                        while w + 4 <= we:
-                            v0 = plane[h, w]
-                            v1 = plane[h, w + 1]
-                            v2 = plane[h, w + 2]
-                            v3 = plane[h, w + 3]
-                            b0 = v0 if v0 > b0 else b0
-                            b1 = v1 if v1 > b1 else b1
-                            b2 = v2 if v2 > b2 else b2
-                            b3 = v3 if v3 > b3 else b3
-                            w += 4
-                        while w < we:
-                            v0 = plane[h, w]
-                            b0 = v0 if v0 > b0 else b0
-                            w += 1
-                    b0 = b1 if b1 > b0 else b0
-                    b2 = b3 if b3 > b2 else b2
-                    out[k, c, ph, pw] = b2 if b2 > b0 else b0
-    return out
+        for ph in range(pooled_h):
+            h_start[k, ph] = min(max(np.int64(np.floor(t(ph) * bin_h)) + y1, 0), height)
+            h_end[k, ph] = min(max(np.int64(np.ceil(t(ph + 1) * bin_h)) + y1, 0), height)
+        for pw in range(pooled_w):
+            w_start[k, pw] = min(max(np.int64(np.floor(t(pw) * bin_w)) + x1, 0), width)
+            w_end[k, pw] = min(max(np.int64(np.ceil(t(pw + 1) * bin_w)) + x1, 0), width)
+        batch_index[k] = np.int64(rois[k, 0])
+    order, starts = _group_by_image(batch_index, input.shape[0])
+    out = np.empty((num_rois, input.shape[1], pooled_h, pooled_w), dtype=input.dtype)
+    return _roi_pool(input, order, starts, h_start, h_end, w_start, w_end, t(LOWEST), out)

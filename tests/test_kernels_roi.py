@@ -85,10 +85,51 @@ def test_numba_roi_align_equals_reference(seed, dtype, ratio, aligned, max_mode,
     boxes = rng.uniform(-10, 40, (5, 4))
     boxes[:, 2:] += boxes[:, :2] * rng.uniform(-0.2, 1)
     rois = np.concatenate([rng.integers(0, 2, (5, 1)), boxes], axis=1).astype(dtype)
-    expected = ops.roi_align(fmap, rois, (ph, pw), scale, ratio, aligned, "max" if max_mode else "avg",
-                             backend="numpy")
-    # bit-identical: the plan's rounding and the reference's order of additions (see the module docstring)
-    assert np.array_equal(user_align(fmap, rois, ph, pw, scale, ratio, aligned, max_mode), expected)
+    mode = "max" if max_mode else "avg"
+    got = user_align(fmap, rois, ph, pw, scale, ratio, aligned, max_mode)
+    # the same code as edudet's numba backend behind the same plan: the same bits
+    assert np.array_equal(got, ops.roi_align(fmap, rois, (ph, pw), scale, ratio, aligned, mode, backend="numba"))
+    expected = ops.roi_align(fmap, rois, (ph, pw), scale, ratio, aligned, mode, backend="numpy")
+    if max_mode:  # a maximum of the same samples: bit-identical to the reference
+        assert np.array_equal(got, expected)
+    else:  # merged per-pixel weights add in another order than the reference's samples: a few ulps
+        tol = 1e-5 if dtype == np.float32 else 1e-13
+        np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), dtype=st.sampled_from([np.float32, np.float64]),
+       ratio=st.integers(-1, 5), aligned=st.booleans(), ph=st.integers(1, 6), pw=st.integers(1, 6))
+def test_njit_plan_merging_equals_the_numpy_one(seed, dtype, ratio, aligned, ph, pw):
+    # the public njit roi_align merges its samples per pixel in njit (`_bin_weights`, `_row_slots`); the
+    # Cython twin uses the NumPy versions in `_roi_common`: both must give the same bits, or the backends drift
+    from edudet.kernels._roi_common import bin_weights, row_slots
+    from edudet.ops.roi_align import sampling_plan
+
+    rng = np.random.default_rng(seed)
+    height, width = int(rng.integers(1, 30)), int(rng.integers(1, 30))
+    boxes = rng.uniform(-10, 40, (6, 4))
+    boxes[:, 2:] += boxes[:, :2] * rng.uniform(-0.2, 1)
+    plan = sampling_plan(boxes.astype(dtype), height, width, (ph, pw), 1.0, ratio, aligned)
+    for axis, pooled, size in ((plan.rows, ph, height), (plan.cols, pw, width)):
+        expected = bin_weights(axis, pooled, size)
+        got = roi_align_numba._bin_weights(axis.grid, axis.offsets, axis.low, axis.high, axis.w_low, axis.w_high,
+                                           pooled, size)
+        for g, e in zip(got, expected):
+            assert g.dtype == e.dtype and np.array_equal(g, e)
+        if axis is plan.rows:
+            for g, e in zip(roi_align_numba._row_slots(got[0], got[1], ph, height), row_slots(expected, ph, height)):
+                assert np.array_equal(g, e)
+
+
+def test_merged_weights_by_hand():
+    # one RoI, one bin, 2 samples along an axis of 4 pixels at 0.25 and 0.75: both read pixels 0 and 1 with
+    # weights (0.75, 0.25) and (0.25, 0.75): merged, pixel 0 gets 0.75 + 0.25 = 1 and pixel 1 gets 0.25 + 0.75
+    low, high = np.array([0, 0]), np.array([1, 1])
+    w_low, w_high = np.array([0.75, 0.25]), np.array([0.25, 0.75])
+    offsets, pixel, weight = roi_align_numba._bin_weights(np.array([2]), np.array([0, 2]), low, high, w_low, w_high,
+                                                          1, 4)
+    assert offsets.tolist() == [0, 2] and pixel.tolist() == [0, 1] and weight.tolist() == [1.0, 1.0]
 
 
 @settings(max_examples=40, deadline=None)
