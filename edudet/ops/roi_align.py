@@ -17,7 +17,8 @@ The computation is split in two, and a learner should read it in that order:
 Every rounding step of the plan follows torchvision's CPU kernel (in the input's dtype ``T``), so sample
 positions and weights are bit-identical to torchvision's. The sums differ only in order: the NumPy
 reference uses NumPy's sums, the numba/cython twins sum separably over merged per-pixel weights
-(``edudet.kernels._roi_common``: `bin_weights`, `row_slots`) and the CUDA twin sample by sample as
+(``edudet.kernels._roi_common``: `bin_weights`, `row_slots`, which the numba twin re-does inside njit with the
+same bits) and the CUDA twin sample by sample as
 torchvision; all agree with torchvision to a few units in the last place (~1e-6 in float32 on unit-scale
 maps, ~1e-15 in float64).
 
