@@ -20,7 +20,7 @@ BACKENDS = ("numpy", "numba", "cython", "cuda")
 OP_MODULES = ("edudet.ops.boxes", "edudet.ops.nms", "edudet.ops.roi_align", "edudet.ops.roi_pool",
               "edudet.matcher", "edudet.targets", "edudet.anchors", "edudet.ops.rotated",
               "edudet.ops.roi_align_rotated", "edudet.rotated_anchors",
-              "edudet.ops.iou_variants", "edudet.level_mapper")
+              "edudet.ops.iou_variants", "edudet.level_mapper", "edudet.ops.masks")
 _REGISTRY: dict = {}
 # backend=None picks the first usable of these (CUDA is never picked implicitly: data lives on the host)
 DEFAULT_PREFERENCE = ("cython", "numba", "numpy")

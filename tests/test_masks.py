@@ -1,40 +1,49 @@
-"""paste_masks_in_image: hand cases, properties, parity with torchvision, bad input."""
+"""paste_masks_in_image: hand cases, properties, parity with torchvision, bad input; every backend."""
+from functools import lru_cache
+
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edudet.ops import paste_masks_in_image
-from helpers import import_torchvision
+from edudet.ops.masks import _paste_masks
+from helpers import assert_child_ok, import_torchvision
+
+BACKENDS = _paste_masks.backends
+CPU_BACKENDS = [b for b in BACKENDS if b != "cuda"]
 
 
-def test_two_by_two_mask_with_padding():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_by_two_mask_with_padding(backend):
     # M = 2, padding 1: scale (2 + 2) / 2 = 2; box (0, 0, 3, 3): centre 1.5, half-size 1.5 * 2 = 3 ->
     # (-1.5, -1.5, 4.5, 4.5) -> truncated (-1, -1, 4, 4): 6 x 6 box pixels starting at image pixel -1.
     # padded 1-D profile [0, 1, 1, 0] resized 4 -> 6: source (i + 0.5) * 4 / 6 - 0.5 =
     # -1/6 (-> 0), 1/2, 7/6, 11/6, 5/2, 19/6 -> values 0, 0.5, 1, 1, 0.5, 0 (19/6 reads the last, 0).
     # Box pixels 1..5 are image pixels 0..4: [0.5, 1, 1, 0.5, 0]; image pixel 5 is outside the box.
     masks = np.ones((1, 1, 2, 2), np.float32)
-    out = paste_masks_in_image(masks, np.array([[0, 0, 3, 3]], np.float32), (6, 6))
+    out = paste_masks_in_image(masks, np.array([[0, 0, 3, 3]], np.float32), (6, 6), backend=backend)
     profile = np.array([0.5, 1, 1, 0.5, 0, 0], np.float32)
     assert out.shape == (1, 1, 6, 6) and out.dtype == np.float32
     np.testing.assert_allclose(out[0, 0], np.outer(profile, profile), rtol=0, atol=1e-6)
 
 
-def test_no_padding_is_a_plain_resize_and_paste():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_no_padding_is_a_plain_resize_and_paste(backend):
     # padding 0, box (1, 2, 2, 3): scale 1, box unchanged, 2 x 2 pixels at rows 2..3, columns 1..2:
     # resizing 2 -> 2 with align_corners=False reads each source pixel exactly
     masks = np.array([[[[0.1, 0.2], [0.3, 0.4]]]])
-    out = paste_masks_in_image(masks, np.array([[1.0, 2, 2, 3]]), (5, 4), padding=0)
+    out = paste_masks_in_image(masks, np.array([[1.0, 2, 2, 3]]), (5, 4), padding=0, backend=backend)
     expected = np.zeros((5, 4))
     expected[2:4, 1:3] = [[0.1, 0.2], [0.3, 0.4]]
     np.testing.assert_allclose(out[0, 0], expected, rtol=0, atol=1e-15)
 
 
-def test_boxes_partly_and_wholly_outside():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_boxes_partly_and_wholly_outside(backend):
     masks = np.ones((3, 1, 4, 4), np.float32)
     boxes = np.array([[-3, -3, 1, 1], [50, 50, 60, 60], [-20, -20, -10, -10]], np.float32)
-    out = paste_masks_in_image(masks, boxes, (8, 8), padding=0)
+    out = paste_masks_in_image(masks, boxes, (8, 8), padding=0, backend=backend)
     # box 0 covers pixels -3..1 (5 px: a constant mask resized stays 1): only image pixels 0..1 remain
     expected = np.zeros((8, 8), np.float32)
     expected[:2, :2] = 1
@@ -42,10 +51,14 @@ def test_boxes_partly_and_wholly_outside():
     assert not out[1:].any()  # wholly outside: nothing pasted (torchvision raises on these)
 
 
-def test_empty_and_integer_masks():
-    out = paste_masks_in_image(np.zeros((0, 1, 28, 28)), np.zeros((0, 4)), (10, 12))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_and_integer_masks(backend):
+    out = paste_masks_in_image(np.zeros((0, 1, 28, 28)), np.zeros((0, 4)), (10, 12), backend=backend)
     assert out.shape == (0, 1, 10, 12) and out.dtype == np.float64
-    out = paste_masks_in_image(np.ones((1, 1, 2, 2), np.int64), np.array([[0, 0, 1, 1]]), (3, 3), padding=0)
+    out = paste_masks_in_image(np.zeros((0, 1, 5, 5), np.float32), np.zeros((0, 4)), (3, 4), backend=backend)
+    assert out.shape == (0, 1, 3, 4) and out.dtype == np.float32
+    out = paste_masks_in_image(np.ones((1, 1, 2, 2), np.int64), np.array([[0, 0, 1, 1]]), (3, 3), padding=0,
+                               backend=backend)
     assert out.dtype == np.float32
     np.testing.assert_allclose(out[0, 0], [[1, 1, 0], [1, 1, 0], [0, 0, 0]], atol=1e-6)
 
@@ -59,6 +72,9 @@ def test_empty_and_integer_masks():
     (dict(padding=-1), ValueError, "padding must be >= 0"),
     (dict(image_shape=(0, 10)), ValueError, "image_shape"),
     (dict(image_shape=10), ValueError, "image_shape"),
+    (dict(backend="tpu"), ValueError, "not usable here; choose one of"),
+    (dict(backend="tpu", masks=np.zeros((0, 1, 28, 28)), boxes=np.zeros((0, 4))), ValueError, "not usable here"),
+    (dict(backend=1), TypeError, "backend must be a str"),
 ])
 def test_bad_input(kwargs, error, match):
     args = dict(masks=np.zeros((2, 1, 28, 28)), boxes=np.zeros((2, 4)), image_shape=(10, 10))
@@ -84,9 +100,10 @@ def test_probabilities_stay_probabilities_and_stay_in_their_box(seed, padding):
             assert ys.min() >= np.trunc(centre[k, 1] - half[k, 1]) and ys.max() <= centre[k, 1] + half[k, 1] + 1
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("size, padding", [(28, 1), (14, 0), (28, 2), (7, 1), (1, 1)])
-def test_parity_with_torchvision_is_bit_exact(dtype, size, padding):
+def test_parity_with_torchvision_is_bit_exact(dtype, size, padding, backend):
     # issue 15, item 5: equal bit for bit (torchvision's own test checks exact equality); before the fix
     # 2-3% of float32 pixels differed in the last bits (max ~9e-7)
     torch, torchvision = import_torchvision()
@@ -104,8 +121,25 @@ def test_parity_with_torchvision_is_bit_exact(dtype, size, padding):
     xy[3:] = np.minimum(xy[3:], [310, 230])
     boxes = np.concatenate([xy, np.maximum(xy + wh, 1)], axis=1).astype(dtype)
     expected = tv_paste(torch.from_numpy(masks), torch.from_numpy(boxes), (240, 320), padding=padding).numpy()
-    out = paste_masks_in_image(masks, boxes, (240, 320), padding=padding)
+    out = paste_masks_in_image(masks, boxes, (240, 320), padding=padding, backend=backend)
     assert out.dtype == dtype and out.shape == expected.shape
+    assert np.array_equal(out, expected), f"{int((out != expected).sum())} pixels differ"
+
+
+@pytest.mark.skipif("cuda" not in BACKENDS, reason="numba.cuda not usable")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cuda_parity_with_torchvision_is_bit_exact(dtype):
+    # small (the simulator runs one Python thread per pixel): 6 masks into 16 x 20, boxes of 3..140 pixels
+    # (both of PyTorch's resize kernels), some partly outside
+    torch, _ = import_torchvision()
+    from torchvision.models.detection.roi_heads import paste_masks_in_image as tv_paste
+
+    rng = np.random.default_rng(np.dtype(dtype).itemsize)
+    masks = rng.uniform(0, 1, (6, 1, 6, 6)).astype(dtype)
+    xy = rng.uniform(-30, 10, (6, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(3, 140, (6, 2))], axis=1).astype(dtype)
+    expected = tv_paste(torch.from_numpy(masks), torch.from_numpy(boxes), (16, 20)).numpy()
+    out = paste_masks_in_image(masks, boxes, (16, 20), backend="cuda")
     assert np.array_equal(out, expected), f"{int((out != expected).sum())} pixels differ"
 
 
@@ -227,3 +261,137 @@ def test_extreme_finite_boxes_paste_probabilities(corners, dtype, padding, seed)
     for k in range(len(corners)):
         alone = paste_masks_in_image(masks[k:k + 1], boxes[k:k + 1], (6, 7), padding)
         np.testing.assert_array_equal(alone[0], out[k])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the fast twins (issue 15, item 2): the NumPy reference's bits on every backend
+# ---------------------------------------------------------------------------------------------------------
+_side = st.one_of(st.floats(0, 4), st.floats(4, 160), st.sampled_from([0.0, 1e-30, 5e-324, 3e9, 1e15]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), size=st.integers(1, 9), padding=st.integers(0, 3),
+       dtype=st.sampled_from([np.float32, np.float64]),
+       widths=st.lists(st.tuples(_side, _side), min_size=1, max_size=4),
+       image=st.tuples(st.integers(1, 40), st.integers(1, 40)))
+def test_every_cpu_backend_equals_the_reference(seed, size, padding, dtype, widths, image):
+    # boxes from empty to 160 px (both of PyTorch's kernels: h + w <= 128 and above) and huge, anywhere around
+    # the image, negative masks too: every backend must give the reference's bits
+    rng = np.random.default_rng(seed)
+    masks = rng.uniform(-1, 2, (len(widths), 1, size, size)).astype(dtype)
+    xy = rng.uniform(-50, 60, (len(widths), 2))
+    boxes = np.clip(np.concatenate([xy, xy + np.array(widths)], axis=1), -1e15, 1e15).astype(dtype)
+    expected = paste_masks_in_image(masks, boxes, image, padding, backend="numpy")
+    for backend in CPU_BACKENDS:
+        out = paste_masks_in_image(masks, boxes, image, padding, backend=backend)
+        assert out.dtype == dtype and np.array_equal(out, expected), (backend, int((out != expected).sum()))
+
+
+@pytest.mark.skipif("cuda" not in BACKENDS, reason="numba.cuda not usable")
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), dtype=st.sampled_from([np.float32, np.float64]), padding=st.integers(0, 2))
+def test_cuda_equals_the_reference(seed, dtype, padding):
+    rng = np.random.default_rng(seed)
+    masks = rng.uniform(0, 1, (3, 1, 4, 4)).astype(dtype)
+    xy = rng.uniform(-20, 10, (3, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(0, 90, (3, 2))], axis=1).astype(dtype)
+    expected = paste_masks_in_image(masks, boxes, (9, 11), padding, backend="numpy")
+    np.testing.assert_array_equal(paste_masks_in_image(masks, boxes, (9, 11), padding, backend="cuda"), expected)
+
+
+@lru_cache(maxsize=None)
+def _numba_fma():
+    """The kernel's fma intrinsic wrapped in one njit function (compiled once per session)."""
+    from numba import njit
+
+    from edudet.kernels.masks_numba import fma
+
+    return njit(lambda x, y, z: fma(x, y, z))
+
+
+@pytest.mark.skipif("numba" not in BACKENDS, reason="numba not usable")
+@settings(max_examples=200, deadline=None)
+@given(a=st.floats(-1e6, 1e6), b=st.floats(-1e6, 1e6), c=st.floats(-1e12, 1e12))
+def test_numba_fma_rounds_once(a, b, c):
+    # the kernel's llvm.fma intrinsic against the reference's exact NumPy fma (itself tested against Fractions
+    # above), float32 and float64; and the classic case a plain multiply-add gets wrong
+    from edudet.ops.masks import _fused_multiply_add
+
+    call = _numba_fma()
+    for dtype in (np.float32, np.float64):
+        x, y, z = dtype(a), dtype(b), dtype(c)
+        assert call(x, y, z) == _fused_multiply_add(x, y, z)  # numba returns a Python float: exact either way
+    assert call(np.float32(1 + 2.0**-13), np.float32(1 - 2.0**-13), np.float32(-1)) == np.float32(-(2.0**-26))
+    assert call(1 + 2.0**-27, 1 - 2.0**-27, -1.0) == -(2.0**-54)
+
+
+def test_reference_fma_is_exact_near_float64_subnormals():
+    # found by the numba twin: a * b = 9.9172558569045e-311 is subnormal, where Dekker's error term underflows
+    # and the reference's round-to-odd sum was off by an ulp; such products are now redone with Fractions
+    from fractions import Fraction
+
+    from edudet.ops.masks import _fused_multiply_add
+
+    a = np.array([9.958541990123054e-156, 1e-160, 3e-200, 2.0])
+    c = np.array([0.0, 1e-310, -1e-320, 1.0])
+    exact = [float(Fraction(float(x)) * Fraction(float(x)) + Fraction(float(z))) for x, z in zip(a, c)]
+    assert _fused_multiply_add(a, a, c).tolist() == exact
+    assert _fused_multiply_add(a[0], a[0], c[0]) == exact[0]
+
+
+def test_absurd_boxes_never_write_out_of_range():
+    # the kernels write through raw indices: boxes far outside, straddling the image by 1e15 pixels, grown to
+    # 8e17 by padding 400, zero-sized, reversed, into 1 x 1 and 3 x 2 images: run in a child so that an
+    # out-of-range write is a named crash, not a corrupted test process; every backend equals the reference
+    assert_child_ok("""
+import numpy as np
+from edudet.ops import paste_masks_in_image
+from edudet.ops.masks import _paste_masks
+
+cases = {
+    "straddling 1e15": (np.ones((2, 1, 3, 3)), [[-1e15, -1e15, 1e15, 1e15], [-1e15, 0, 1, 1e15]], (3, 2), 1),
+    "far outside": (np.ones((4, 1, 2, 2)), [[1e15, 1e15, 1e15, 1e15], [-1e15, -1e15, -1e15 + 5, -1e15 + 5],
+                                            [5, -1e15, 6, -1], [-1e15, 2, -1, 3]], (3, 2), 1),
+    "grown to 8e17": (np.ones((1, 1, 1, 1)), [[-1e15, -1e15, 1e15, 1e15]], (1, 1), 400),
+    "zero-sized and reversed": (np.ones((3, 1, 4, 4)), [[0, 0, 0, 0], [2, 2, 1, 1], [1e15, 0, -1e15, 2]], (3, 2), 0),
+    "1 x 1 image": (np.ones((2, 1, 5, 5)), [[-3, -3, 3, 3], [0.2, 0.2, 0.7, 0.7]], (1, 1), 2),
+}
+for backend in [b for b in _paste_masks.backends if b != "cuda"]:
+    for name, (masks, boxes, shape, padding) in cases.items():
+        for dtype in (np.float32, np.float64):
+            print(backend, name, dtype.__name__, flush=True)
+            m, b = masks.astype(dtype), np.array(boxes, dtype)
+            out = paste_masks_in_image(m, b, shape, padding, backend=backend)
+            assert np.array_equal(out, paste_masks_in_image(m, b, shape, padding, backend="numpy")), name
+print("done")
+""")
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "numpy"])
+def test_kernel_entries_check_shapes_and_box_range(backend):
+    # the kernels are public (edudet.kernels.masks_*): called directly, wrong shapes and boxes beyond +-1e18
+    # (whose source indices would overflow to out-of-range reads) are refused by name
+    kernel = _paste_masks.get(backend)
+    padded, boxes, out = np.zeros((2, 4, 4)), np.zeros((2, 4), np.int64), np.zeros((2, 1, 3, 3))
+    kernel(padded, boxes, out)
+    with pytest.raises(ValueError, match="padded_masks must have shape"):
+        kernel(np.zeros((2, 4, 5)), boxes, out)
+    with pytest.raises(ValueError, match="boxes must have shape"):
+        kernel(padded, np.zeros((3, 4), np.int64), out)
+    with pytest.raises(ValueError, match="out must have shape"):
+        kernel(padded, boxes, np.zeros((2, 2, 3, 3)))
+    with pytest.raises(ValueError, match="boxes must lie within"):
+        kernel(padded, np.array([[-2**62, 0, 2**62, 1], [0, 0, 1, 1]], np.int64), out)
+
+
+@pytest.mark.skipif("numba" not in BACKENDS, reason="numba not usable")
+def test_kernels_page_example_runs():
+    # docs/kernels/masks.md promises its examples run: execute each python block
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "kernels" / "masks.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", page, flags=re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "docs/kernels/masks.md", "exec"), {})

@@ -1496,10 +1496,11 @@ def paste_masks_cases(draw):
                 problems.append(f"pasted values outside the masks' range [{low}, {high}]")
         return problems
 
-    return Case("ops.paste_masks_in_image", lambda backend, **v: ops.paste_masks_in_image(**v),
+    return Case("ops.paste_masks_in_image", lambda backend, **v: ops.paste_masks_in_image(**v, backend=backend),
                 dict(masks=masks, boxes=b, image_shape=shape, padding=padding),
                 dict(masks=s_masks, boxes=sb, image_shape=s_shape, padding=sp),
-                "ops.paste_masks_in_image({masks}, {boxes}, {image_shape}, {padding})", NUMPY_ONLY, expect=expect)
+                "ops.paste_masks_in_image({masks}, {boxes}, {image_shape}, {padding}, backend={backend})",
+                dispatcher_backends("edudet.ops.masks", "paste_masks_in_image"), expect=expect)
 
 
 @st.composite

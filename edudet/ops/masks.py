@@ -9,8 +9,11 @@ See `edudet.poolers.roi_grid_to_image` for the same grid convention as a coordin
 """
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 
+from .._dispatch import Dispatcher
 from .._validate import (as_boxes, as_image_size, as_real_array, check_allocation, check_finite, check_scalar,
                          float_dtype_of)
 
@@ -73,7 +76,7 @@ def _bilinear(grid, rows, columns, small: bool):
     return fma(upper, hy, lower * ly)
 
 
-def paste_masks_in_image(masks, boxes, image_shape, padding: int = 1) -> np.ndarray:
+def paste_masks_in_image(masks, boxes, image_shape, padding: int = 1, backend: str | None = None) -> np.ndarray:
     """Mask R-CNN's masks back in the image: (K, 1, M, M) probabilities + (K, 4) boxes -> (K, 1, H, W).
 
     boxes: ``(x1, y1, x2, y2)`` detections in image pixels; image_shape: ``(H, W)``. Returns the masks'
@@ -93,6 +96,7 @@ def paste_masks_in_image(masks, boxes, image_shape, padding: int = 1) -> np.ndar
     (``COORDINATE_LIMIT``); a box grown by the padding beyond +-1e18 pixels (``padding`` hundreds of times
     ``M``); a padded-mask or output array above edudet's allocation limit.
     """
+    kernel = _paste_masks.get(backend)
     array = as_real_array(masks, "masks")
     if array.ndim != 4 or array.shape[1] != 1 or array.shape[2] != array.shape[3] or array.shape[2] < 1:
         raise ValueError(f"masks must have shape (K, 1, M, M) with M >= 1, got {tuple(array.shape)}")
@@ -122,7 +126,16 @@ def paste_masks_in_image(masks, boxes, image_shape, padding: int = 1) -> np.ndar
                          f"use a smaller padding")
     expanded = expanded.astype(np.int64)
     padded = np.pad(array[:, 0], ((0, 0), (padding, padding), (padding, padding)))
-    for k, (x1, y1, x2, y2) in enumerate(expanded):
+    return kernel(padded, expanded, out)
+
+
+def paste_masks_numpy(padded_masks: np.ndarray, boxes: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """The reference: padded masks (K, P, P) float32/float64, their grown boxes (K, 4) int64 ``(x1, y1, x2, y2)``
+    (inclusive pixel corners), `out` (K, 1, H, W) of the masks' dtype, zero: each box's visible window is
+    written with its resized mask; returns `out`. The fast twins in `kernels/masks_*` share this signature."""
+    height, width = out.shape[2:]
+    dtype = out.dtype.type
+    for k, (x1, y1, x2, y2) in enumerate(boxes):
         box_w, box_h = max(x2 - x1 + 1, 1), max(y2 - y1 + 1, 1)
         # the box's pixels that fall inside the image, as image and as box coordinates
         left, right = max(x1, 0), min(x2 + 1, width)
@@ -130,10 +143,28 @@ def paste_masks_in_image(masks, boxes, image_shape, padding: int = 1) -> np.ndar
         right, bottom = min(right, x1 + box_w), min(bottom, y1 + box_h)
         if right <= left or bottom <= top:
             continue
-        rows = _resize_axis(box_h, padded.shape[1], top - y1, bottom - y1, dtype)
-        columns = _resize_axis(box_w, padded.shape[2], left - x1, right - x1, dtype)
-        out[k, 0, top:bottom, left:right] = _bilinear(padded[k], rows, columns, box_h + box_w <= _SMALL_OUTPUT)
+        rows = _resize_axis(box_h, padded_masks.shape[1], top - y1, bottom - y1, dtype)
+        columns = _resize_axis(box_w, padded_masks.shape[2], left - x1, right - x1, dtype)
+        out[k, 0, top:bottom, left:right] = _bilinear(padded_masks[k], rows, columns,
+                                                      box_h + box_w <= _SMALL_OUTPUT)
     return out
+
+
+def check_paste_arguments(padded_masks: np.ndarray, boxes: np.ndarray, out: np.ndarray) -> None:
+    """The kernels' entry checks (O(K)): shapes that agree and grown boxes within +-1e18 pixels (beyond, the
+    sources' indices would overflow). ``ValueError`` naming the argument."""
+    if padded_masks.ndim != 3 or padded_masks.shape[1] != padded_masks.shape[2] or padded_masks.shape[1] < 1:
+        raise ValueError(f"padded_masks must have shape (K, P, P), P >= 1, got {padded_masks.shape}")
+    if boxes.shape != (len(padded_masks), 4):
+        raise ValueError(f"boxes must have shape ({len(padded_masks)}, 4), got {boxes.shape}")
+    if out.ndim != 4 or out.shape[:2] != (len(padded_masks), 1):
+        raise ValueError(f"out must have shape ({len(padded_masks)}, 1, H, W), got {out.shape}")
+    if len(boxes) and np.abs(boxes).max() > _PIXEL_LIMIT:
+        raise ValueError(f"boxes must lie within +-{_PIXEL_LIMIT:.0e} pixels")
+
+
+_paste_masks = Dispatcher("paste_masks_in_image", reference=paste_masks_numpy, numba="masks_numba:paste_masks",
+                          cython="masks_cython:paste_masks", cuda="masks_cuda:paste_masks")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -147,16 +178,26 @@ def _fused_multiply_add(a, b, c):
     float32, which is the correct single rounding except where the float64 sum sits exactly half-way between
     two float32s (or in float32's subnormal range): those few are redone exactly. float64: the exact value is
     carried as unevaluated sums (Dekker's product, Knuth's TwoSum) and rounded once, through "round to odd"
-    (Boldo & Melquiond, 2008: rounding to odd first makes the final rounding exact); values beyond ~1e300,
-    whose splitting overflows, get the plain ``a * b + c``."""
+    (Boldo & Melquiond, 2008: rounding to odd first makes the final rounding exact); products below 2^-960,
+    whose error terms underflow, are redone with Fractions; values beyond ~1e300, whose splitting overflows,
+    get the plain ``a * b + c``."""
     if np.result_type(a, b, c) == np.float32:
         return _fused_multiply_add_float32(a, b, c)
     a, b, c = (np.asarray(v, dtype=np.float64) for v in (a, b, c))
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         product, product_error = _two_product(a, b)  # a * b == product + product_error exactly
         high, low = _two_sum(c, product)  # c + product == high + low exactly
         total = high + _round_to_odd_sum(low, product_error)
-        return np.where(np.isfinite(total), total, a * b + c)
+        total = np.where(np.isfinite(total), total, a * b + c)
+        # near float64's subnormals the error terms underflow and the sum is no longer exact: the rare products
+        # below 2^-960 are redone in exact rational arithmetic (Python's int division rounds correctly)
+        tiny = (np.abs(product) < 2.0 ** -960) & (a != 0) & (b != 0)
+    if tiny.any():
+        total = np.array(total)  # writable, 0-d for scalars
+        a, b, c, tiny = np.broadcast_arrays(a, b, c, tiny)
+        for index in map(tuple, np.argwhere(tiny)):
+            total[index] = float(Fraction(float(a[index])) * Fraction(float(b[index])) + Fraction(float(c[index])))
+    return total
 
 
 def _fused_multiply_add_float32(a, b, c):
