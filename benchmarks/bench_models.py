@@ -1,6 +1,6 @@
 """Whole-model benchmarks: Faster R-CNN, Mask R-CNN, RetinaNet and FCOS (R50-FPN) forward passes, edudet
-(NumPy + BLAS) against torchvision on the CPU, and the shipped shapes Mask R-CNN (R18-FPN, 256 x 256) with
-its trained weights in both libraries.
+(NumPy + BLAS) against torchvision on the CPU, the shipped shapes Mask R-CNN (R18-FPN, 256 x 256) with
+its trained weights in both libraries, and the MobileNetV3-Large Faster R-CNNs (800 and 320 pixels).
 
 Both models hold the same weights (torchvision's seeded random init) and see the same 800 x 1216 image
 (scale factor 1, no padding: the FPN levels are 200 x 304 down to 13 x 19). Besides the table row, the
@@ -72,6 +72,52 @@ def _stage_table(recorded, torch_times: dict[str, float] | None) -> str:
     return "\n".join(lines)
 
 
+# One forward in a fresh child process per library, measured the same way for both: the rise of the resident
+# set (VmHWM after the forward minus VmRSS before it), the peak reset after a small warm-up forward (imports,
+# Numba compilation, torch's first-call setup). MALLOC_MMAP_THRESHOLD_ makes glibc return every large block
+# when it is freed (both libraries allocate through it), so the figure is live memory, not allocator caching.
+_PEAK_CHILD = """
+import sys
+import numpy as np, torch, torchvision
+import edudet.models as models
+from edudet.demo import sample_image
+library, name, height, width = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+torch.set_num_threads(2)
+def status(key):
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key)) / 1024
+chw = np.ascontiguousarray(sample_image(height, width, seed=0).transpose(2, 0, 1)).astype(np.float32) / np.float32(255)
+torch.manual_seed(0)
+tv_model = getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None).eval()
+if library == "edudet":
+    model = getattr(models, name)(tv_model.state_dict())
+    del tv_model
+    forward = lambda image: model([image])
+else:
+    def forward(image):
+        with torch.no_grad():
+            return tv_model([torch.from_numpy(image)])
+forward(np.ascontiguousarray(chw[:, :160, :240]))
+open("/proc/self/clear_refs", "w").write("5")  # resets VmHWM
+before = status("VmRSS:")
+forward(chw)
+print(status("VmHWM:") - before)
+"""
+
+
+def peak_memory_increase(library: str, name: str, height: int, width: int) -> float | None:
+    """MiB by which one `height` x `width` forward of `name` raises a fresh process's peak RSS (Linux only)."""
+    import os
+    import subprocess
+    import sys
+
+    if not os.path.exists("/proc/self/clear_refs"):
+        return None
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    done = subprocess.run([sys.executable, "-c", _PEAK_CHILD, library, name, str(height), str(width)],
+                          capture_output=True, text=True, env=env)
+    return float(done.stdout.split()[-1]) if done.returncode == 0 and done.stdout.strip() else None
+
+
 def _model_pair(name: str, options: dict, chw: np.ndarray, torch, torchvision):
     """``(model, tv_model, tv_forward)``: edudet's `name` with torchvision's seeded random weights and a
     torchvision forward pass of `chw`; without torch, edudet's own seeded weights and ``None, None``."""
@@ -106,7 +152,13 @@ def _faster_rcnn_cases(quick: bool, chw: np.ndarray, sizes: dict, height: int, w
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"edudet peak NumPy memory during one forward (tracemalloc): {peak / 2**20:.0f} MiB; "
           f"process peak RSS so far (both models, weights included): {rss:.0f} MiB; "
-          f"{len(detections[0]['boxes'])} detections\n", flush=True)
+          f"{len(detections[0]['boxes'])} detections", flush=True)
+    if torch is not None:
+        peaks = {library: peak_memory_increase(library, "fasterrcnn_resnet50_fpn", height, width)
+                 for library in ("edudet", "torchvision")}
+        print("peak RSS increase of one forward, fresh child process per library: "
+              + ", ".join(f"{k} {'-' if v is None else f'{v:.0f} MiB'}" for k, v in peaks.items()), flush=True)
+    print()
     yield Case("fasterrcnn_resnet50_fpn", f"{height}x{width} forward, 1 image",
                edudet={_default_backend(): lambda: model([chw])}, torchvision=tv_forward, repeat=2 if not quick else 3)
 
@@ -116,6 +168,9 @@ _OTHER_MODELS = [
     ("maskrcnn_resnet50_fpn", "box_score_thresh"),
     ("retinanet_resnet50_fpn", "score_thresh"),
     ("fcos_resnet50_fpn", "score_thresh"),
+    ("fasterrcnn_resnet50_fpn_v2", "box_score_thresh"),
+    ("maskrcnn_resnet50_fpn_v2", "box_score_thresh"),
+    ("retinanet_resnet50_fpn_v2", "score_thresh"),
 ]
 
 
@@ -154,6 +209,23 @@ def _shapes_case():
                edudet={_default_backend(): lambda: model([image])}, torchvision=tv_forward, repeat=10)
 
 
+def _mobilenet_cases(quick: bool, chw: np.ndarray, sizes: dict, height: int, width: int):
+    """The MobileNetV3-Large Faster R-CNNs: the 800-pixel one on the R50 rows' image, the 320 one on a
+    320 x 480 image (scale factor 1 for both), score threshold 0 as the other random-weight rows."""
+    torch, torchvision = torch_and_torchvision()
+    small = sample_image(320, 480, seed=0)
+    small_chw = np.ascontiguousarray(small.transpose(2, 0, 1)).astype(np.float32) / np.float32(255)
+    for name, image, options, shape in (
+            ("fasterrcnn_mobilenet_v3_large_fpn", chw, sizes, f"{height}x{width}"),
+            ("fasterrcnn_mobilenet_v3_large_320_fpn", small_chw, {}, "320x480")):
+        model, _, tv_forward = _model_pair(name, dict(options, box_score_thresh=0.0), image, torch, torchvision)
+        model([image])  # warm up
+        yield Case(name, f"{shape} forward, 1 image, score threshold 0",
+                   edudet={_default_backend(): lambda model=model, image=image: model([image])},
+                   torchvision=tv_forward, repeat=3 if not quick else 5)
+        del model, tv_forward
+
+
 def cases(quick: bool):
     height, width = (320, 480) if quick else (800, 1216)
     sizes = dict(min_size=320, max_size=512) if quick else {}
@@ -162,3 +234,4 @@ def cases(quick: bool):
     yield from _shapes_case()
     yield from _faster_rcnn_cases(quick, chw, sizes, height, width)
     yield from _other_cases(quick, chw, sizes, height, width)
+    yield from _mobilenet_cases(quick, chw, sizes, height, width)

@@ -101,6 +101,33 @@ def test_conv_bands_equal_one_band(monkeypatch):
     np.testing.assert_allclose(conv(x), whole, rtol=1e-6, atol=1e-6)  # BLAS may block the sums differently
 
 
+
+@pytest.mark.parametrize("h,w", [(1, 1), (1, 5), (6, 1), (2, 2), (7, 4)])
+@pytest.mark.parametrize("column_bytes", [None, 1])
+def test_conv_3x3_shifted_rows_match_definition(monkeypatch, h, w, column_bytes):
+    # the 3x3 / stride 1 / padding 1 path (three shifted copies, one product, sums of row-shifted blocks):
+    # thin maps where the junk columns and the two trailing zeros matter, one band or one output row per band
+    if column_bytes is not None:
+        monkeypatch.setattr(layers, "_COLUMN_BYTES", column_bytes)
+    rng = np.random.default_rng(h * 10 + w)
+    x = rng.standard_normal((2, 3, h, w)).astype(np.float32)
+    weight, bias = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    expected = _direct_conv(x, weight, bias, 1, 1)
+    np.testing.assert_allclose(_conv(weight, bias, 1, 1)(x), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_conv(weight, bias, 1, 1)(x, relu=True), np.maximum(expected, 0), rtol=1e-5, atol=1e-5)
+
+
+def test_conv_3x3_sees_new_weights():
+    # the 3x3 path keeps its weights regrouped by row; loading weights or folding a batch norm must refresh them
+    x = np.ones((1, 1, 3, 3), np.float32)
+    conv = _conv(np.ones((1, 1, 3, 3)), padding=1)
+    assert conv(x)[0, 0, 1, 1] == 9  # all nine taps of the centre pixel
+    conv.set_weight(2 * np.ones((1, 1, 3, 3), np.float32))
+    assert conv(x)[0, 0, 1, 1] == 18
+    fold_batch_norm(conv, [1.0], [0.0], [0.0], [0.25 - 1e-5])  # scale 1 / sqrt(0.25) = 2
+    assert conv(x)[0, 0, 1, 1] == pytest.approx(36, rel=1e-6)
+
+
 # ---- properties -----------------------------------------------------------------------------------
 @given(st.integers(1, 3), st.integers(1, 3), st.sampled_from([1, 3]), st.integers(1, 2), st.integers(0, 1),
        st.integers(3, 7), st.integers(3, 7), st.integers(0, 2**32 - 1))
@@ -163,3 +190,24 @@ def test_bilinear_matches_torch(scale):
     assert out.shape == expected.shape
     # bit-identical where PyTorch's kernel uses fused multiply-add (every x86-64 build); 1 ulp otherwise
     np.testing.assert_allclose(out, expected, rtol=0, atol=2e-7)
+
+
+# ---- group norm: the Numba kernel against the NumPy reference and torch ---------------------------------
+def test_group_norm_kernel_matches_reference_and_torch():
+    torch, _ = import_torchvision()
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((2, 8, 5, 7)) * 3 + 1).astype(np.float32)
+    x[1, 4:] = 2.5  # a constant group: variance 0 (no NaN; x scale + shift cancels to ~bias, as in torch)
+    norm = layers.GroupNorm(2, 8)
+    norm.set_weight(rng.standard_normal(8).astype(np.float32), rng.standard_normal(8).astype(np.float32))
+    for relu in (False, True):
+        fast = norm(x.copy(), relu=relu)
+        reference = norm.reference(x.copy(), relu=relu)
+        expected = torch.nn.functional.group_norm(torch.from_numpy(x), 2, torch.from_numpy(norm.weight),
+                                                  torch.from_numpy(norm.bias)).numpy()
+        if relu:
+            expected = np.maximum(expected, 0)
+        np.testing.assert_allclose(fast, reference, rtol=1e-5, atol=1e-5)
+        # in the constant group x scale + shift cancels (scale ~ 1/sqrt(eps) = 316): each library lands within
+        # ~1e-4 of the bias by its own rounding, so torch is compared on the first image only
+        np.testing.assert_allclose(fast[0], expected[0], rtol=1e-5, atol=1e-5)

@@ -20,8 +20,9 @@ __all__ = [
 ]
 
 # im2col is done in row bands so the column matrix stays under this size: the 3x3 conv of the RPN head on
-# P2 of an 800 x 1216 image would otherwise need 560 MB (smaller bands make the products too thin for BLAS)
-_COLUMN_BYTES = 128 * 2**20
+# P2 of an 800 x 1216 image would otherwise need 560 MB. 64 MB keeps one forward's peak memory below
+# torchvision's; smaller bands make the products too thin for BLAS (and the 3x3 path recomputes 2 rows a band)
+_COLUMN_BYTES = 64 * 2**20
 
 
 def relu_(x: np.ndarray) -> np.ndarray:
@@ -75,18 +76,21 @@ class Conv2d:
         out_h, out_w = self.output_size(h, w)
         out = np.empty((n, self.out_channels, out_h, out_w), np.float32)
         for i in range(n):
-            self._single(x[i], out[i].reshape(self.out_channels, out_h * out_w), out_h, out_w)
-        out += self.bias[:, None, None]
-        return relu_(out) if relu else out
+            self._single(x[i], out[i].reshape(self.out_channels, out_h * out_w), out_h, out_w, relu)
+        return out
 
-    def _single(self, x: np.ndarray, out: np.ndarray, out_h: int, out_w: int) -> None:
-        """One image: x (C, H, W) -> out (C_out, H_out W_out), written in place."""
+    def _single(self, x: np.ndarray, out: np.ndarray, out_h: int, out_w: int, relu: bool) -> None:
+        """One image: x (C, H, W) -> out (C_out, H_out W_out) = conv + bias [then ReLU], written in place."""
         k, s, p = self.kernel_size, self.stride, self.padding
         c = x.shape[0]
         if k == 1 and p == 0:
             # a 1x1 convolution is a plain matrix product over the channel axis
             cols = x if s == 1 else x[:, ::s, ::s]
             np.matmul(self.matrix, np.ascontiguousarray(cols).reshape(c, -1), out=out)
+            self._add_bias(out.reshape(self.out_channels, out_h, out_w), relu)
+            return
+        if k == 3 and s == 1 and p == 1:
+            self._single_3x3(x, out, out_h, out_w, relu)
             return
         if p:
             padded = np.zeros((c, x.shape[1] + 2 * p, x.shape[2] + 2 * p), np.float32)
@@ -111,6 +115,65 @@ class Conv2d:
                 band = np.matmul(self.matrix, cols.reshape(c * k * k, rows * out_w),
                                  out=scratch[: self.out_channels * rows * out_w].reshape(self.out_channels, -1))
                 out[:, row0 * out_w: (row0 + rows) * out_w] = band
+        self._add_bias(out.reshape(self.out_channels, out_h, out_w), relu)
+
+    def _add_bias(self, out: np.ndarray, relu: bool) -> None:
+        """out (C_out, h, w) += bias, then ReLU, in place."""
+        out += self.bias[:, None, None]
+        if relu:
+            relu_(out)
+
+    def _single_3x3(self, x: np.ndarray, out: np.ndarray, out_h: int, out_w: int, relu: bool) -> None:
+        """The same product as `_single` for a 3x3, stride 1, padding 1 convolution, with 3 copies instead of 9.
+
+        Why a second path: these convolutions (FPN outputs, RPN and dense heads, ResNet's bottlenecks) hold
+        most of a detector's FLOPs, and im2col's nine strided copies of the input cost about as much as the
+        product itself on a 2-core CPU. Lay the zero-padded image out row after row, rows ``W + 2`` wide, as
+        one flat vector per channel. Shifting that vector by ``dx`` (one contiguous copy) and reading it from
+        row ``dy`` on gives tap ``(dy, dx)`` of every output pixel at once (plus two junk columns per row,
+        which read across the row's border and are dropped). So with the three dx-shifted copies stacked
+        (rows ``(c, dx)``) one product with the weights stacked by dy (rows ``(dy, o)``, columns ``(c, dx)``)
+        gives, for each dy, the sum over c and dx; the output is the sum of the three dy blocks, each read
+        ``dy`` rows further down. Same FLOPs as im2col, one larger product, a third of the copies.
+        """
+        c, h, w = x.shape
+        width = w + 2  # a padded row
+        length = (h + 2) * width
+        # two trailing zeros: the dx = 2 copy of the last padded row reads two values past its end
+        padded = np.zeros((c, length + 2), np.float32)
+        padded[:, :length].reshape(c, h + 2, width)[:, 1:-1, 1:-1] = x
+        taps = self._taps_by_row()
+        out_c = self.out_channels
+        bytes_per_row = 4 * 3 * (c + out_c) * width  # shifted copies + product, per padded row
+        rows_per_band = max(1, min(out_h, _COLUMN_BYTES // bytes_per_row - 2))
+        shifted = np.empty(3 * c * (rows_per_band + 2) * width, np.float32)
+        products = np.empty(3 * out_c * (rows_per_band + 2) * width, np.float32)
+        out = out.reshape(out_c, out_h, out_w)
+        for row0 in range(0, out_h, rows_per_band):
+            rows = min(rows_per_band, out_h - row0)
+            columns = (rows + 2) * width  # the band's output rows need padded rows row0 .. row0 + rows + 1
+            cols = shifted[: 3 * c * columns].reshape(c, 3, columns)
+            for dx in range(3):
+                cols[:, dx] = padded[:, row0 * width + dx: row0 * width + dx + columns]
+            by_row = np.matmul(taps, cols.reshape(3 * c, columns),
+                               out=products[: 3 * out_c * columns].reshape(3 * out_c, columns))
+            by_row = by_row.reshape(3, out_c, rows + 2, width)
+            band = out[:, row0: row0 + rows]
+            # the bias rides along with the first sum (no pass of its own over the output)
+            np.add(by_row[0, :, 0: rows, :w], self.bias[:, None, None], out=band)
+            band += by_row[1, :, 1: rows + 1, :w]
+            band += by_row[2, :, 2: rows + 2, :w]
+            if relu:
+                relu_(band)
+
+    def _taps_by_row(self) -> np.ndarray:
+        """``(3 C_out, 3 C_in)``: the 3x3 weights with rows ``(dy, o)`` and columns ``(c, dx)``, kept until
+        `matrix` is replaced (loading or folding a batch norm assigns a new array)."""
+        if getattr(self, "_taps_of", None) is not self.matrix:
+            weight = self.matrix.reshape(self.out_channels, self.in_channels, 3, 3)
+            self._taps = np.ascontiguousarray(weight.transpose(2, 0, 1, 3)).reshape(3 * self.out_channels, -1)
+            self._taps_of = self.matrix
+        return self._taps
 
 
 def fold_batch_norm(conv: Conv2d, weight, bias, running_mean, running_var, eps: float = 1e-5) -> None:
@@ -279,6 +342,21 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return shifted
 
 
+def _group_norm_kernel():
+    """The Numba group norm, imported (and compiled) on first use; None where Numba is unusable."""
+    global _GROUP_NORM_KERNEL
+    if _GROUP_NORM_KERNEL is None:
+        try:
+            from ..kernels.norm_numba import group_norm_
+        except ImportError:
+            group_norm_ = False
+        _GROUP_NORM_KERNEL = group_norm_
+    return _GROUP_NORM_KERNEL or None
+
+
+_GROUP_NORM_KERNEL = None
+
+
 class GroupNorm:
     """``(N, C, H, W)`` -> same shape: each image's channels split into `num_groups` groups, each group
     normalised to zero mean and unit variance over its channels and pixels, then ``weight_c x + bias_c``.
@@ -311,7 +389,20 @@ class GroupNorm:
         self.bias = np.ascontiguousarray(bias, dtype=np.float32)
 
     def __call__(self, x: np.ndarray, relu: bool = False) -> np.ndarray:
-        """Normalises `x` in place (it is always a fresh activation here) and returns it."""
+        """Normalises `x` in place (it is always a fresh activation here) and returns it.
+
+        The fast path is `edudet.kernels.norm_numba.group_norm_` (two passes instead of about ten, float64
+        sums, compiled on first use); `reference` is the NumPy version below, the one to read.
+        """
+        kernel = _group_norm_kernel()
+        if kernel is None or x.dtype != np.float32 or not x.flags.c_contiguous:
+            return self.reference(x, relu)
+        n, c = x.shape[:2]
+        kernel(x.reshape(n, c, -1), self.num_groups, self.weight, self.bias, float(self.eps), bool(relu))
+        return x
+
+    def reference(self, x: np.ndarray, relu: bool = False) -> np.ndarray:
+        """The NumPy group norm, in place (two-pass variance)."""
         n, c, h, w = x.shape
         groups = x.reshape(n, self.num_groups, -1)
         mean = groups.mean(axis=-1, dtype=np.float64)

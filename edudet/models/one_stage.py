@@ -179,9 +179,15 @@ class OneStageDetector(Detector):
                 num_classes = level_scores.shape[1]
                 flat = level_scores.reshape(-1)  # (anchor, class) pairs, class fastest
                 # a float32 tensor against a Python float compares in float32 in torch
-                candidates = np.nonzero(flat > np.float32(self.score_thresh))[0]
-                best = top_n_descending(flat[candidates], min(self.topk_candidates, candidates.shape[0]))
-                candidates = candidates[best]
+                passing = flat > np.float32(self.score_thresh)
+                count = int(np.count_nonzero(passing))
+                if count > self.topk_candidates:
+                    # every passing score outranks every other, so the best `topk` of all are the best passing
+                    # ones (same ties: lower index first); this skips gathering millions of candidates
+                    candidates = top_n_descending(flat, self.topk_candidates)
+                else:
+                    candidates = np.flatnonzero(passing)
+                    candidates = candidates[top_n_descending(flat[candidates], count)]
                 anchor_index, label = candidates // num_classes, candidates % num_classes
                 codes = self.level_codes(outputs, level, image)[anchor_index]
                 decoded = self.decode(codes, anchors[anchor_index]) if len(candidates) else np.zeros((0, 4), np.float32)
