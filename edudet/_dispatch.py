@@ -31,6 +31,8 @@ MEASURED_PREFERENCE = {
     "match_boxes": ("numba", "cython", "numpy"),
     "fcos_assign": ("numba", "cython", "numpy"),
     "soft_nms": ("numba", "cython", "numpy"),
+    "nms_match": ("numba", "cython", "numpy"),       # 21 vs 36 ms, 3,000 boxes (2026-11-30)
+    "masks_to_boxes": ("numba", "cython", "numpy"),  # 0.50 vs 1.15 ms, 50 x 512 x 512 (2026-11-30)
 }
 
 

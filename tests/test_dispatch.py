@@ -87,7 +87,7 @@ def test_default_backend_follows_measurement():
     from edudet._dispatch import dispatchers
 
     table = dispatchers()
-    for op in ("match_boxes", "fcos_assign", "soft_nms"):
+    for op in ("match_boxes", "fcos_assign", "soft_nms", "nms_match", "masks_to_boxes"):
         assert table[op].preference[0] == "numba"
     assert table["nms"].preference[0] == "cython"
     if "numba" in table["soft_nms"].backends:
