@@ -98,7 +98,20 @@ def disagrees(wrong):
     return lambda case: not np.array_equal(wrong(*case), greedy_nms(*case))
 
 
-ge_case = eds.minimal_example(eds.nms_cases(duplicates=True), disagrees(greedy_nms_ge))
+def smallest_disagreement(wrong, seeds=range(8)):
+    # shrinking stops at a local minimum, and which one depends on the search's path: rerun the search from
+    # other seeds until it reaches two boxes (no disagreement needs fewer), keeping the smallest case found
+    best = None
+    for seed in seeds:
+        case = eds.minimal_example(eds.nms_cases(duplicates=True), disagrees(wrong), random_seed=seed)
+        if best is None or (len(case.boxes), -case.iou_threshold) < (len(best.boxes), -best.iou_threshold):
+            best = case
+        if len(best.boxes) <= 2:
+            return best
+    return best
+
+
+ge_case = smallest_disagreement(greedy_nms_ge)
 print(ge_case)
 try:
     assert_nms_equal(greedy_nms_ge(*ge_case), *ge_case)
@@ -121,7 +134,7 @@ def greedy_nms_reversed(boxes, scores, iou_threshold):
     return greedy_nms(boxes, scores, iou_threshold, order_of=lambda s: s.argsort()[::-1])
 
 
-tie_case = eds.minimal_example(eds.nms_cases(duplicates=True), disagrees(greedy_nms_reversed))
+tie_case = smallest_disagreement(greedy_nms_reversed)
 try:
     assert_nms_equal(greedy_nms_reversed(*tie_case), *tie_case)
 except AssertionError as error:
