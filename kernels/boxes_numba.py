@@ -158,6 +158,10 @@ def _check_box_pair(boxes1, boxes2):
         raise ValueError("boxes1 must be float32 or float64")
     if not _same_dtype(boxes1, boxes2):
         raise ValueError("boxes1 and boxes2 must have the same dtype")
+    if not _all_finite(boxes1):
+        raise ValueError("boxes1 contains NaN or inf")
+    if not _all_finite(boxes2):
+        raise ValueError("boxes2 contains NaN or inf")
 
 
 @njit(cache=True)
@@ -337,10 +341,6 @@ def box_iou(boxes1, boxes2, offset=0):
     boxes1 = _matrix_boxes1(boxes1)
     boxes2 = _matrix_boxes2(boxes2)
     _check_box_pair(boxes1, boxes2)
-    if not _all_finite(boxes1):
-        raise ValueError("boxes1 contains NaN or inf")
-    if not _all_finite(boxes2):
-        raise ValueError("boxes2 contains NaN or inf")
     # waking the thread pool costs more than a small matrix takes on one core
     if boxes1.shape[0] * boxes2.shape[0] < _PARALLEL_MIN_PAIRS:
         return _box_iou_serial(boxes1, boxes2, offset)
@@ -380,10 +380,6 @@ def generalized_box_iou(boxes1, boxes2, offset=0):
     boxes1 = _matrix_boxes1(boxes1)
     boxes2 = _matrix_boxes2(boxes2)
     _check_box_pair(boxes1, boxes2)
-    if not _all_finite(boxes1):
-        raise ValueError("boxes1 contains NaN or inf")
-    if not _all_finite(boxes2):
-        raise ValueError("boxes2 contains NaN or inf")
     out = np.empty((boxes1.shape[0], boxes2.shape[0]), dtype=boxes1.dtype)
     one = boxes1.dtype.type(offset)
     area1 = _areas(boxes1, offset)
