@@ -834,10 +834,11 @@ def nms_cases(draw):
     n = len(b) if b.ndim >= 1 else 0
     scores, ss = draw(scores_param(n))
     threshold, st_ = draw(param([0.5, 0.0, 0.3, 0.7, 1.0, 2.0, 1e-300], bad=[-0.1]))
+    offset, so = draw(param([0, 1], kind="int", bad=[2, -1]))  # the legacy +1 convention (issue 16)
     return Case("ops.nms", lambda backend, **v: ops.nms(**v, backend=backend),
-                dict(boxes=b, scores=scores, iou_threshold=threshold),
-                dict(boxes=sb, scores=ss if sb == OK else EITHER, iou_threshold=st_),
-                "ops.nms({boxes}, {scores}, {iou_threshold}, backend={backend})",
+                dict(boxes=b, scores=scores, iou_threshold=threshold, offset=offset),
+                dict(boxes=sb, scores=ss if sb == OK else EITHER, iou_threshold=st_, offset=so),
+                "ops.nms({boxes}, {scores}, {iou_threshold}, offset={offset}, backend={backend})",
                 dispatcher_backends("edudet.ops.nms", "nms"), expect=expect_keep(n, scores))
 
 
