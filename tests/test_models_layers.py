@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edudet.models import layers
+from edudet.models import layers, winograd
 from edudet.models.layers import (Conv2d, Linear, fold_batch_norm, interpolate_bilinear, interpolate_nearest,
                                   max_pool2d, resize_output_size, softmax)
 from tests.helpers import import_torchvision
@@ -75,7 +75,30 @@ def test_bilinear_hand():
     # a row [0, 4] upsampled 2x: src = (dst + 0.5) / 2 - 0.5 = -0.25 (-> 0), 0.25, 0.75, 1.25 (-> last pixel)
     # values 0, 0.25 * 4 = 1, 0.75 * 4 = 3, 4
     x = np.array([0.0, 4.0], np.float32).reshape(1, 1, 2)
-    np.testing.assert_allclose(interpolate_bilinear(x, (1, 4))[0, 0], [0, 1, 3, 4], atol=1e-6)
+    np.testing.assert_array_equal(interpolate_bilinear(x, (1, 4))[0, 0], [0, 1, 3, 4])
+    # [[0, 4], [8, 12]] -> 4 x 4 (4 + 4 <= 128: the four-corner path): rows and columns both read sources at
+    # -0.25 (-> 0), 0.25, 0.75, 1.25 (-> 1). Row 1 = 0.75 [0, 1, 3, 4] + 0.25 [8, 9, 11, 12] = [2, 3, 5, 6];
+    # e.g. pixel (1, 1) = 0 * 0.75 * 0.75 + 4 * 0.75 * 0.25 + 8 * 0.25 * 0.75 + 12 * 0.25 * 0.25 = 3
+    x = np.array([[0.0, 4.0], [8.0, 12.0]], np.float32)[None]
+    np.testing.assert_array_equal(interpolate_bilinear(x, (4, 4))[0],
+                                  [[0, 1, 3, 4], [2, 3, 5, 6], [6, 7, 9, 10], [8, 9, 11, 12]])
+
+
+def test_bilinear_double_rounding_hand():
+    # 2370 -> 1024 columns: ratio 2370 / 1024 = 2.314453125 (exact), column 0 reads source 0.5 * 2.314453125 - 0.5
+    # = 0.6572265625 = 673 / 1024, so pixels 0 and 1 with weights 351 / 1024 and 673 / 1024. With pixel 0 =
+    # 47799 / 2^16, the fused product 47799 * 351 / 2^26 = 16777449 / 2^26 is 25 significant bits, half-way
+    # between the float32s 16777448 / 2^26 and 16777450 / 2^26; pixel 1 adds a tiny 2^-56 (as round(b w1)), so
+    # PyTorch's single rounding goes up to 16777450 / 2^26. Summing in float64 first rounds the 2^-56 away
+    # (below float64's half ulp there, 2^-55) and the float32 tie then goes to even, 16777448 / 2^26: the
+    # double rounding the resize must catch (the old float64-then-float32 sum gave 0.25000346).
+    x = np.zeros((1, 1, 2370), np.float32)
+    x[0, 0, 0] = 47799 / 2**16
+    x[0, 0, 1] = np.float32(2.0**-56 / (673 / 1024))
+    assert np.float32(x[0, 0, 1] * np.float32(673 / 1024)) == np.float32(2.0**-56)
+    out = interpolate_bilinear(x, (1, 1024))
+    assert out[0, 0, 0] == np.float32(16777450 / 2**26)
+    assert np.float32(np.float64(x[0, 0, 0]) * (351 / 1024) + 2.0**-56) == np.float32(16777448 / 2**26)
 
 
 def test_resize_output_size_hand():
@@ -103,12 +126,12 @@ def test_conv_bands_equal_one_band(monkeypatch):
 
 
 @pytest.mark.parametrize("h,w", [(1, 1), (1, 5), (6, 1), (2, 2), (7, 4)])
-@pytest.mark.parametrize("column_bytes", [None, 1])
-def test_conv_3x3_shifted_rows_match_definition(monkeypatch, h, w, column_bytes):
-    # the 3x3 / stride 1 / padding 1 path (three shifted copies, one product, sums of row-shifted blocks):
-    # thin maps where the junk columns and the two trailing zeros matter, one band or one output row per band
-    if column_bytes is not None:
-        monkeypatch.setattr(layers, "_COLUMN_BYTES", column_bytes)
+@pytest.mark.parametrize("band_bytes", [None, 1])
+def test_conv_3x3_winograd_path_matches_definition(monkeypatch, h, w, band_bytes):
+    # the 3x3 / stride 1 / padding 1 path (Winograd F(2x2, 3x3), models/winograd.py): thin and odd maps where
+    # the last tile row / column hangs over the edge, one band or one tile row per band (crossing images)
+    if band_bytes is not None:
+        monkeypatch.setattr(winograd, "_BAND_BYTES", band_bytes)
     rng = np.random.default_rng(h * 10 + w)
     x = rng.standard_normal((2, 3, h, w)).astype(np.float32)
     weight, bias = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
@@ -118,7 +141,7 @@ def test_conv_3x3_shifted_rows_match_definition(monkeypatch, h, w, column_bytes)
 
 
 def test_conv_3x3_sees_new_weights():
-    # the 3x3 path keeps its weights regrouped by row; loading weights or folding a batch norm must refresh them
+    # the 3x3 path keeps its Winograd-transformed filters; loading weights or folding a batch norm must refresh them
     x = np.ones((1, 1, 3, 3), np.float32)
     conv = _conv(np.ones((1, 1, 3, 3)), padding=1)
     assert conv(x)[0, 0, 1, 1] == 9  # all nine taps of the centre pixel
@@ -180,16 +203,100 @@ def test_pooling_and_nearest_match_torch():
         np.testing.assert_array_equal(interpolate_nearest(x, size), expected)
 
 
+def _torch_bilinear(torch, x, size=None, scale=None, threads=2):
+    """torch's ``F.interpolate(x[None], mode="bilinear", align_corners=False)[0]`` run on `threads` threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # import_torchvision pins 1; torch's default is one per core
+    try:
+        how = {"size": size} if size is not None else {"scale_factor": scale, "recompute_scale_factor": True}
+        return torch.nn.functional.interpolate(torch.from_numpy(x)[None], mode="bilinear", align_corners=False,
+                                               **how)[0].numpy()
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("scale", [800 / 375, 320 / 375, 0.5, 1.0, 512 / 500])
 def test_bilinear_matches_torch(scale):
+    # the transform's sizes and 3 channels: torch on several threads (its default) takes the separable kernel
     torch, _ = import_torchvision()
     img = np.random.default_rng(2).random((3, 375, 500)).astype(np.float32)
-    expected = torch.nn.functional.interpolate(torch.from_numpy(img)[None], scale_factor=scale, mode="bilinear",
-                                               recompute_scale_factor=True, align_corners=False)[0].numpy()
-    out = interpolate_bilinear(img, resize_output_size(375, 500, scale))
-    assert out.shape == expected.shape
-    # bit-identical where PyTorch's kernel uses fused multiply-add (every x86-64 build); 1 ulp otherwise
-    np.testing.assert_allclose(out, expected, rtol=0, atol=2e-7)
+    expected = _torch_bilinear(torch, img, scale=scale)
+    np.testing.assert_array_equal(interpolate_bilinear(img, resize_output_size(375, 500, scale)), expected)
+
+
+def test_bilinear_single_thread_matches_torch_on_one_thread():
+    # on one thread torch takes its four-corner kernel for 3 channels at every size, so its result depends on
+    # its thread count; single_thread=True reproduces that one
+    torch, _ = import_torchvision()
+    img = np.random.default_rng(3).random((3, 150, 200)).astype(np.float32)
+    one, several = (_torch_bilinear(torch, img, (320, 426), threads=n) for n in (1, 2))
+    assert (one != several).any()
+    np.testing.assert_array_equal(interpolate_bilinear(img, (320, 426), single_thread=True), one)
+    np.testing.assert_array_equal(interpolate_bilinear(img, (320, 426)), several)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4, 8, 9, 20])
+@pytest.mark.parametrize("size", [(64, 64), (64, 65), (1, 127), (127, 2), (100, 1)])
+def test_bilinear_kernel_choice_matches_torch(channels, size):
+    # H + W = 128 is torch's four-corner kernel, 129 its separable one; from 8 channels on, whole SIMD registers
+    torch, _ = import_torchvision()
+    x = np.random.default_rng([channels, *size]).standard_normal((channels, 23, 37)).astype(np.float32)
+    for threads in (2, 1):
+        expected = _torch_bilinear(torch, x, size, threads=threads)
+        np.testing.assert_array_equal(interpolate_bilinear(x, size, single_thread=threads == 1), expected)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4, 9])
+def test_bilinear_one_pixel_input_matches_torch(channels):
+    # a contiguous (1, C, 1, 1) tensor is also channels-last, so torch takes its four-corner kernel for more than
+    # 3 channels even for a large output; its weights on the one pixel, (1 - f, f), need not sum to exactly 1
+    torch, _ = import_torchvision()
+    x = np.random.default_rng(channels).standard_normal((channels, 1, 1)).astype(np.float32)
+    for threads in (2, 1):
+        expected = _torch_bilinear(torch, x, (90, 150), threads=threads)
+        np.testing.assert_array_equal(interpolate_bilinear(x, (90, 150), single_thread=threads == 1), expected)
+
+
+@given(h=st.integers(1, 24), w=st.integers(1, 24), out_h=st.integers(1, 90), out_w=st.integers(1, 90),
+       channels=st.sampled_from([1, 2, 3, 4, 8, 11, 17]), magnitude=st.sampled_from([1e-38, 1e-3, 1.0, 1e6]),
+       seed=st.integers(0, 2**32 - 1))
+def test_bilinear_equals_torch_bit_for_bit(h, w, out_h, out_w, channels, magnitude, seed):
+    # every size (tiny ones, both sides of H + W = 128, up- and downsampling) and channel count, on several
+    # threads and on one
+    torch, _ = import_torchvision()
+    x = (np.random.default_rng(seed).standard_normal((channels, h, w)) * magnitude).astype(np.float32)
+    for threads in (2, 1):
+        expected = _torch_bilinear(torch, x, (out_h, out_w), threads=threads)
+        np.testing.assert_array_equal(interpolate_bilinear(x, (out_h, out_w), single_thread=threads == 1), expected)
+
+
+def test_bilinear_bands_equal_one_pass(monkeypatch):
+    # the separable path works in bands of rows; one row per band gives the same bits
+    x = np.random.default_rng(4).standard_normal((2, 40, 30)).astype(np.float32)
+    whole = interpolate_bilinear(x, (97, 61))
+    monkeypatch.setattr(layers, "_BAND_BYTES", 1)
+    np.testing.assert_array_equal(interpolate_bilinear(x, (97, 61)), whole)
+
+
+def test_bilinear_bad_input_and_empty():
+    with pytest.raises(ValueError, match=r"x must have shape \(C, h, w\)"):
+        interpolate_bilinear(np.zeros((4, 5), np.float32), (2, 2))
+    with pytest.raises(ValueError, match=r"x must have shape \(C, h, w\) with h, w >= 1"):
+        interpolate_bilinear(np.zeros((1, 0, 5), np.float32), (2, 2))
+    with pytest.raises(ValueError, match=r"size\[0\] must be >= 1"):
+        interpolate_bilinear(np.zeros((1, 4, 5), np.float32), (0, 2))
+    with pytest.raises(ValueError, match="x contains NaN or inf"):
+        interpolate_bilinear(np.full((1, 2, 2), np.inf, np.float32), (3, 3))
+    with pytest.raises(TypeError, match="x must have a real numeric dtype"):
+        interpolate_bilinear(np.zeros((1, 2, 2), bool), (3, 3))
+    with pytest.raises(ValueError, match="interpolate_bilinear's .* GiB"):
+        interpolate_bilinear(np.zeros((3, 2, 2), np.float32), (10**5, 10**5))
+    out = interpolate_bilinear(np.zeros((0, 4, 5), np.float32), (7, 9))
+    assert out.shape == (0, 7, 9) and out.dtype == np.float32
+    # other real dtypes compute in float32, as PyTorch's float32 kernel
+    ramp = np.arange(6).reshape(1, 2, 3)
+    np.testing.assert_array_equal(interpolate_bilinear(ramp, (4, 6)),
+                                  interpolate_bilinear(ramp.astype(np.float32), (4, 6)))
 
 
 # ---- group norm: the Numba kernel against the NumPy reference and torch ---------------------------------

@@ -85,25 +85,73 @@ def test_resize_boxes_round_trip(h, w, h2, w2):
 
 
 # ---- parity with torchvision ----------------------------------------------------------------------
+def _torchvision_batch(torch, images, min_size, max_size, threads=2):
+    """torchvision's GeneralizedRCNNTransform on `images`, torch on `threads` threads: (batch as NumPy, image
+    sizes as (H, W) tuples, the torchvision transform, its ImageList)."""
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform as TVTransform
+
+    tv = TVTransform(min_size, max_size, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]).eval()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # import_torchvision pins 1; torch's default is one per core
+    try:
+        with torch.no_grad():
+            image_list, _ = tv([torch.from_numpy(i) for i in images])
+    finally:
+        torch.set_num_threads(before)
+    return image_list.tensors.numpy(), [tuple(s) for s in image_list.image_sizes], tv, image_list
+
+
 @pytest.mark.parametrize("shapes", [[(300, 400)], [(375, 500), (200, 333)], [(64, 48)]])
 def test_transform_matches_torchvision(shapes):
     torch, torchvision = import_torchvision()
-    from torchvision.models.detection.transform import GeneralizedRCNNTransform as TVTransform
-
     rng = np.random.default_rng(len(shapes))
     images = [rng.random((3, h, w)).astype(np.float32) for h, w in shapes]
-    tv = TVTransform(320, 512, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]).eval()
-    with torch.no_grad():
-        image_list, _ = tv([torch.from_numpy(i) for i in images])
+    expected, expected_sizes, tv, image_list = _torchvision_batch(torch, images, 320, 512)
     batch, sizes, _ = GeneralizedRCNNTransform(320, 512)(images)
-    assert sizes == [tuple(s) for s in image_list.image_sizes]
-    assert batch.shape == tuple(image_list.tensors.shape)
-    # bit-identical on x86-64 (see layers.interpolate_bilinear); a few ulp allowed elsewhere
-    np.testing.assert_allclose(batch, image_list.tensors.numpy(), rtol=0, atol=1e-6)
+    assert sizes == expected_sizes
+    np.testing.assert_array_equal(batch, expected)  # bit for bit (layers.interpolate_bilinear)
     boxes = rng.uniform(0, 300, (5, 4)).astype(np.float32)
     boxes[:, 2:] += boxes[:, :2]
     expected = tv.postprocess([{"boxes": torch.from_numpy(boxes)}], image_list.image_sizes, shapes)[0]["boxes"]
     np.testing.assert_array_equal(resize_boxes(boxes, sizes[0], shapes[0]), expected.numpy())
+
+
+@pytest.mark.parametrize("shape,min_size,resized", [
+    ((20, 30), 64, (64, 96)),  # s = 64 / 20 = 3.2: 64 x 96, 160 > 128: torch's separable kernel
+    ((20, 30), 32, (32, 48)),  # s = 1.6: 32 + 48 <= 128: its four-corner kernel
+    ((64, 48), 32, (42, 32)),  # s = 32 / 48: floor(42.67) = 42, downsampled, four corners
+    ((9, 9), 40, (40, 40)),    # s = 4.444: 80, four corners
+    ((7, 50), 32, (32, 228)),  # s = 32 / 7 = 4.571: floor(228.57) = 228, separable
+    ((5, 3), 64, (106, 64)),   # s = 21.33: floor(106.67) = 106, 170: separable
+])
+def test_transform_on_small_images_matches_torchvision(shape, min_size, resized):
+    torch, torchvision = import_torchvision()
+    images = [np.random.default_rng(list(shape)).random((3, *shape)).astype(np.float32)]
+    batch, sizes, _ = GeneralizedRCNNTransform(min_size, 1000)(images)
+    assert sizes == [resized]
+    expected, expected_sizes, _, _ = _torchvision_batch(torch, images, min_size, 1000)
+    assert expected_sizes == sizes
+    np.testing.assert_array_equal(batch, expected)
+    if sum(resized) <= 128:  # the four-corner kernel runs on any thread count: torch on one thread agrees too
+        np.testing.assert_array_equal(batch, _torchvision_batch(torch, images, min_size, 1000, threads=1)[0])
+
+
+def test_transform_matches_torch_on_several_threads_not_one():
+    # torch resizes a 3-channel image with its four-corner kernel on one thread and its separable one on
+    # several, for outputs above 128 pixels (H + W): the transform reproduces several (torch's default on a
+    # multi-core machine); layers.interpolate_bilinear(single_thread=True) gives the other
+    torch, torchvision = import_torchvision()
+    from edudet.models.layers import interpolate_bilinear
+
+    images = [np.random.default_rng(5).random((3, 40, 60)).astype(np.float32)]
+    transform = GeneralizedRCNNTransform(96, 1000)
+    batch, sizes, _ = transform(images)
+    several = _torchvision_batch(torch, images, 96, 1000, threads=2)[0]
+    one = _torchvision_batch(torch, images, 96, 1000, threads=1)[0]
+    np.testing.assert_array_equal(batch, several)
+    assert (batch != one).any()
+    single = interpolate_bilinear(transform.normalize(images[0]), sizes[0], single_thread=True)
+    np.testing.assert_array_equal(single, one[0, :, : sizes[0][0], : sizes[0][1]])
 
 
 # ---- issue 12: thin images, out-of-range float images, named integer arguments -----------------------------

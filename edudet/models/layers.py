@@ -4,24 +4,31 @@ Arrays are ``(N, C, H, W)`` float32, torchvision's layout, so every intermediate
 torch model's. A convolution is one matrix product per image: the input's ``k x k`` patches are copied
 into the columns of a ``(C_in k k, H_out W_out)`` matrix (im2col) and multiplied by the ``(C_out, C_in k k)``
 weight matrix (BLAS sgemm does the work). A 1x1 convolution needs no copy at all: ``(C_in, H W)`` is already
-the column matrix. Batch norm in inference is an affine map per channel, so it is folded into the
+the column matrix. The 3x3, stride-1 convolutions, most of a detector's arithmetic, take Winograd's
+F(2x2, 3x3) instead (`winograd.py`: 4/9 of the multiply-adds). Batch norm in inference is an affine map per channel, so it is folded into the
 preceding convolution's weights and bias once, at load time (Ioffe & Szegedy, 2015; the usual deployment
 trick), and costs nothing per image.
 """
 from __future__ import annotations
 
 import math
+import os
+import sys
 
 import numpy as np
+
+from .._validate import as_image_size, as_real_array, check_allocation, check_finite
+from ..ops.masks import _SMALL_OUTPUT, _bilinear, _fused_multiply_add, _resize_axis
+from . import winograd
 
 __all__ = [
     "Conv2d", "Linear", "fold_batch_norm", "max_pool2d", "interpolate_nearest", "interpolate_bilinear",
     "relu_", "softmax", "GroupNorm", "ConvTranspose2d", "FrozenBatchNorm2d",
 ]
 
-# im2col is done in row bands so the column matrix stays under this size: the 3x3 conv of the RPN head on
-# P2 of an 800 x 1216 image would otherwise need 560 MB. 64 MB keeps one forward's peak memory below
-# torchvision's; smaller bands make the products too thin for BLAS (and the 3x3 path recomputes 2 rows a band)
+# im2col is done in row bands so the column matrix stays under this size: ResNet's 7x7 stem on an 800 x 1216
+# image would otherwise need 143 MB. 64 MB keeps one forward's peak memory below torchvision's; smaller bands
+# make the products too thin for BLAS
 _COLUMN_BYTES = 64 * 2**20
 
 
@@ -73,6 +80,9 @@ class Conv2d:
 
     def __call__(self, x: np.ndarray, relu: bool = False) -> np.ndarray:
         n, c, h, w = x.shape
+        if self.kernel_size == 3 and self.stride == 1 and self.padding == 1:
+            # most of a detector's FLOPs: Winograd's F(2x2, 3x3), 4/9 of im2col's multiply-adds (winograd.py)
+            return winograd.conv3x3(x, self._winograd_filters(), self.bias, relu)
         out_h, out_w = self.output_size(h, w)
         out = np.empty((n, self.out_channels, out_h, out_w), np.float32)
         for i in range(n):
@@ -88,9 +98,6 @@ class Conv2d:
             cols = x if s == 1 else x[:, ::s, ::s]
             np.matmul(self.matrix, np.ascontiguousarray(cols).reshape(c, -1), out=out)
             self._add_bias(out.reshape(self.out_channels, out_h, out_w), relu)
-            return
-        if k == 3 and s == 1 and p == 1:
-            self._single_3x3(x, out, out_h, out_w, relu)
             return
         if p:
             padded = np.zeros((c, x.shape[1] + 2 * p, x.shape[2] + 2 * p), np.float32)
@@ -123,57 +130,13 @@ class Conv2d:
         if relu:
             relu_(out)
 
-    def _single_3x3(self, x: np.ndarray, out: np.ndarray, out_h: int, out_w: int, relu: bool) -> None:
-        """The same product as `_single` for a 3x3, stride 1, padding 1 convolution, with 3 copies instead of 9.
-
-        Why a second path: these convolutions (FPN outputs, RPN and dense heads, ResNet's bottlenecks) hold
-        most of a detector's FLOPs, and im2col's nine strided copies of the input cost about as much as the
-        product itself on a 2-core CPU. Lay the zero-padded image out row after row, rows ``W + 2`` wide, as
-        one flat vector per channel. Shifting that vector by ``dx`` (one contiguous copy) and reading it from
-        row ``dy`` on gives tap ``(dy, dx)`` of every output pixel at once (plus two junk columns per row,
-        which read across the row's border and are dropped). So with the three dx-shifted copies stacked
-        (rows ``(c, dx)``) one product with the weights stacked by dy (rows ``(dy, o)``, columns ``(c, dx)``)
-        gives, for each dy, the sum over c and dx; the output is the sum of the three dy blocks, each read
-        ``dy`` rows further down. Same FLOPs as im2col, one larger product, a third of the copies.
-        """
-        c, h, w = x.shape
-        width = w + 2  # a padded row
-        length = (h + 2) * width
-        # two trailing zeros: the dx = 2 copy of the last padded row reads two values past its end
-        padded = np.zeros((c, length + 2), np.float32)
-        padded[:, :length].reshape(c, h + 2, width)[:, 1:-1, 1:-1] = x
-        taps = self._taps_by_row()
-        out_c = self.out_channels
-        bytes_per_row = 4 * 3 * (c + out_c) * width  # shifted copies + product, per padded row
-        rows_per_band = max(1, min(out_h, _COLUMN_BYTES // bytes_per_row - 2))
-        shifted = np.empty(3 * c * (rows_per_band + 2) * width, np.float32)
-        products = np.empty(3 * out_c * (rows_per_band + 2) * width, np.float32)
-        out = out.reshape(out_c, out_h, out_w)
-        for row0 in range(0, out_h, rows_per_band):
-            rows = min(rows_per_band, out_h - row0)
-            columns = (rows + 2) * width  # the band's output rows need padded rows row0 .. row0 + rows + 1
-            cols = shifted[: 3 * c * columns].reshape(c, 3, columns)
-            for dx in range(3):
-                cols[:, dx] = padded[:, row0 * width + dx: row0 * width + dx + columns]
-            by_row = np.matmul(taps, cols.reshape(3 * c, columns),
-                               out=products[: 3 * out_c * columns].reshape(3 * out_c, columns))
-            by_row = by_row.reshape(3, out_c, rows + 2, width)
-            band = out[:, row0: row0 + rows]
-            # the bias rides along with the first sum (no pass of its own over the output)
-            np.add(by_row[0, :, 0: rows, :w], self.bias[:, None, None], out=band)
-            band += by_row[1, :, 1: rows + 1, :w]
-            band += by_row[2, :, 2: rows + 2, :w]
-            if relu:
-                relu_(band)
-
-    def _taps_by_row(self) -> np.ndarray:
-        """``(3 C_out, 3 C_in)``: the 3x3 weights with rows ``(dy, o)`` and columns ``(c, dx)``, kept until
-        `matrix` is replaced (loading or folding a batch norm assigns a new array)."""
-        if getattr(self, "_taps_of", None) is not self.matrix:
-            weight = self.matrix.reshape(self.out_channels, self.in_channels, 3, 3)
-            self._taps = np.ascontiguousarray(weight.transpose(2, 0, 1, 3)).reshape(3 * self.out_channels, -1)
-            self._taps_of = self.matrix
-        return self._taps
+    def _winograd_filters(self) -> np.ndarray:
+        """``(16, C_out, C_in)``: the 3x3 weights through Winograd's filter transform, kept until `matrix` is
+        replaced (loading or folding a batch norm assigns a new array)."""
+        if getattr(self, "_filters_of", None) is not self.matrix:
+            self._filters = winograd.filter_transform(self.matrix.reshape(self.weight_shape))
+            self._filters_of = self.matrix
+        return self._filters
 
 
 def fold_batch_norm(conv: Conv2d, weight, bias, running_mean, running_var, eps: float = 1e-5) -> None:
@@ -285,46 +248,139 @@ def interpolate_nearest(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return x[:, :, rows][:, :, :, cols]
 
 
-def _linear_taps(out_size: int, in_size: int):
-    """Source indices and weights of PyTorch's bilinear rule along one axis (align_corners=False).
+# PyTorch's CPU bilinear resize (``upsample_bilinear2d``, float32, ``align_corners=False``) has two kernels that
+# round differently, and picks one by shape (found by experiment with torch 2.14.1 on x86-64):
+# - the "four corners" kernel (its channels-last one) sums the four source pixels, each weighted by
+#   ``h_weight * w_weight``. It runs when out_h + out_w <= 128 (`_SMALL_OUTPUT`, the rule the mask paste
+#   matches), when the input is channels-last contiguous with more than 3 channels (for a contiguous
+#   (1, C, h, w) tensor that means a 1 x 1 image) and, on one thread only, for 3 channels;
+# - otherwise the separable kernel mixes along x on the two source rows, then along y.
+# In the four-corner kernel, channels go through SIMD registers of this many floats at a time and those sums
+# round in another order than the leftover channels: 8 with AVX2 (measured); 16 where PyTorch dispatches
+# to AVX-512 (its rule: AVX512 F, BW, DQ, VL and FMA; inferred, not measured). ATEN_CPU_CAPABILITY overrides.
+def _torch_vector_width() -> int:
+    capability = os.environ.get("ATEN_CPU_CAPABILITY", "").lower()
+    if capability:
+        return 16 if capability == "avx512" else 8
+    core = getattr(np, "_core", None) or getattr(np, "core", None)  # NumPy 2.x, 1.x
+    features = getattr(getattr(core, "_multiarray_umath", None), "__cpu_features__", None)
+    if not features:
+        return 8
+    return 16 if all(features.get(name) for name in ("AVX512F", "AVX512BW", "AVX512DQ", "AVX512VL", "FMA3")) else 8
 
-    ``src = max((dst + 0.5) * in / out - 0.5, 0)`` with the ratio in float32; taps ``floor(src)`` and the
-    next pixel (the same pixel at the border) with weights ``1 - frac`` and ``frac``.
+
+_VECTOR_WIDTH = _torch_vector_width()
+
+# Half-way between two float32s, a float64 reads 1000...0 in its low 29 bits (float64 keeps 29 more), and in
+# more of them for float32's subnormals: its bits 0..27 are 0, and bits 16..27 make a cheap first test
+_LOW_29_BITS, _HALF_WAY = np.uint64(0x1FFFFFFF), np.uint64(0x10000000)
+_BITS_16_TO_31 = 1 if sys.byteorder == "little" else 2  # which of a float64's four uint16s holds them
+_FLOAT32_TINY = np.finfo(np.float32).tiny
+
+
+def _mix(a: np.ndarray, wa: np.ndarray, b: np.ndarray, wb: np.ndarray, out: np.ndarray) -> None:
+    """``out = a wa + b wb`` in float32 as PyTorch's separable kernel rounds it: ``fma(a, wa, round(b wb))``.
+
+    a, b: float32 C-contiguous arrays of out's shape (b is overwritten); wa, wb: float32 weights that
+    broadcast to it. The float64 product ``a wa`` is exact, and rounding the float64 sum to float32 is the
+    one correct rounding except where that sum sits half-way between two float32s (a double rounding may go
+    the wrong way): those few are found and redone with the exact fused multiply-add the mask paste uses.
     """
-    ratio = np.float32(in_size) / np.float32(out_size)
-    # PyTorch's CPU kernel is compiled with fused multiply-add: ratio * (dst + 0.5) - 0.5 is rounded to
-    # float32 once. The float64 product of two float32 numbers is exact, so this reproduces it bit for bit
-    src = (np.float64(ratio) * (np.arange(out_size) + 0.5) - 0.5).astype(np.float32)
-    src = np.maximum(src, np.float32(0))
-    index0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
-    index1 = index0 + (index0 < in_size - 1)
-    lambda1 = np.clip(src - index0.astype(np.float32), np.float32(0), np.float32(1))
-    lambda0 = np.float32(1) - lambda1
-    return index0, index1, lambda0, lambda1
+    rounded = np.multiply(b, wb, out=b)  # rounded to float32 first, as in the fused kernel
+    total = a.astype(np.float64)
+    total *= wa  # exact: a float32 x float32 product fits in a float64
+    total += rounded
+    out[...] = total
+    maybe = np.flatnonzero((total.view(np.uint16)[..., _BITS_16_TO_31::4] & np.uint16(0x0FFF)) == 0)
+    if len(maybe):
+        sums = total.reshape(-1)[maybe]
+        half_way = ((sums.view(np.uint64) & _LOW_29_BITS) == _HALF_WAY) | (
+            (np.abs(sums) < _FLOAT32_TINY) & (sums != 0))
+        index = np.unravel_index(maybe[half_way], out.shape)
+        out[index] = _fused_multiply_add(a[index], np.broadcast_to(wa, out.shape)[index], rounded[index])
 
 
-def _mix(a: np.ndarray, wa: np.ndarray, b: np.ndarray, wb: np.ndarray) -> np.ndarray:
-    """``a wa + b wb`` in float32 as PyTorch's fused kernel rounds it: ``fma(a, wa, round(b wb))``."""
-    exact = np.multiply(a, wa, dtype=np.float64)  # exact: a float32 x float32 product fits in a float64
-    exact += b * wb  # this product is rounded to float32 first, as in the fused kernel
-    return exact.astype(np.float32)
+# the separable resize runs in bands of rows whose float64 temporaries take about this many bytes: small enough
+# to stay in the CPU's cache, which makes it about 1.3x faster than whole-image passes (measured, 800 x 1066)
+_BAND_BYTES = 2**20
 
 
-def interpolate_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``(C, h, w)`` float32 -> ``(C, H, W)``: ``F.interpolate(mode="bilinear", align_corners=False)``.
+def _separable(x: np.ndarray, rows, columns) -> np.ndarray:
+    """PyTorch's separable kernel: (C, h, w) float32 -> (C, H, W), along x on each source row, then along y
+    between the two rows each output row reads. `rows`, `columns`: `_resize_axis` taps of each axis."""
+    (r0, r1, h0, h1), (c0, c1, w0, w1) = rows, columns
+    channels, height, width = len(x), x.shape[1], len(c0)
+    band = max(1, _BAND_BYTES // (8 * channels * width))
+    along_rows = np.empty((channels, height, width), np.float32)  # each source row is mixed once
+    for top in range(0, height, band):
+        source = x[:, top: top + band]
+        # np.take makes contiguous copies (fancy indexing the last axis would give strided ones)
+        _mix(np.take(source, c0, axis=2), w0, np.take(source, c1, axis=2), w1, along_rows[:, top: top + band])
+    out = np.empty((channels, len(r0), width), np.float32)
+    for top in range(0, len(r0), band):
+        i = slice(top, top + band)
+        _mix(np.take(along_rows, r0[i], axis=1), h0[i, None], np.take(along_rows, r1[i], axis=1), h1[i, None],
+             out[:, i])
+    return out
 
-    Each output pixel mixes four input pixels, along the row then along the column,
-    ``out = h0 (w0 x00 + w1 x01) + h1 (w0 x10 + w1 x11)``, rounded as PyTorch's CPU kernel rounds it
-    (bit-identical on a CPU with FMA, which every x86-64 PyTorch build uses).
+
+def _four_corners(x: np.ndarray, rows, columns) -> np.ndarray:
+    """PyTorch's four-corner kernel: (C, h, w) float32 -> (C, H, W), each output pixel the sum of its four
+    source pixels weighted by ``h_weight * w_weight``, every step a fused multiply-add.
+
+    Channels that fill whole SIMD registers (`_VECTOR_WIDTH` at a time) are summed bottom-left (rounded),
+    bottom-right, top-right, top-left, the order in which PyTorch's compiler fused them; the channels left
+    over go one at a time in the order the mask paste matches (`edudet.ops.masks._bilinear`)."""
+    (r0, r1, h0, h1), (c0, c1, w0, w1) = rows, columns
+    h0, h1 = h0[:, None], h1[:, None]
+    out = np.empty((len(x), len(r0), len(c0)), np.float32)
+    in_registers = len(x) - len(x) % _VECTOR_WIDTH
+    top, bottom = x[:in_registers, r0], x[:in_registers, r1]
+    total = _fused_multiply_add(bottom[:, :, c1], h1 * w1, bottom[:, :, c0] * (h1 * w0))
+    total = _fused_multiply_add(top[:, :, c1], h0 * w1, total)
+    out[:in_registers] = _fused_multiply_add(top[:, :, c0], h0 * w0, total)
+    for channel in range(in_registers, len(x)):
+        out[channel] = _bilinear(x[channel], rows, columns, small=True)
+    return out
+
+
+def interpolate_bilinear(x: np.ndarray, size: tuple[int, int], *, single_thread: bool = False) -> np.ndarray:
+    """``(C, h, w)`` -> ``(C, H, W)`` float32: ``F.interpolate(x[None], size, mode="bilinear",
+    align_corners=False)[0]``, bit for bit with PyTorch's CPU kernel (x86-64; determined with torch 2.14.1).
+
+    Output pixel ``(i, j)`` reads source rows ``r0 = floor(y), r1 = r0 + 1`` and columns ``c0, c1`` around
+    ``y = max((i + 0.5) h / H - 0.5, 0)`` (ratio in float32), ``x`` alike, the last row / column repeating at
+    the far edge, and mixes the four pixels with weights ``(1 - fy, fy)`` x ``(1 - fx, fx)``. PyTorch
+    rounds that sum one of two ways, chosen by shape, and so does this function:
+
+    - four corners (``H + W <= 128``; a 1 x 1 input with more than 3 channels; 3 channels with
+      `single_thread`): ``x00 wy0 wx0 + x01 wy0 wx1 + x10 wy1 wx0 + x11 wy1 wx1``, see `_four_corners`;
+    - separable (every other shape): ``wy0 (wx0 x00 + wx1 x01) + wy1 (wx0 x10 + wx1 x11)``, see `_separable`.
+
+    single_thread: PyTorch's choice depends on its thread count for 3-channel inputs: with
+    ``torch.set_num_threads(1)`` it takes the four-corner kernel for every size. The default matches torch
+    on more than one thread, its default on any multi-core machine (and torchvision's detection transform
+    there); True matches a single thread. Equal sizes are a copy in both. x: any real dtype, computed in
+    float32 (PyTorch's float32 kernel); NaN / inf refused. ``ValueError`` names a bad `x` or `size`.
     """
-    out_h, out_w = size
-    if (out_h, out_w) == tuple(x.shape[-2:]):  # scale 1: every weight is 1 on the pixel itself and 0 beside it
-        return x.copy()
-    r0, r1, h0, h1 = _linear_taps(out_h, x.shape[-2])
-    c0, c1, w0, w1 = _linear_taps(out_w, x.shape[-1])
-    # along each row first (once per input row), then between the two rows each output row reads
-    along_rows = _mix(x[:, :, c0], w0, x[:, :, c1], w1)
-    return _mix(along_rows[:, r0], h0[:, None], along_rows[:, r1], h1[:, None])
+    array = as_real_array(x, "x")
+    if array.ndim != 3 or array.shape[1] < 1 or array.shape[2] < 1:
+        raise ValueError(f"x must have shape (C, h, w) with h, w >= 1, got {array.shape}")
+    out_h, out_w = as_image_size(size, "size")
+    check_finite(array, "x")
+    check_allocation((len(array), out_h, out_w), 8,
+                     "interpolate_bilinear's (C, H, W) float64 sums (x: C, size: H, W)")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    channels, height, width = array.shape
+    if channels == 0:
+        return np.zeros((0, out_h, out_w), np.float32)
+    if (out_h, out_w) == (height, width):  # weights 1 on the pixel itself and 0 beside it: both kernels copy
+        return array.copy()
+    rows = _resize_axis(out_h, height, 0, out_h, np.float32)
+    columns = _resize_axis(out_w, width, 0, out_w, np.float32)
+    four_corners = (out_h + out_w <= _SMALL_OUTPUT or (height == width == 1 and channels > 3)
+                    or (single_thread and channels == 3))
+    return (_four_corners if four_corners else _separable)(array, rows, columns)
 
 
 def resize_output_size(height: int, width: int, scale_factor: float) -> tuple[int, int]:

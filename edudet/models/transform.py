@@ -4,9 +4,12 @@ In: a list of images, each ``(3, H, W)`` float in [0, 1] or ``(H, W, 3)`` uint8.
 channel, ``(x - mean) / std``, then resized with one scale factor
 ``s = min(min_size / min(H, W), max_size / max(H, W))`` so the short side becomes `min_size` unless the long
 side would exceed `max_size`; the new size is ``floor(H s) x floor(W s)`` and the sampling is bilinear
-(``F.interpolate(scale_factor=s, recompute_scale_factor=True, align_corners=False)``). The images are
-then zero-padded at the bottom and right into one ``(N, 3, H_pad, W_pad)`` batch, sides rounded up to a
-multiple of 32 so that every FPN level has an integer size. An image so thin that a resized side would be
+(``F.interpolate(scale_factor=s, recompute_scale_factor=True, align_corners=False)``), bit for bit with
+PyTorch's CPU kernel as torch runs it by default on a multi-core machine (several threads; on one thread
+torch rounds resizes above 128 pixels (H + W) another way: see `edudet.models.layers.interpolate_bilinear`,
+whose ``single_thread=True`` gives that one). The images are then zero-padded at the bottom and right into
+one ``(N, 3, H_pad, W_pad)`` batch, sides rounded up to a multiple of 32 so that every FPN level has an
+integer size. An image so thin that a resized side would be
 0 pixels (1 x 10000 at ``max_size`` 1333) is refused by name (torchvision's ``F.interpolate`` fails on it
 too); a float image with pixels well above 1 (0-255 values not divided by 255) or below 0 (already
 normalised) runs but warns, as its detections are junk. Out: boxes scaled back by
