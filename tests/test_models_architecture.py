@@ -106,9 +106,10 @@ def test_frozen_batch_norm_folds_after_its_conv():
 
 
 # allowed function-local imports: optional torch / torchvision, one that breaks a real cycle, and the Numba
-# group norm loaded on first use (importing numba with edudet.models would slow `import edudet.models`)
+# group norm and Winograd transforms loaded on first use (importing numba with edudet.models would slow
+# `import edudet.models`)
 _LOCAL_IMPORTS_ALLOWED = {("light.py", "."), ("light.py", "torch"), ("convert.py", "torch"),
-                          ("layers.py", "..kernels")}
+                          ("layers.py", "..kernels"), ("winograd.py", "..kernels")}
 
 
 def test_no_function_local_imports_without_a_reason():
