@@ -8,8 +8,13 @@
 Why a kernel: the NumPy reference makes about ten passes over the activation (a centred copy, its square, the
 scale, the shift, the ReLU), and FCOS's head runs eight group norms on every level of every image. Here one
 pass reads each group once, accumulating the sum and the sum of squares in float64, and a second pass writes
-``x scale_c + shift_c`` with the ReLU folded in; groups run in parallel. The variance is
-``E[x^2] - mean^2`` in float64: exact enough unless |mean| / std exceeds ~1e6, far beyond any activation.
+``x scale_c + shift_c`` with the ReLU folded in; groups run in parallel. The sums are of ``x - k``, k the
+group's first value (the "shifted data" variance): ``E[x^2] - mean^2`` of the raw values cancels
+catastrophically once |mean| / std passes ~1e7 (a near-constant group of 1e8 gave -2048 for -0.11, one near
+3e38 a variance of 0 and NaN), while no value of a group lies more than sqrt(count) standard deviations from
+its mean, so ``E[(x - k)^2] - (mean - k)^2`` loses at most a factor count to cancellation, in float64.
+Squares are taken in float64, so a group of values up to float32's max still gets its true variance (the NumPy
+reference squares in float32 as torch does: beyond ~1e19 its variance overflows and the output is the bias).
 """
 from __future__ import annotations
 
@@ -25,15 +30,20 @@ def group_norm_(x, num_groups, weight, bias, eps, relu):
     for job in prange(images * num_groups):
         image, group = job // num_groups, job % num_groups
         first = group * per_group
+        if count == 0:
+            continue  # an empty map: nothing to read or write
+        pivot = np.float64(x[image, first, 0])  # the shift k: within sqrt(count) std of the mean
         total = 0.0
         squares = 0.0
         for channel in range(first, first + per_group):
             for k in range(length):
-                value = np.float64(x[image, channel, k])
+                value = np.float64(x[image, channel, k]) - pivot
                 total += value
                 squares += value * value
-        mean = total / count
-        variance = max(squares / count - mean * mean, 0.0)  # rounding can make a constant group's slightly < 0
+        shifted_mean = total / count
+        mean = pivot + shifted_mean
+        # rounding can make a constant group's slightly < 0
+        variance = max(squares / count - shifted_mean * shifted_mean, 0.0)
         inv_std = 1.0 / np.sqrt(variance + eps)
         for channel in range(first, first + per_group):
             scale = inv_std * weight[channel]

@@ -14,6 +14,11 @@ What is asserted, for every case:
 * no input is modified; a Fortran-ordered, strided or reversed array gives the same result as a C-contiguous one;
 * torch tensors are accepted (same result) or refused by name.
 
+Besides every public name of edudet, edudet.ops and edudet.testing (`COVERAGE`), the model layers a user can
+reach with kernels of their own run here too: GroupNorm (Numba kernel and NumPy reference, both against the
+exact float64 normalisation, see `group_norm_problems`) and MobileNetV3's DepthwiseConv2d (bit for bit on
+every backend); edudet.testing's oracles must accept every backend's own result and reject a wrong one.
+
 How it runs: the cases come from hypothesis strategies over extreme finite floats (subnormals to 1e308,
 float32/float64 edges, -0.0), NaN/inf, degenerate boxes (points, inverted, duplicates) and odd dtypes/layouts.
 Each op family runs in ONE child interpreter under an address-space cap (`helpers.run_in_child`), hypothesis
@@ -48,7 +53,7 @@ from helpers import run_in_child
 
 import edudet
 from edudet import ops
-from edudet._validate import COORDINATE_LIMIT
+from edudet._validate import COORDINATE_LIMIT, INT64_MAX
 from edudet.poolers import MultiScaleRoIAlign
 
 NAN, INF = float("nan"), float("inf")
@@ -59,8 +64,9 @@ CHILD_TIMEOUT_SECONDS = 900
 # =============================================================================================================
 # Reproducers: every value printed as Python that rebuilds it (layout included)
 # =============================================================================================================
-PRELUDE = ("import numpy as np, edudet; from numpy import nan, inf; from edudet import ops; "
-           "from edudet.poolers import MultiScaleRoIAlign")
+PRELUDE = ("import numpy as np, edudet, edudet.testing; from numpy import nan, inf; from edudet import ops; "
+           "from edudet.poolers import MultiScaleRoIAlign; from edudet.models.layers import GroupNorm; "
+           "from edudet.models.mobilenet_v3 import DepthwiseConv2d")
 
 
 def code(value) -> str:
@@ -531,8 +537,10 @@ def generalized_box_iou_cases(draw):
     b1, s1 = draw(boxes())
     b2, s2 = draw(boxes())
     # inverted boxes (torchvision asserts x2 >= x1 here): refused by name, or a GIoU in [-1, 1] all the same
+    # (with offset=1, x1 - 1 <= x2 < x1 is an empty box, not an inverted one)
     s1 = EITHER if s1 == OK and inverted(b1) else s1
     s2 = EITHER if s2 == OK and inverted(b2) else s2
+    offset, so = draw(param([0, 1], kind="int", bad=[2, -1]))  # mmcv's inclusive pixels (issue 16)
     dtype = out_float_dtype(b1, b2)
 
     def expect(out):
@@ -540,14 +548,15 @@ def generalized_box_iou_cases(draw):
         if not problems and out.size:
             if not ((out >= -1) & (out <= 1)).all():
                 problems.append(f"GIoU outside [-1, 1]: {out[(out < -1) | (out > 1)][:4]}")
-            iou = ops.box_iou(b1, b2, backend="numpy")
+            iou = ops.box_iou(b1, b2, offset=offset, backend="numpy")
             if (out > iou + ulps(dtype)).any():
                 problems.append("GIoU above IoU")
         return problems
 
-    return Case("ops.generalized_box_iou", lambda backend, **v: ops.generalized_box_iou(**v),
-                dict(boxes1=b1, boxes2=b2), dict(boxes1=s1, boxes2=s2),
-                "ops.generalized_box_iou({boxes1}, {boxes2})", NUMPY_ONLY, (0.0, 0.0), expect)
+    return Case("ops.generalized_box_iou", lambda backend, **v: ops.generalized_box_iou(**v, backend=backend),
+                dict(boxes1=b1, boxes2=b2, offset=offset), dict(boxes1=s1, boxes2=s2, offset=so),
+                "ops.generalized_box_iou({boxes1}, {boxes2}, offset={offset}, backend={backend})",
+                dispatcher_backends("edudet.ops.boxes", "generalized_box_iou"), (0.0, ulps(dtype)), expect)
 
 
 @st.composite
@@ -672,19 +681,44 @@ def box_coder_cases(draw):
     n = draw(st.integers(0, 4))
     weights, sw = draw(weights_param())
     clip, sc = draw(param([math.log(1000.0 / 16), 1.0, 0.0, -1.0, 30.0]))
+    # maskrcnn-benchmark's TO_REMOVE = 1 (issue 16): sizes x2 - x1 + 1, decoded x2 = ctr + w / 2 - 1
+    offset, so = draw(param([0, 1], kind="int", bad=[2, -1]))
+
+    def coder(weights, bbox_xform_clip, offset):
+        return edudet.BoxCoder(weights, bbox_xform_clip, offset=offset)
+
     if draw(st.booleans()):
         ref, sr = draw(boxes(n=n))
         prop, sp = draw(boxes(n=n if not _chance(draw, 5) else n + 1))
         if sr == OK and sp == OK and len(ref) != len(prop):
             sr = sp = BAD  # a length mismatch: the message names both
         dtype = out_float_dtype(ref, prop)
-        # degenerate proposals give inf/NaN deltas, as torchvision (documented): only shape and dtype here
-        return Case("BoxCoder.encode", lambda backend, weights, bbox_xform_clip, **v: edudet.BoxCoder(
-            weights, bbox_xform_clip).encode(**v), dict(weights=weights, bbox_xform_clip=clip, reference_boxes=ref,
-                                                        proposals=prop),
-                    dict(weights=sw, bbox_xform_clip=sc, reference_boxes=sr, proposals=sp),
-                    "edudet.BoxCoder({weights}, {bbox_xform_clip}).encode({reference_boxes}, {proposals})",
-                    NUMPY_ONLY, expect=lambda out: expect_array(out, (n, 4), dtype, finite=False))
+        def expect(out):
+            # degenerate proposals give inf/NaN deltas, as torchvision (documented): only shape and dtype then
+            problems = expect_array(out, (n, 4), dtype, finite=False)
+            if problems or not n or not np.isfinite(out).all() or not sw == sc == so == OK:
+                return problems
+            # finite deltas decode back to the reference boxes with the same convention (offset 1 included),
+            # unless bbox_xform_clip clamped a size ratio: within rounding of the coordinates' magnitude
+            if (np.abs(out[:, 2:]) / np.array(weights[2:]) > float(clip)).any():
+                return problems
+            back = coder(weights, clip, offset).decode(out, prop).astype(np.float64)
+            scale = float(np.abs(np.asarray(ref, np.float64)).max() + np.abs(np.asarray(prop, np.float64)).max())
+            coarse = np.float32 if np.float32 in (out_float_dtype(ref), out_float_dtype(prop)) else np.float64
+            tolerance = (256 * ulps(coarse, 1) * (scale + 2 * int(offset))
+                         + 1e6 * float(np.finfo(coarse).smallest_subnormal))
+            error = np.abs(back - np.asarray(ref, np.float64)).max()
+            if not error <= tolerance:
+                problems.append(f"decode(encode(reference_boxes)) misses them by {error:g} (> {tolerance:g}): "
+                                f"{back.tolist()}")
+            return problems
+
+        return Case("BoxCoder.encode", lambda backend, weights, bbox_xform_clip, offset, **v: coder(
+            weights, bbox_xform_clip, offset).encode(**v),
+                    dict(weights=weights, bbox_xform_clip=clip, offset=offset, reference_boxes=ref, proposals=prop),
+                    dict(weights=sw, bbox_xform_clip=sc, offset=so, reference_boxes=sr, proposals=sp),
+                    "edudet.BoxCoder({weights}, {bbox_xform_clip}, offset={offset}).encode({reference_boxes}, "
+                    "{proposals})", NUMPY_ONLY, expect=expect)
     k = draw(st.sampled_from([1, 1, 2]))
     codes, sd = draw(boxes(n=n, width=4 * k))
     if (sd == BAD and codes.ndim == 2 and codes.shape == (n, 4 * k) and real_dtype(codes)
@@ -700,12 +734,12 @@ def box_coder_cases(draw):
             problems.append("NaN decoded from finite deltas and boxes")
         return problems
 
-    return Case("BoxCoder.decode", lambda backend, weights, bbox_xform_clip, **v: edudet.BoxCoder(
-        weights, bbox_xform_clip).decode(**v), dict(weights=weights, bbox_xform_clip=clip, rel_codes=codes,
-                                                    boxes=refs),
-                dict(weights=sw, bbox_xform_clip=sc, rel_codes=sd, boxes=sr),
-                "edudet.BoxCoder({weights}, {bbox_xform_clip}).decode({rel_codes}, {boxes})", NUMPY_ONLY,
-                expect=expect)
+    return Case("BoxCoder.decode", lambda backend, weights, bbox_xform_clip, offset, **v: coder(
+        weights, bbox_xform_clip, offset).decode(**v),
+                dict(weights=weights, bbox_xform_clip=clip, offset=offset, rel_codes=codes, boxes=refs),
+                dict(weights=sw, bbox_xform_clip=sc, offset=so, rel_codes=sd, boxes=sr),
+                "edudet.BoxCoder({weights}, {bbox_xform_clip}, offset={offset}).decode({rel_codes}, {boxes})",
+                NUMPY_ONLY, expect=expect)
 
 
 @st.composite
@@ -735,6 +769,9 @@ def fcos_coding_cases(draw):
                 if n and np.isfinite(other).all() and np.abs(other).max() <= 2e15:
                     so = EITHER
         max_shape, sm = draw(st.one_of(st.just((None, OK)), image_size_param()))
+        if sm == BAD and isinstance(max_shape, tuple) and len(max_shape) == 2 and all(
+                isinstance(v, (int, float)) and 0 < v < INF for v in max_shape):
+            sm = EITHER  # a clipping bound, not an integer image size: (4.5, 4) or (2**64, 3) may be accepted
         return Case("edudet.distance2bbox", lambda backend, **v: edudet.distance2bbox(**v),
                     dict(points=points, distance=other, max_shape=max_shape),
                     dict(points=sp, distance=so, max_shape=sm),
@@ -811,7 +848,9 @@ def scores_param(draw, n):
     return scores, OK if ok else BAD
 
 
-def expect_keep(n, scores):
+def expect_keep(n, scores, score_threshold=None, max_num=None):
+    """Distinct indices by decreasing score; with mmcv's options (valid values only), only scores above
+    `score_threshold` (compared in the scores' dtype) and at most `max_num` (None or -1: all) of them."""
     def expect(out):
         problems = expect_array(out, out.shape if isinstance(out, np.ndarray) else (0,), np.int64)
         if problems:
@@ -821,11 +860,35 @@ def expect_keep(n, scores):
         kept = np.asarray(scores, dtype=np.float64)[out]
         if (np.diff(kept) > 0).any():
             return [f"kept boxes not in decreasing score order: {kept}"]
-        if n and not out.size:
+        limit = None if max_num is None or int(max_num) == -1 else int(max_num)
+        if limit is not None and len(out) > limit:
+            return [f"kept {len(out)} boxes, more than max_num={limit}"]
+        candidates = n
+        if score_threshold is not None:
+            dtype = out_float_dtype(scores)
+            with np.errstate(over="ignore"):  # 1e300 is inf in float32 scores: nothing passes
+                passing = np.asarray(scores).astype(dtype) > dtype(float(score_threshold))
+            if not passing[out].all():
+                return [f"kept a box scoring <= score_threshold={score_threshold}: {np.asarray(scores)[out]}"]
+            candidates = int(passing.sum())
+        if candidates and limit != 0 and not out.size:
             return ["kept nothing out of a non-empty input"]
         return []
 
     return expect
+
+
+@st.composite
+def nms_options(draw):
+    """(values, statuses) of nms/batched_nms's keyword-only mmcv options: score_threshold (any finite real;
+    None: keep all) and max_num (an integer >= -1; None or -1: all), each sometimes adversarial."""
+    score_threshold, sst = draw(st.one_of(st.just((None, OK)), param(
+        [0.5, 0.0, -1.0, 0.99, 1e-300, 1e300, -1e300], bad=[], either=[np.float16(0.5)])))
+    max_num, sm = draw(st.one_of(st.just((None, OK)), param(
+        [-1, 0, 1, 3, 2**62, INT64_MAX], kind="int", bad=[-2, -(2**62), 2**63, -(2**63) - 1, 1.5, -0.5])))
+    # None is the default of both (param's adversarial pool lists it among the bad values of a number)
+    return (dict(score_threshold=score_threshold, max_num=max_num),
+            dict(score_threshold=OK if score_threshold is None else sst, max_num=OK if max_num is None else sm))
 
 
 @st.composite
@@ -835,11 +898,13 @@ def nms_cases(draw):
     scores, ss = draw(scores_param(n))
     threshold, st_ = draw(param([0.5, 0.0, 0.3, 0.7, 1.0, 2.0, 1e-300], bad=[-0.1]))
     offset, so = draw(param([0, 1], kind="int", bad=[2, -1]))  # the legacy +1 convention (issue 16)
+    options, s_options = draw(nms_options())
     return Case("ops.nms", lambda backend, **v: ops.nms(**v, backend=backend),
-                dict(boxes=b, scores=scores, iou_threshold=threshold, offset=offset),
-                dict(boxes=sb, scores=ss if sb == OK else EITHER, iou_threshold=st_, offset=so),
-                "ops.nms({boxes}, {scores}, {iou_threshold}, offset={offset}, backend={backend})",
-                dispatcher_backends("edudet.ops.nms", "nms"), expect=expect_keep(n, scores))
+                dict(boxes=b, scores=scores, iou_threshold=threshold, offset=offset, **options),
+                dict(boxes=sb, scores=ss if sb == OK else EITHER, iou_threshold=st_, offset=so, **s_options),
+                "ops.nms({boxes}, {scores}, {iou_threshold}, offset={offset}, score_threshold={score_threshold}, "
+                "max_num={max_num}, backend={backend})",
+                dispatcher_backends("edudet.ops.nms", "nms"), expect=expect_keep(n, scores, **options))
 
 
 @st.composite
@@ -867,12 +932,16 @@ def batched_nms_cases(draw):
         idxs, si = np.full(n, NAN), BAD if n else OK
     else:
         idxs, si = np.array(categories, dtype=bool), BAD
+    offset, so = draw(param([0, 1], kind="int", bad=[2, -1]))
+    options, s_options = draw(nms_options())
     return Case("ops.batched_nms", lambda backend, **v: ops.batched_nms(**v, backend=backend),
-                dict(boxes=b, scores=scores, idxs=draw(layouts(idxs)), iou_threshold=threshold),
+                dict(boxes=b, scores=scores, idxs=draw(layouts(idxs)), iou_threshold=threshold, offset=offset,
+                     **options),
                 dict(boxes=sb, scores=ss if sb == OK else EITHER, idxs=si if sb == OK else EITHER,
-                     iou_threshold=st_),
-                "ops.batched_nms({boxes}, {scores}, {idxs}, {iou_threshold}, backend={backend})",
-                dispatcher_backends("edudet.ops.nms", "batched_nms"), expect=expect_keep(n, scores))
+                     iou_threshold=st_, offset=so, **s_options),
+                "ops.batched_nms({boxes}, {scores}, {idxs}, {iou_threshold}, offset={offset}, "
+                "score_threshold={score_threshold}, max_num={max_num}, backend={backend})",
+                dispatcher_backends("edudet.ops.nms", "batched_nms"), expect=expect_keep(n, scores, **options))
 
 
 @st.composite
@@ -1151,6 +1220,24 @@ def fcos_targets_cases(draw):
     sc = OK if center_sampling is None else sc  # None: the rule's default (issue 15: off for mmdet's rule)
     radius, sr = draw(param([1.5, 1e-300, 1e300], bad=[0.0, -1.0]))
     norm, sno = draw(param([False, True], kind="bool"))
+    # torchvision's matching (issue 15) or mmdetection's (the default); a misspelt rule is refused by name
+    bad_rules = [("TORCHVISION", BAD), ("fcos", BAD), (None, BAD), (1, BAD), (["mmdet"], BAD)]
+    rule, s_rule = draw(st.sampled_from([("mmdet", OK), ("torchvision", OK)] if not _chance(draw, 8) else bad_rules))
+    if rule == "torchvision" and s_ranges == OK and draw(st.booleans()):
+        ranges = None  # torchvision's own (0 | 4 size, 8 size | inf) ranges from the anchor sizes
+    anchor_sizes, s_anchor = None, OK
+    if _chance(draw, 30):  # torchvision's one anchor size per level (its rule only; mmdet's refuses them)
+        per_level = [draw(param([8.0, 16.0, (32,), 1.0, 0.5], bad=[0.0, -8.0, (8, 16)], either=[1e300]))
+                     for _ in range(levels)]
+        anchor_sizes, s_anchor = [v for v, _ in per_level], _worst(*(status for _, status in per_level))
+        if _chance(draw, 10):
+            anchor_sizes, s_anchor = anchor_sizes + [8.0], BAD  # one size too many
+        if rule == "mmdet":
+            s_anchor = BAD
+    # the points' offset in their cell: None (the rule's: 0.5 mmdet, 0 torchvision), a number in [0, 1], "fcos"
+    offset, so = draw(st.one_of(st.just((None, OK)), st.just(("fcos", OK)),
+                                param([0.5, 0.0, 1.0], bad=[-0.5, 1.5, "centre"])))
+    so = OK if offset is None else so
     dtype = out_float_dtype(gt)
 
     def expect(out):
@@ -1160,18 +1247,27 @@ def fcos_targets_cases(draw):
                     + expect_array(out.centerness, (p,), dtype, name="centerness"))
         if not problems and g and out.gt_index.max() >= g:
             problems.append("gt_index beyond the ground truths")
+        if not problems and g and rule == "torchvision":
+            # torchvision ranks by 1e8 - area and drops ranks below 1e-5: no box of area >= 1e8 is matched
+            matched = np.unique(out.gt_index[out.gt_index >= 0])
+            sides = np.diff(np.asarray(gt, np.float64).reshape(-1, 2, 2), axis=1)[:, 0]
+            area = (sides[:, 0] * sides[:, 1])[matched]
+            if (area > 1e8 * (1 + 1e-6)).any():
+                problems.append(f"torchvision's rule matched a box of area {area.max():g} >= 1e8")
         return problems
 
     return Case("edudet.fcos_targets", lambda backend, **v: edudet.fcos_targets(**v, backend=backend),
                 dict(gt_boxes=gt, gt_labels=labels, image_size=size, feature_shapes=shapes, num_classes=num_classes,
                      strides=strides, regress_ranges=ranges, center_sampling=center_sampling,
-                     center_sample_radius=radius, norm_on_bbox=norm),
+                     center_sample_radius=radius, norm_on_bbox=norm, offset=offset, rule=rule,
+                     anchor_sizes=anchor_sizes),
                 dict(gt_boxes=sg, gt_labels=sl if sg == OK else EITHER, image_size=s_size, feature_shapes=s_shapes,
                      num_classes=sn, strides=s_strides, regress_ranges=s_ranges, center_sampling=sc,
-                     center_sample_radius=sr, norm_on_bbox=sno),
+                     center_sample_radius=sr, norm_on_bbox=sno, offset=so, rule=s_rule, anchor_sizes=s_anchor),
                 "edudet.fcos_targets({gt_boxes}, {gt_labels}, {image_size}, {feature_shapes}, {num_classes}, "
                 "{strides}, {regress_ranges}, {center_sampling}, {center_sample_radius}, {norm_on_bbox}, "
-                "backend={backend})", dispatcher_backends("edudet.targets", "fcos_assign"), expect=expect,
+                "offset={offset}, rule={rule}, anchor_sizes={anchor_sizes}, backend={backend})",
+                dispatcher_backends("edudet.targets", "fcos_assign"), expect=expect,
                 aliases={**SHAPE_ALIASES, "regress_ranges": ("regress_ranges",)})
 
 
@@ -1352,6 +1448,19 @@ def adaptive_samples(rois_value, spatial_scale, output_size, aligned):
     return float(max(gw.max(), gh.max())), float((gw * gh).sum() * float(ph) * float(pw))
 
 
+def checked_roi_align(backend, **values):
+    """ops.roi_align on `backend`, its result then checked by edudet.testing.assert_roi_align_close (the
+    oracle must accept every backend's own result on finite maps, extreme ones included)."""
+    import edudet.testing as testing
+
+    out = ops.roi_align(**values, backend=backend)
+    fmap = np.asarray(values["input"])
+    if values["pool_mode"] == "avg" and np.isfinite(fmap.astype(np.float64)).all():
+        testing.assert_roi_align_close(out, values["input"], values["boxes"], values["output_size"],
+                                       values["spatial_scale"], values["sampling_ratio"], values["aligned"])
+    return out
+
+
 @st.composite
 def roi_align_cases(draw, pool=False):
     fmap, sm = draw(feature_maps())
@@ -1359,6 +1468,11 @@ def roi_align_cases(draw, pool=False):
     r, sr = draw(rois(num_images))
     output_size, so = draw(output_size_param())
     spatial_scale, ss = draw(param([1.0, 0.5, 0.25, 1 / 16, 2.0], bad=[0.0, -1.0], either=[1e300, 1e-300]))
+    if sr == OK and ss == OK:
+        coords = (np.concatenate([np.asarray(x, np.float64).reshape(-1, 4) for x in r] or [np.zeros((0, 4))])
+                  if isinstance(r, list) else np.asarray(r, np.float64)[:, 1:])
+        if coords.size and np.abs(coords).max() * float(spatial_scale) > COORDINATE_LIMIT:
+            sr = EITHER  # within the limit, but not once scaled (1e15 * 2): refused naming boxes, or pooled
     k = (len(r) if not isinstance(r, list) else sum(len(x) for x in r)) if sr != BAD else 0
     if so == BAD and output_size == 10**9 and k == 0:
         so = EITHER  # no RoIs: the (0, C, 1e9, 1e9) output is empty, nothing to allocate
@@ -1387,10 +1501,11 @@ def roi_align_cases(draw, pool=False):
                       pool_mode=sp)
         template = ("ops.roi_align({input}, {boxes}, {output_size}, {spatial_scale}, {sampling_ratio}, {aligned}, "
                     "{pool_mode}, backend={backend})")
-        call = lambda backend, **v: ops.roi_align(**v, backend=backend)  # noqa: E731
+        call = checked_roi_align
         backends = dispatcher_backends("edudet.ops.roi_align", "roi_align")
         tolerance = roi_tolerance(fmap) if sm != BAD else (0.0, 0.0)
-    dtype = np.float64 if fmap.dtype == np.float64 else np.float32
+    # float16 maps give float16 results (computed in float32, rounded once: README); ints compute in float32
+    dtype = fmap.dtype.type if fmap.dtype in (np.float16, np.float32, np.float64) else np.float32
 
     def expect(out):
         ph, pw = (output_size, output_size) if np.ndim(output_size) == 0 else tuple(output_size)
@@ -1929,14 +2044,36 @@ def rotated_anchor_cases(draw):
 
 
 @st.composite
+def batched_boxes(draw, batch, n):
+    """(array, status): (batch, n, 4) boxes of one dtype and layout, as mmdetection's batched bbox_overlaps takes."""
+    dtype = draw(float_dtypes(10))
+    array = cast(draw(box_values(batch * n)), dtype).reshape(batch, n, 4)
+    flat = array.reshape(-1, 4)
+    return draw(layouts(array)), coordinate_status(flat)
+
+
+@st.composite
 def iou_variant_cases(draw):
-    """DIoU, CIoU, IoA and mmdetection's bbox_overlaps: adversarial boxes, eps and modes."""
+    """DIoU, CIoU, IoA and mmdetection's bbox_overlaps: adversarial boxes, eps and modes; pairwise (N, M),
+    aligned (N,) or batched (B, N, M) / (B, N); bbox_overlaps also with mmcv's offset=1."""
     which = draw(st.sampled_from(["distance_box_iou", "complete_box_iou", "box_ioa", "bbox_overlaps"]))
-    b1, s1 = draw(boxes())
-    b2, s2 = draw(boxes())
+    aligned, sa = draw(param([False, True], kind="bool"))
+    rows = draw(st.integers(0, 4))
+    if _chance(draw, 25):  # batched: (B, N, 4) against (B, M, 4), the same B (else refused, naming both)
+        batch = draw(st.integers(1, 2))
+        b1, s1 = draw(batched_boxes(batch, rows))
+        other_batch = batch if not _chance(draw, 10) else batch + 1
+        b2, s2 = draw(batched_boxes(other_batch, rows if aligned is True else draw(st.integers(0, 4))))
+        if OK == s1 == s2 and other_batch != batch:
+            s1 = s2 = BAD
+    else:
+        b1, s1 = draw(boxes(n=rows))
+        b2, s2 = draw(boxes(n=rows if aligned is True and not _chance(draw, 10) else None))
+    if aligned is True and OK == s1 == s2 and b1.shape[-2] != b2.shape[-2]:
+        s1 = s2 = BAD  # aligned pairs need as many boxes on both sides
     # inverted boxes: refused by name (as generalized_box_iou does), or a finite value all the same
-    s1 = EITHER if s1 == OK and inverted(b1) else s1
-    s2 = EITHER if s2 == OK and inverted(b2) else s2
+    s1 = EITHER if s1 == OK and inverted(b1.reshape(-1, 4)) else s1
+    s2 = EITHER if s2 == OK and inverted(b2.reshape(-1, 4)) else s2
     dtype = out_float_dtype(b1, b2)
     extra, status = {}, {}
     if which in ("distance_box_iou", "complete_box_iou"):
@@ -1944,17 +2081,305 @@ def iou_variant_cases(draw):
     elif which == "bbox_overlaps":
         extra["mode"], status["mode"] = draw(st.sampled_from([("iou", OK), ("iof", OK), ("giou", OK), ("dice", BAD)]))
         extra["eps"], status["eps"] = draw(param([1e-6, 1e-3], bad=[-1.0], either=[0.0]))
+        extra["offset"], status["offset"] = draw(param([0, 1], kind="int", bad=[2, -1]))  # mmcv's offset=1
+    flag = "is_aligned" if which == "bbox_overlaps" else "aligned"
+    extra[flag], status[flag] = aligned, sa
 
     def expect(out):
-        return expect_array(out, (len(b1), len(b2)), dtype)
+        batch_shape = b1.shape[:-2]
+        shape = batch_shape + ((b1.shape[-2],) if aligned is True else (b1.shape[-2], b2.shape[-2]))
+        problems = expect_array(out, shape, dtype)
+        if not problems and out.size and which in ("box_ioa", "bbox_overlaps"):
+            low = -1 if extra.get("mode") == "giou" else 0
+            # eps=0 divides by the true (maybe underflowed) denominators: 0 where they are 0, never above 1
+            if not ((out >= low - ulps(dtype)) & (out <= 1 + ulps(dtype))).all():
+                problems.append(f"{which} outside [{low}, 1]: {out[(out < low) | (out > 1)][:4]}")
+        return problems
 
     # CIoU's atan comes from each backend's maths library: a few ulps apart
     tolerance = (0.0, ulps(dtype, 64 if which == "complete_box_iou" else 8))
     args = ", ".join(f"{k}={{{k}}}" for k in extra)
+    op = "iou_variants_aligned" if aligned is True else "iou_variants"
     return Case(f"ops.{which}", lambda backend, **v: getattr(ops, which)(**v, backend=backend),
                 dict(boxes1=b1, boxes2=b2, **extra), dict(boxes1=s1, boxes2=s2, **status),
-                f"ops.{which}({{boxes1}}, {{boxes2}}, {args}{', ' if args else ''}backend={{backend}})",
-                dispatcher_backends("edudet.ops.iou_variants", "iou_variants"), tolerance, expect)
+                f"ops.{which}({{boxes1}}, {{boxes2}}, {args}, backend={{backend}})",
+                dispatcher_backends("edudet.ops.iou_variants", op), tolerance, expect,
+                aliases={flag: ("aligned",)})
+
+
+# =============================================================================================================
+# Model layers a user can reach: GroupNorm (Numba kernel + NumPy reference), MobileNetV3's depthwise conv
+# =============================================================================================================
+# Each group is normalised by its own statistics, so the extremes that matter are per group: values near
+# float32's max, squares beyond it (|x| > ~1.8e19), subnormals, near-constant groups far from 0 (|mean| / std up
+# to 1e8 and beyond: cancellation) and constant ones (std 0), plus NaN/inf.
+ACTIVATION_SCALES = [3.4e37, 1e37, 1e19, 1e-20, 1e-40, 1e-44]
+ACTIVATION_OFFSETS = [1e6, 1e8, -1e30, 3e38]
+ACTIVATION_CONSTANTS = [0.0, 1.0, -5.0, 1e38, 3.4e38, 1e-45]
+
+
+@st.composite
+def activations(draw, n, c, h, w):
+    """(N, C, H, W) float64 values (cast by the caller): moderate, scaled to an extreme, a large constant plus small
+    variations (near-constant), constant, or spiked with one special value."""
+    size = n * c * h * w
+    values = np.array(draw(st.lists(ordinary_floats(-10, 10), min_size=size, max_size=size)),
+                      dtype=np.float64).reshape(n, c, h, w)
+    kind = draw(st.sampled_from(["plain"] * 3 + ["scaled", "near-constant", "ulps", "constant", "special"]))
+    if kind == "scaled":
+        values *= draw(st.sampled_from(ACTIVATION_SCALES)) / 10
+    elif kind == "near-constant":
+        values = values * draw(st.sampled_from([1.0, 1e-3, 8.0])) + draw(st.sampled_from(ACTIVATION_OFFSETS))
+    elif kind == "ulps" and size:
+        # a constant float32 value with a few entries a few float32 ulps away: |mean| / std near 1e8, where
+        # E[x^2] - mean^2 cancels to nothing (the Numba kernel's variance was 0 there: NaN near 3e38)
+        base = np.float32(draw(st.sampled_from(ACTIVATION_OFFSETS + [1.0, -7.0])))
+        values[:] = float(base)
+        for _ in range(draw(st.integers(1, 3))):
+            k = draw(st.sampled_from([1, 2, 64, -1]))
+            values.reshape(-1)[draw(st.integers(0, size - 1))] = float(base) + k * float(np.spacing(base))
+    elif kind == "constant":
+        values[:] = draw(st.sampled_from(ACTIVATION_CONSTANTS))
+    elif kind == "special" and size:
+        values.reshape(-1)[draw(st.integers(0, size - 1))] = draw(st.sampled_from(
+            [NAN, INF, -INF, 3.4e38, -3.4e38, 1e-45]))
+    return values
+
+
+def group_norm_problems(x, num_groups, weight, bias, eps, relu, out, who, reference_path) -> list[str]:
+    """What is wrong with `out`, GroupNorm of `x`, against the exact (float64) normalisation, group by group.
+
+    What the layer gives (documented here; torch's group_norm gives the same in each case):
+    * a group holding NaN or inf gives NaN over the whole group (NaN in, NaN out; ReLU keeps the NaN);
+    * elsewhere the output is ``(x - mean) / sqrt(var + eps) w + b`` to within float32 rounding of the affine
+      ``x scale + shift`` it is evaluated as (scale = w / std, shift = b - mean scale): about eps32 times
+      ``|mean| / std`` (a near-constant group far from 0 loses its digits there, as in torch), plus the
+      reference's float32 variance (pairwise sum; centred on the float32 mean);
+    * unspecified (may be NaN or inf, as torch) where that affine itself overflows float32: a (near-)constant
+      group with ``|x| w / sqrt(var + eps)`` beyond float32's max (a constant group of 3e38), or var + eps = 0;
+    * the reference (NumPy, = torch) squares in float32: where a group's sum of squares overflows float32 (|x -
+      mean| beyond ~1e19) its variance is inf and it gives the bias (ReLU'd); the Numba kernel squares in float64
+      and gives the true normalisation. `reference_path`: `out` came from the reference.
+    """
+    problems = []
+    if not isinstance(out, np.ndarray) or out.shape != x.shape or out.dtype != x.dtype:
+        return [f"{who}: {type(out).__name__} {getattr(out, 'shape', '')} {getattr(out, 'dtype', '')}, want "
+                f"{x.shape} {x.dtype}"]
+    n, c = x.shape[:2]
+    per = c // num_groups
+    eps32 = float(np.finfo(np.float32).eps)
+    with np.errstate(all="ignore"):
+        x64 = x.astype(np.float64).reshape(n, num_groups, per, -1)
+        count = x64.shape[2] * x64.shape[3]
+        finite = np.isfinite(x64).all(axis=(2, 3))  # (n, G)
+        mean = x64.mean(axis=(2, 3))
+        centred = x64 - mean[:, :, None, None]
+        var = (centred * centred).mean(axis=(2, 3))
+        inv_std = 1.0 / np.sqrt(var + eps)
+        w = np.asarray(weight, np.float64).reshape(1, num_groups, per, 1)
+        b = np.asarray(bias, np.float64).reshape(1, num_groups, per, 1)
+        s = inv_std[:, :, None, None]
+        z = centred * s * w
+        exact = z + b
+        top_w, top_b = float(np.abs(w).max(initial=0)), float(np.abs(b).max(initial=0))
+        top_x = np.abs(x64).max(axis=(2, 3), initial=0)
+        free = ~(var + eps > 0) | ~(top_x * inv_std * top_w < 1e37) | ~(np.abs(mean) * inv_std * top_w < 1e37)
+        mean32 = mean.astype(np.float32).astype(np.float64)[:, :, None, None]
+        squares32 = ((x64 - mean32) ** 2).sum(axis=(2, 3))
+        overflowing = ~(squares32 < 1e37)  # the reference's float32 sum of squares may be inf there
+        variance_error = 4 * math.log2(count + 1) * eps32 + (np.abs(mean) * eps32) ** 2 / (var + eps)
+        tolerance = (16 * eps32 * (np.abs(x64) * s * np.abs(w) + (np.abs(mean) * inv_std)[:, :, None, None]
+                                   * np.abs(w) + np.abs(b) + np.abs(exact))
+                     + np.abs(z) * variance_error[:, :, None, None]
+                     + 1e3 * float(np.finfo(np.float32).smallest_subnormal))
+        if relu:
+            exact = np.maximum(exact, 0)
+        got = out.astype(np.float64).reshape(exact.shape)
+        close = np.abs(got - exact) <= tolerance
+        bias_only = got == np.broadcast_to(np.maximum(b, 0) if relu else b, got.shape)
+    for image in range(n):
+        for group in range(num_groups):
+            values = got[image, group]
+            where = f"{who}, image {image}, group {group}"
+            if not finite[image, group]:
+                if not np.isnan(values).all():
+                    problems.append(f"{where}: NaN/inf input, output not all NaN: {values.ravel()[:4]}")
+            elif free[image, group]:
+                continue
+            elif reference_path and overflowing[image, group] and bias_only[image, group].all():
+                continue  # the reference's float32 variance overflowed: the bias, as torch
+            elif not close[image, group].all():
+                k = np.flatnonzero(~close[image, group].ravel())[0]
+                problems.append(f"{where}: {values.ravel()[k]!r} vs exact {exact[image, group].ravel()[k]!r} "
+                                f"(tolerance {tolerance[image, group].ravel()[k]:.3g}; mean {mean[image, group]:.6g}, "
+                                f"var {var[image, group]:.6g})")
+    return problems
+
+
+@st.composite
+def group_norm_cases(draw):
+    """edudet.models.layers.GroupNorm: the Numba kernel (float32, C-contiguous maps) and the NumPy reference
+    (every other map, or `.reference`), both against the exact normalisation (`group_norm_problems`)."""
+    from edudet.models.layers import GroupNorm
+
+    num_groups = draw(st.sampled_from([1, 2, 4]))
+    c = num_groups * draw(st.sampled_from([1, 1, 2]))  # C = groups: one channel per group
+    n = draw(st.integers(1, 2))  # a zero-size batch: test_model_layers_zero_batch_and_bad_arguments
+    h, w = draw(st.sampled_from([(1, 1), (1, 3), (3, 2), (4, 4), (8, 8)]))
+    dtype = np.float32 if not _chance(draw, 15) else np.float64
+    with np.errstate(over="ignore"):
+        x = draw(layouts(draw(activations(n, c, h, w)).astype(dtype)))
+    weight = np.array([draw(st.sampled_from([1.0, -2.0, 0.5, 0.0, 3.0])) for _ in range(c)], np.float32)
+    bias = np.array([draw(st.sampled_from([0.0, 1.0, -1.0, 0.25])) for _ in range(c)], np.float32)
+    eps = draw(st.sampled_from([1e-5, 1e-5, 1e-3, 0.0]))
+    relu = draw(st.booleans())
+
+    def call(backend, x, num_groups, weight, bias, eps, relu):
+        norm = GroupNorm(num_groups, x.shape[1], eps)
+        norm.set_weight(weight, bias)
+        kernel_path = x.dtype == np.float32 and x.flags.c_contiguous
+        layer = norm(x.copy(order="K"), relu)  # in place on a copy: the layer overwrites its (fresh) input
+        reference = norm.reference(x.copy(order="K"), relu)
+        problems = (group_norm_problems(x, num_groups, weight, bias, eps, relu, layer, "layer", not kernel_path)
+                    + group_norm_problems(x, num_groups, weight, bias, eps, relu, reference, "reference", True))
+        if problems:
+            raise AssertionError("; ".join(problems[:4]))
+        # the layer picks its path by layout (the kernel for C-contiguous float32): the reference's result is
+        # the one that must not depend on the layout
+        return reference
+
+    return Case("GroupNorm", call, dict(x=x, num_groups=num_groups, weight=weight, bias=bias, eps=eps, relu=relu),
+                dict(x=OK, num_groups=OK, weight=OK, bias=OK, eps=OK, relu=OK),
+                "(lambda norm: (norm.set_weight({weight}, {bias}), norm({x}.copy(), {relu}), "
+                "norm.reference({x}.copy(), {relu}))[1:])(GroupNorm({num_groups}, " + str(c) + ", {eps}))",
+                ["numba+numpy"])
+
+
+@st.composite
+def depthwise_conv_cases(draw):
+    """MobileNetV3's DepthwiseConv2d on every backend: extreme activations and filters, 1 x 1 maps, zero-size
+    batches, maps smaller than the filter and wrong shapes (refused, naming x); the backends add the same
+    float32 products in the same order, so they must agree bit for bit (NaN/inf included)."""
+    from edudet.models.mobilenet_v3 import DepthwiseConv2d, _depthwise
+
+    c = draw(st.integers(1, 3))
+    k = draw(st.sampled_from([1, 3, 5]))
+    stride, dilation = draw(st.sampled_from([1, 2])), draw(st.sampled_from([1, 1, 2]))
+    padding = draw(st.sampled_from([0, (k - 1) // 2 * dilation, k]))
+    n = draw(st.integers(0, 2))
+    h, w = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    dtype = draw(st.sampled_from([np.float32] * 6 + [np.float64, np.float16, np.int32]))
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = cast(draw(activations(n, c, h, w)), dtype)
+    status = OK
+    span = dilation * (k - 1) + 1
+    if h + 2 * padding < span or w + 2 * padding < span:
+        status = BAD  # smaller than the filter: refused, naming x
+    if _chance(draw, 8):
+        x, status = draw(st.sampled_from([x[:, 0], x[None], np.concatenate([x, x[:, :1]], axis=1)])), BAD
+    x = draw(layouts(x))
+    with np.errstate(over="ignore"):
+        x32 = np.asarray(x).astype(np.float32)
+    if status == OK and x32.size and not np.isfinite(x32).all():
+        status = EITHER  # NaN/inf in (or beyond float32): NaN/inf out, the same on every backend
+    taps = np.array([draw(st.sampled_from([1.0, -0.5, 0.0, 2.0])) for _ in range(c * k * k)]).reshape(c, 1, k, k)
+    taps *= draw(st.sampled_from([1.0] * 6 + [1e30, 1e-30, 1e-45]))
+    bias = np.array([draw(st.sampled_from([0.0, 1.0, -0.0, -3.0])) for _ in range(c)], np.float32)
+    taps = taps.astype(np.float32)
+
+    def call(backend, x, weight, bias, stride, padding, dilation):
+        conv = DepthwiseConv2d(c, k, stride, padding, dilation)
+        conv.set_weight(weight, bias)
+        return conv(x, backend)
+
+    def expect(out):
+        oh, ow = (h + 2 * padding - span) // stride + 1, (w + 2 * padding - span) // stride + 1
+        with np.errstate(over="ignore"):
+            bound = float(np.abs(x32).max(initial=0)) * float(np.abs(taps).max()) * k * k + 3
+        return expect_array(out, (n, c, oh, ow), np.float32, finite=bound < 1e37)
+
+    return Case("DepthwiseConv2d", call,
+                dict(x=x, weight=taps, bias=bias, stride=stride, padding=padding, dilation=dilation),
+                dict(x=status, weight=OK, bias=OK, stride=OK, padding=OK, dilation=OK),
+                "(lambda conv: (conv.set_weight({weight}, {bias}), conv({x}, {backend}))[1])(DepthwiseConv2d("
+                + str(c) + ", " + str(k) + ", {stride}, {padding}, {dilation}))",
+                _depthwise.backends, (0.0, 0.0), expect)
+
+
+# =============================================================================================================
+# edudet.testing's oracles: they accept every backend's own result on extreme input and reject a wrong one
+# =============================================================================================================
+def _must_reject(check_wrong, what: str) -> None:
+    """`check_wrong()` (an oracle on a deliberately wrong result) must raise AssertionError, with a message."""
+    try:
+        check_wrong()
+    except AssertionError as err:
+        if not str(err):
+            raise RuntimeError(f"the oracle rejected {what} without a message") from None
+        return
+    raise RuntimeError(f"the oracle accepted {what}")
+
+
+@st.composite
+def oracle_cases(draw):
+    import edudet.testing as testing
+
+    which = draw(st.sampled_from(["assert_nms_equal", "assert_matches_equal", "assert_boxes_close"]))
+    if which == "assert_nms_equal":
+        b, sb = draw(boxes(max_rows=8))
+        n = len(b) if b.ndim >= 1 else 0
+        scores, ss = draw(scores_param(n))
+        threshold, st_ = draw(param([0.5, 0.0, 0.3, 1.0, 1e-300], bad=[-0.1]))
+
+        def call(backend, boxes, scores, iou_threshold):
+            keep = ops.nms(boxes, scores, iou_threshold, backend=backend)
+            testing.assert_nms_equal(keep, boxes, scores, iou_threshold)  # each backend's keep is the reference's
+            if len(keep):
+                _must_reject(lambda: testing.assert_nms_equal(keep[:-1], boxes, scores, iou_threshold),
+                             "a keep missing its last box")
+            return keep
+
+        return Case("testing.assert_nms_equal", call, dict(boxes=b, scores=scores, iou_threshold=threshold),
+                    dict(boxes=sb, scores=ss if sb == OK else EITHER, iou_threshold=st_),
+                    "edudet.testing.assert_nms_equal(ops.nms({boxes}, {scores}, {iou_threshold}, backend={backend}), "
+                    "{boxes}, {scores}, {iou_threshold})", dispatcher_backends("edudet.ops.nms", "nms"),
+                    expect=expect_keep(n, scores))
+    if which == "assert_matches_equal":
+        gt, sg = draw(gt_boxes(min_rows=1))
+        b, sb = draw(boxes(max_rows=8))
+        high, sh, low, sl = draw(thresholds())
+        allow = draw(st.booleans())
+
+        def call(backend, gt_boxes, boxes, high_threshold, low_threshold):
+            matches = edudet.Matcher(high_threshold, low_threshold, allow).match_boxes(gt_boxes, boxes, backend=backend)
+            testing.assert_matches_equal(matches, gt_boxes, boxes, high_threshold, low_threshold, allow)
+            if len(matches):
+                wrong = matches.copy()
+                wrong[0] = -1 if wrong[0] != -1 else -2
+                _must_reject(lambda: testing.assert_matches_equal(wrong, gt_boxes, boxes, high_threshold,
+                                                                  low_threshold, allow), "a changed match")
+            return matches
+
+        return Case("testing.assert_matches_equal", call,
+                    dict(gt_boxes=gt, boxes=b, high_threshold=high, low_threshold=low),
+                    dict(gt_boxes=sg, boxes=sb, high_threshold=sh, low_threshold=sl),
+                    "edudet.testing.assert_matches_equal(edudet.Matcher({high_threshold}, {low_threshold}, "
+                    f"{allow}).match_boxes({{gt_boxes}}, {{boxes}}, backend={{backend}}), {{gt_boxes}}, {{boxes}}, "
+                    f"{{high_threshold}}, {{low_threshold}}, {allow})",
+                    dispatcher_backends("edudet.matcher", "match_boxes"))
+    b, sb = draw(boxes(shape_percent=0, odd_dtype_percent=0))
+    assume(sb == OK)  # a malformed *result* is the oracle's AssertionError by design, not a refusal
+    b = np.asarray(b, dtype=np.float64 if b.dtype == np.float64 else np.float32)
+
+    def call(backend, actual):
+        testing.assert_boxes_close(actual, actual.copy())
+        if actual.size:
+            shifted = actual.astype(np.float64) + 1 + np.abs(actual.astype(np.float64))
+            _must_reject(lambda: testing.assert_boxes_close(shifted, actual), "boxes off by 1 + |x|")
+        return actual
+
+    return Case("testing.assert_boxes_close", call, dict(actual=b), dict(actual=OK),
+                "edudet.testing.assert_boxes_close({actual}, {actual})", NUMPY_ONLY)
 
 
 PROPERTIES = {
@@ -1990,9 +2415,13 @@ PROPERTIES = {
     "priors": (prior_cases, 0.5),
     "rotated_anchors": (rotated_anchor_cases, 0.5),
     "iou_variants": (iou_variant_cases, 0.5),
+    "group_norm": (group_norm_cases, 0.5),
+    "depthwise_conv": (depthwise_conv_cases, 0.5),
+    "oracles": (oracle_cases, 0.5),
 }
 FIXED = {"sizes": size_cases, "boundary": boundary_cases}
-# every public name of edudet and edudet.ops -> the properties that run it (test_every_public_op_is_in_the_suite)
+# every public name of edudet, edudet.ops and edudet.testing -> the properties that run it
+# (test_every_public_op_is_in_the_suite), plus the model layers with their own kernels
 COVERAGE = {
     "box_iou": "box_iou", "generalized_box_iou": "generalized_box_iou", "box_area": "box_area_convert",
     "box_convert": "box_area_convert", "clip_boxes_to_image": "clip_remove_small",
@@ -2015,8 +2444,13 @@ COVERAGE = {
     "distance_box_iou": "iou_variants", "complete_box_iou": "iou_variants", "box_ioa": "iou_variants",
     "bbox_overlaps": "iou_variants",
     "masks_to_boxes": "masks_to_boxes",
+    "assert_nms_equal": "oracles", "assert_matches_equal": "oracles", "assert_boxes_close": "oracles",
+    "assert_roi_align_close": "roi_align",  # the roi_align property's every result passes through it
+    "models.layers.GroupNorm": "group_norm", "models.mobilenet_v3.DepthwiseConv2d": "depthwise_conv",
 }
-NOT_OPS = {"ops", "__version__", "available_backends", "backends_for"}  # names that take no data
+# names that take no data: submodules, versions, the backend listing, edudet.testing's session switch
+NOT_OPS = {"ops", "__version__", "available_backends", "backends_for", "strategies", "extreme_default",
+           "set_extreme_default"}
 FAMILIES = {
     "boxes": ["box_iou", "generalized_box_iou", "box_area_convert", "clip_remove_small", "box_coder", "fcos_coding",
               "level_mapping", "iou_variants", "masks_to_boxes"],
@@ -2026,6 +2460,7 @@ FAMILIES = {
     "roi": ["roi_align", "roi_pool", "multiscale_roi_align", "paste_masks", "roi_grid_to_image"],
     "rotated": ["box_iou_rotated", "nms_rotated", "rotated_helpers", "roi_align_rotated", "rotated_anchors"],
     "sizes_and_boundary": ["sizes", "boundary"],
+    "layers_and_oracles": ["group_norm", "depthwise_conv", "oracles"],
 }
 
 
@@ -2242,9 +2677,25 @@ def test_check_passes_agreeing_backends_and_named_refusals():
         check(_fake_case(lambda backend, boxes: np.float32(boxes.ravel(order="K")[1:2]), {"boxes": OK}, fortran))
 
 
+def public_names() -> set:
+    """Every public name of edudet, edudet.ops and edudet.testing: its __all__ and anything else it exposes
+    without an underscore (a name imported into the package but left out of __all__ is public too)."""
+    import types
+
+    import edudet.testing as testing
+
+    names = set()
+    for module in (edudet, ops, testing):
+        names |= set(module.__all__)
+        names |= {name for name in dir(module) if not name.startswith("_")
+                  and not isinstance(getattr(module, name), types.ModuleType) and name != "annotations"}
+    return names
+
+
 def test_every_public_op_is_in_the_suite():
-    """A new public op must join this suite: every name of edudet and edudet.ops is mapped to its property."""
-    public = (set(edudet.__all__) | set(ops.__all__)) - NOT_OPS
+    """A new public op must join this suite: every name of edudet, edudet.ops and edudet.testing is mapped to
+    its property."""
+    public = public_names() - NOT_OPS
     missing = sorted(public - set(COVERAGE))
     assert not missing, f"public ops without a robustness property here: {missing} (add one, and map it in COVERAGE)"
     unknown = {name: prop for name, prop in COVERAGE.items() if prop not in PROPERTIES and prop not in FIXED}
@@ -2267,3 +2718,84 @@ def test_a_crash_is_named_and_the_rest_still_runs():
     failures, timings = run_family("selftest", seed=0, max_examples=1)
     assert len(failures) == 1 and "SIGSEGV" in failures[0] and "ctypes.string_at(0)" in failures[0], failures
     assert [t.split(":")[0] for t in timings] == ["selftest_after"], timings
+
+
+def test_nms_score_threshold_beyond_float32_is_quiet():
+    """Regression (found by the nms property): a score_threshold beyond float32's range against float32 scores
+    compares as +-inf (1e300 keeps nothing, -1e300 everything) and used to emit NumPy's unnamed RuntimeWarning
+    "overflow encountered in cast" from inside nms."""
+    import warnings
+
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7], np.float32)
+    idxs = np.array([0, 0, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for backend in dispatcher_backends("edudet.ops.nms", "nms"):
+            assert ops.nms(boxes, scores, 0.5, backend, score_threshold=1e300).tolist() == []
+            assert ops.nms(boxes, scores, 0.5, backend, score_threshold=-1e300).tolist() == [0, 2]
+            assert ops.batched_nms(boxes, scores, idxs, 0.5, backend, score_threshold=1e300).tolist() == []
+            assert ops.batched_nms(boxes, scores, idxs, 0.5, backend, score_threshold=-1e300,
+                                   max_num=1).tolist() == [0]
+
+
+@pytest.mark.parametrize("base", [1e8, 3e38, -1e30, 1.0])
+def test_group_norm_kernel_keeps_near_constant_groups_finite(base):
+    """Regression (found by the group_norm property): groups of one float32 value with two entries 1 and 2 ulps
+    above it (|mean| / std ~ 5e7). The kernel's E[x^2] - mean^2 cancelled: at 1e8 it gave -2048 where the exact
+    value is -0.084, near 3e38 a variance of 0 and NaN from finite input. Now within float32 rounding of the
+    exact normalisation, as the reference is (`group_norm_problems` states the tolerance)."""
+    from edudet.models.layers import GroupNorm
+
+    value = np.float32(base)
+    x = np.full((1, 4, 8, 8), value, np.float32)
+    x[0, 0, 3, 3] = value + np.spacing(value)
+    x[0, 2, 1, 1] = value + 2 * np.spacing(value)
+    weight, bias = np.array([1, -2, 0.5, 3], np.float32), np.array([0, 1, -1, 0.25], np.float32)
+    for groups in (1, 2):
+        norm = GroupNorm(groups, 4)
+        norm.set_weight(weight, bias)
+        out = norm(x.copy())  # float32, C-contiguous: the Numba kernel
+        assert np.isfinite(out).all()
+        assert not group_norm_problems(x, groups, weight, bias, 1e-5, False, out, "layer", False)
+        with np.errstate(over="ignore"):  # near 3e38 the reference's float32 squares overflow (documented)
+            reference = norm.reference(x.copy())
+        assert not group_norm_problems(x, groups, weight, bias, 1e-5, False, reference, "reference", True)
+
+
+# --- the model layers' own gaps (edudet/models/layers.py, mobilenet_v3.py: not this file's owner) ------------
+# Strict xfails: each documents a gap the layer properties found; when the layer is fixed the test XPASSes,
+# which fails the run, so the marker is removed and the test then guards the fix.
+@pytest.mark.xfail(strict=True, reason="GroupNorm reshapes a (0, C, H, W) batch to (0, G, -1), which NumPy "
+                                       "cannot infer: ValueError instead of an empty output (layers.py)")
+def test_group_norm_takes_a_zero_size_batch():
+    from edudet.models.layers import GroupNorm
+
+    x = np.zeros((0, 4, 3, 3), np.float32)
+    norm = GroupNorm(2, 4)
+    assert norm(x.copy()).shape == x.shape  # the Numba path
+    assert norm.reference(x.copy()).shape == x.shape
+
+
+def _model_layer(kind: str, *args, **kwargs):
+    from edudet.models.layers import GroupNorm
+    from edudet.models.mobilenet_v3 import DepthwiseConv2d
+
+    return {"GroupNorm": GroupNorm, "DepthwiseConv2d": DepthwiseConv2d}[kind](*args, **kwargs)
+
+
+@pytest.mark.parametrize("kind, args, kwargs, name", [
+    ("GroupNorm", (0, 4), {}, "num_groups"),  # ZeroDivisionError
+    ("GroupNorm", (-1, 4), {}, "num_groups"),  # accepted, then a reshape error at the call
+    ("GroupNorm", (2, 4), {"eps": float("nan")}, "eps"),  # accepted: NaN everywhere
+    ("DepthwiseConv2d", (2, 3), {"stride": 0}, "stride"),  # ZeroDivisionError at the call
+    ("DepthwiseConv2d", (2, 0), {}, "kernel_size"),  # accepted: a 6 x 6 map of the bias from 5 x 5
+    ("DepthwiseConv2d", (2, 3), {"padding": -1}, "padding"),  # Numba crops, the reference fails to broadcast
+    ("DepthwiseConv2d", (2, 3), {"dilation": 0}, "dilation"),  # accepted: every tap reads one pixel
+])
+@pytest.mark.xfail(strict=True, reason="GroupNorm / DepthwiseConv2d do not check their arguments with "
+                                       "check_scalar yet (layers.py, mobilenet_v3.py)")
+def test_model_layers_refuse_bad_arguments_by_name(kind, args, kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        layer = _model_layer(kind, *args, **kwargs)
+        layer(np.ones((1, args[1] if kind == "GroupNorm" else args[0], 5, 5), np.float32))

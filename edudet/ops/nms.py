@@ -236,8 +236,10 @@ def _select_run_truncate(run, scores, score_threshold, max_num, *arrays):
     """Drop the boxes scoring <= score_threshold, run `run` on the others, keep the best `max_num` after NMS."""
     candidates = None
     if score_threshold is not None:
-        # a Python float against the scores' dtype, as NumPy (and torch, and mmcv) compare a weak scalar
-        candidates = np.flatnonzero(scores > score_threshold)
+        # a Python float against the scores' dtype, as NumPy (and torch, and mmcv) compare a weak scalar; one
+        # beyond float32's range (1e300) compares as +-inf there: nothing (or everything) passes, silently
+        with np.errstate(over="ignore"):
+            candidates = np.flatnonzero(scores > score_threshold)
         scores = scores[candidates]
         arrays = tuple(array[candidates] for array in arrays)
     keep = run(*arrays, scores) if len(scores) else np.zeros(0, dtype=np.int64)
