@@ -14,7 +14,8 @@ catastrophically once |mean| / std passes ~1e7 (a near-constant group of 1e8 gav
 3e38 a variance of 0 and NaN), while no value of a group lies more than sqrt(count) standard deviations from
 its mean, so ``E[(x - k)^2] - (mean - k)^2`` loses at most a factor count to cancellation, in float64.
 Squares are taken in float64, so a group of values up to float32's max still gets its true variance (the NumPy
-reference squares in float32 as torch does: beyond ~1e19 its variance overflows and the output is the bias).
+reference squares in float32 as torch does, and redoes in float64 only the groups whose float32 squares overflow
+or underflow: |x - mean| beyond ~1e19, where torch's output is the bias or NaN, or below ~1e-19).
 """
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
 """edudet.models.layers: convolution as im2col + matmul, folded batch norm, pooling, resizing."""
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -318,3 +320,70 @@ def test_group_norm_kernel_matches_reference_and_torch():
         # in the constant group x scale + shift cancels (scale ~ 1/sqrt(eps) = 316): each library lands within
         # ~1e-4 of the bias by its own rounding, so torch is compared on the first image only
         np.testing.assert_allclose(fast[0], expected[0], rtol=1e-5, atol=1e-5)
+
+
+def test_group_norm_refuses_bad_arguments_by_name():
+    # each was accepted (or failed unnamed) before: 0 groups -> ZeroDivisionError, -1 -> a reshape error at the
+    # call, eps NaN -> NaN everywhere
+    for args, kwargs, message in [
+        ((0, 4), {}, "num_groups must be >= 1"),
+        ((-1, 4), {}, "num_groups must be >= 1"),
+        ((1.5, 3), {}, "num_groups must be an integer"),
+        ((2, 0), {}, "num_channels must be >= 1"),
+        ((3, 4), {}, r"num_channels \(4\) must be divisible by num_groups \(3\)"),
+        ((2, 4), {"eps": float("nan")}, "eps must be finite"),
+        ((2, 4), {"eps": float("inf")}, "eps must be finite"),
+        ((2, 4), {"eps": -1e-5}, "eps must be >= 0"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            layers.GroupNorm(*args, **kwargs)
+    with pytest.raises(TypeError, match="num_groups must be a real number"):
+        layers.GroupNorm("2", 4)
+    assert layers.GroupNorm(np.int64(2), 4.0, eps=np.array(0.0)).num_channels == 4  # whole floats, 0-d arrays
+
+
+def test_group_norm_refuses_wrong_inputs_and_weights_by_name():
+    norm = layers.GroupNorm(2, 4)
+    for call in (norm, norm.reference):
+        for shape in [(1, 3, 2, 2), (4, 2, 2), (1, 4, 2, 2, 1)]:
+            with pytest.raises(ValueError, match=r"x must be \(N, 4, H, W\) for GroupNorm\(2, 4\)"):
+                call(np.ones(shape, np.float32))
+        with pytest.raises(TypeError, match="x must be a floating-point numpy array"):
+            call(np.ones((1, 4, 2, 2), np.int32))  # cannot be normalised in place
+    # the kernel reads one weight and bias per channel without bounds checks
+    with pytest.raises(ValueError, match=r"weight must be \(4,\)"):
+        norm.set_weight(np.ones(3, np.float32), np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match=r"bias must be \(4,\)"):
+        norm.load_state({"weight": np.ones(4, np.float32), "bias": np.zeros((1, 4), np.float32)})
+
+
+@pytest.mark.parametrize("shape", [(0, 4, 3, 3), (2, 4, 0, 3), (1, 4, 3, 0)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_group_norm_empty_maps_come_back_empty(shape, dtype):
+    # (0, C, H, W) used to fail in reshape(0, G, -1) (NumPy cannot infer -1 from a zero size)
+    norm = layers.GroupNorm(2, 4)
+    for call in (norm, norm.reference):
+        out = call(np.zeros(shape, dtype), relu=True)
+        assert out.shape == shape and out.dtype == dtype
+
+
+def test_group_norm_reference_redoes_extreme_groups_in_float64():
+    # Each group is one channel of 4 values, eps = 0, weight 1, bias 0.
+    # group 0: v, -v, v, -v with v = 3e38: mean 0, var v^2 = 9e76, so y = +-v / v = +-1. In float32 each square
+    #   overflows (torch gives NaN here); the float64 redo gives +-1 to float32 rounding of 1 / v.
+    # group 1: 0, 0, 0, 4e-22: mean 1e-22; deviations -1e-22 (x3), 3e-22; var = (3 + 9)e-44 / 4 = 3e-44,
+    #   std = sqrt(3) 1e-22, so y = -1 / sqrt(3) = -0.57735 (x3), 3 / sqrt(3) = 1.7320508. In float32 the
+    #   squares 1e-44 are subnormal (about 7 ulps): torch's variance is 2.7% off (-0.5695, 1.7086).
+    # group 2: ordinary values 1, 2, 3, 6: mean 3, var (4 + 1 + 0 + 9) / 4 = 3.5: not redone.
+    v = np.float32(3e38)
+    x = np.array([v, -v, v, -v, 0, 0, 0, 4e-22, 1, 2, 3, 6], np.float32).reshape(1, 3, 2, 2)
+    norm = layers.GroupNorm(3, 3, eps=0.0)
+    third = 1 / np.sqrt(3)
+    expected = np.array([1, -1, 1, -1, -third, -third, -third, 3 * third,
+                         -2 / np.sqrt(3.5), -1 / np.sqrt(3.5), 0, 3 / np.sqrt(3.5)]).reshape(1, 3, 2, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the float32 overflow is expected and handled: no RuntimeWarning
+        reference = norm.reference(x.copy())
+    # within float32 rounding of the affine x scale + shift it is evaluated as (a few ulps of ~1)
+    np.testing.assert_allclose(reference, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(norm(x.copy()), expected, rtol=1e-6, atol=1e-6)  # the Numba kernel: float64 squares

@@ -117,6 +117,42 @@ for backend in _depthwise.backends:
 """)
 
 
+def test_depthwise_conv_refuses_bad_arguments_by_name():
+    # before: stride 0 -> ZeroDivisionError at the call; kernel_size 0 -> a map of the bias, one pixel larger;
+    # padding -1 -> the Numba kernel cropped while the reference failed to broadcast; dilation 0 -> every tap
+    # read the same pixel
+    for args, kwargs, message in [
+        ((0, 3), {}, "channels must be >= 1"),
+        ((2, 0), {}, "kernel_size must be >= 1"),
+        ((2, 3), {"stride": 0}, "stride must be >= 1"),
+        ((2, 3), {"stride": 1.5}, "stride must be an integer"),
+        ((2, 3), {"padding": -1}, "padding must be >= 0"),
+        ((2, 3), {"dilation": 0}, "dilation must be >= 1"),
+        ((2, 3), {"dilation": float("nan")}, "dilation must be finite"),
+        ((2**40, 3), {}, r"DepthwiseConv2d's \(channels, k, k\) filters"),  # 40 TiB of filters: refused first
+    ]:
+        with pytest.raises(ValueError, match=message):
+            DepthwiseConv2d(*args, **kwargs)
+    conv = DepthwiseConv2d(np.int64(2), 3.0, stride=np.array(2))  # whole floats and 0-d arrays are fine
+    assert (conv.kernel_size, conv.stride) == (3, 2)
+    # the kernels read k * k taps and one bias per channel without bounds checks
+    with pytest.raises(ValueError, match=r"weight must be \(2, 1, 3, 3\)"):
+        conv.set_weight(np.ones((2, 1, 2, 2), np.float32))
+    with pytest.raises(ValueError, match=r"bias must be \(2,\)"):
+        conv.set_weight(np.ones((2, 1, 3, 3), np.float32), np.zeros(3, np.float32))
+    conv.set_weight(np.ones((2, 9), np.float32))  # (C, k k), the layout `matrix` keeps, is accepted
+    huge = DepthwiseConv2d(1, 1, padding=2**20)
+    with pytest.raises(ValueError, match=r"\(N, C, H_out, W_out\) output"):
+        huge(np.ones((1, 1, 1, 1), np.float32))  # 2^21 x 2^21 outputs: 16 TiB
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_depthwise_conv_empty_batch(backend):
+    conv = DepthwiseConv2d(3, 3, stride=2, padding=1)
+    out = conv(np.zeros((0, 3, 7, 5), np.float32), backend)
+    assert out.shape == (0, 3, 4, 3) and out.dtype == np.float32  # (7 + 2 - 3) // 2 + 1 = 4, (5 - 1) // 2 + 1 = 3
+
+
 def test_squeeze_channels_and_stages():
     # torchvision's _make_divisible(c // 4, 8): 72 // 4 = 18 -> 16 (not under 0.9 * 18); 120 -> 32; 960 -> 240
     assert [squeeze_channels(c) for c in (72, 120, 480, 672, 960)] == [24, 32, 120, 168, 240]

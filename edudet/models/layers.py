@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from .._validate import as_image_size, as_real_array, check_allocation, check_finite
+from .._validate import as_image_size, as_real_array, check_allocation, check_finite, check_scalar
 from ..ops.masks import _SMALL_OUTPUT, _bilinear, _fused_multiply_add, _resize_axis
 from . import winograd
 
@@ -421,13 +421,17 @@ class GroupNorm:
     ``torch.nn.GroupNorm``, eps 1e-5). Unlike batch norm the statistics come from the image itself, so
     nothing can be folded into the convolution before it: FCOS's head pays for it on every call. The mean
     is taken in float64 and the variance from the centred values (two passes, no cancellation), then the
-    whole map is one affine per channel.
+    whole map is one affine per channel. `num_groups` and `num_channels` are integers >= 1 (C divisible by
+    the groups), `eps` a finite float >= 0; an empty map (N, H or W = 0) comes back as it is.
     """
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5):
+        num_groups = check_scalar(num_groups, "num_groups", low=1, integer=True)
+        num_channels = check_scalar(num_channels, "num_channels", low=1, integer=True)
         if num_channels % num_groups:
             raise ValueError(f"num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
-        self.num_groups, self.num_channels, self.eps = num_groups, num_channels, eps
+        self.num_groups, self.num_channels = num_groups, num_channels
+        self.eps = check_scalar(eps, "eps", low=0.0)  # 0 is torch's too: a constant group then gives NaN
         self.weight = np.ones(num_channels, np.float32)
         self.bias = np.zeros(num_channels, np.float32)
 
@@ -441,15 +445,30 @@ class GroupNorm:
         self.set_weight(state["weight"], state["bias"])
 
     def set_weight(self, weight: np.ndarray, bias: np.ndarray) -> None:
-        self.weight = np.ascontiguousarray(weight, dtype=np.float32)
-        self.bias = np.ascontiguousarray(bias, dtype=np.float32)
+        """`weight`, `bias`: ``(C,)`` each (the kernel reads one per channel, unchecked: checked here)."""
+        weight = np.ascontiguousarray(weight, dtype=np.float32)
+        bias = np.ascontiguousarray(bias, dtype=np.float32)
+        for name, value in (("weight", weight), ("bias", bias)):
+            if value.shape != (self.num_channels,):
+                raise ValueError(f"{name} must be ({self.num_channels},) for {self!r}, got shape {value.shape}")
+        self.weight, self.bias = weight, bias
+
+    def _check_input(self, x) -> None:
+        if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(f"x must be a floating-point numpy array (normalised in place), got "
+                            f"{type(x).__name__} {getattr(x, 'dtype', '')}")
+        if x.ndim != 4 or x.shape[1] != self.num_channels:
+            raise ValueError(f"x must be (N, {self.num_channels}, H, W) for {self!r}, got shape {x.shape}")
 
     def __call__(self, x: np.ndarray, relu: bool = False) -> np.ndarray:
-        """Normalises `x` in place (it is always a fresh activation here) and returns it.
+        """Normalises `x` ``(N, C, H, W)`` in place (it is always a fresh activation here) and returns it.
 
         The fast path is `edudet.kernels.norm_numba.group_norm_` (two passes instead of about ten, float64
         sums, compiled on first use); `reference` is the NumPy version below, the one to read.
         """
+        self._check_input(x)
+        if x.size == 0:
+            return x  # nothing to normalise (and (0, G, -1) is a shape NumPy cannot infer)
         kernel = _group_norm_kernel()
         if kernel is None or x.dtype != np.float32 or not x.flags.c_contiguous:
             return self.reference(x, relu)
@@ -458,15 +477,30 @@ class GroupNorm:
         return x
 
     def reference(self, x: np.ndarray, relu: bool = False) -> np.ndarray:
-        """The NumPy group norm, in place (two-pass variance)."""
+        """The NumPy group norm of `x` ``(N, C, H, W)``, in place (two-pass variance)."""
+        self._check_input(x)
+        if x.size == 0:
+            return x
         n, c, h, w = x.shape
         groups = x.reshape(n, self.num_groups, -1)
         mean = groups.mean(axis=-1, dtype=np.float64)
-        centred = groups - mean.astype(np.float32)[:, :, None]
-        np.square(centred, out=centred)
-        # float32 pairwise summation along the contiguous axis: about as accurate as torch's accumulation
-        var = centred.sum(axis=-1, dtype=np.float32).astype(np.float64) / groups.shape[-1]
+        with np.errstate(over="ignore"):  # an overflowing group is detected and redone below
+            centred = groups - mean.astype(np.float32)[:, :, None]
+            np.square(centred, out=centred)
+            # float32 pairwise summation along the contiguous axis: about as accurate as torch's accumulation
+            squares = centred.sum(axis=-1, dtype=np.float32)  # (n, G)
         del centred
+        count = groups.shape[-1]
+        var = squares.astype(np.float64) / count
+        # float32 squares lose the variance at both ends, as torch's do: |x - mean| beyond ~1e19 squares to inf
+        # (torch then outputs the bias or NaN), below ~1e-19 to subnormals with few digits left (or to 0 for a
+        # group that is not constant). Those groups alone (finite input, mean square outside float32's normal range)
+        # are redone in float64: ordinary data keeps torch's bits, the extremes get their true variance
+        normal = (squares >= count * np.finfo(np.float32).tiny) & (squares < np.inf)
+        redo = np.isfinite(mean) & ~normal
+        if redo.any():
+            deviations = groups[redo].astype(np.float64) - mean[redo][:, None]
+            var[redo] = np.square(deviations).mean(axis=-1)
         inv_std = 1.0 / np.sqrt(var + self.eps)  # (n, G), float64
         per_channel = np.repeat(inv_std, c // self.num_groups, axis=1)  # (n, C)
         scale = (per_channel * self.weight).astype(np.float32)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._dispatch import Dispatcher
-from .._validate import check_scalar
+from .._validate import check_allocation, check_scalar
 from .faster_rcnn import FasterRCNN, check_bn_eps
 from .fpn import BackboneWithFPN, FeaturePyramidNetwork, LastLevelMaxPool
 from .layers import Conv2d, FrozenBatchNorm2d, relu_
@@ -88,15 +88,24 @@ class DepthwiseConv2d:
     is no matrix product to hand to BLAS: the output is a sum of ``k * k`` shifted (strided, dilated) views of
     the padded input, each times its tap's per-channel weight (`depthwise_conv2d_numpy`; `backend=None` runs
     the fastest twin, ``"numpy"`` the reference). ``matrix`` ``(C, k k)`` and ``bias`` have `Conv2d`'s
-    names, so `fold_batch_norm` folds a following batch norm into it the same way.
+    names, so `fold_batch_norm` folds a following batch norm into it the same way. `channels`,
+    `kernel_size`, `stride` and `dilation` are integers >= 1, `padding` an integer >= 0; an empty batch
+    gives an empty output.
     """
 
     def __init__(self, channels: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1,
                  bias: bool = True):
+        channels = check_scalar(channels, "channels", low=1, integer=True)
         self.channels = self.in_channels = self.out_channels = channels
-        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
+        self.kernel_size = check_scalar(kernel_size, "kernel_size", low=1, integer=True)
+        self.stride = check_scalar(stride, "stride", low=1, integer=True)
+        # negative padding would crop: the Numba kernel would, the reference could not (not torch's either)
+        self.padding = check_scalar(padding, "padding", low=0, integer=True)
+        self.dilation = check_scalar(dilation, "dilation", low=1, integer=True)
         self.has_bias = bias
-        self.matrix = np.zeros((channels, kernel_size * kernel_size), np.float32)
+        check_allocation((channels, self.kernel_size, self.kernel_size), 4,
+                         "DepthwiseConv2d's (channels, k, k) filters (channels, kernel_size)")
+        self.matrix = np.zeros((channels, self.kernel_size * self.kernel_size), np.float32)
         self.bias = np.zeros(channels, np.float32)
 
     def __repr__(self) -> str:
@@ -112,9 +121,17 @@ class DepthwiseConv2d:
         self.set_weight(state["weight"], state["bias"] if self.has_bias else None)
 
     def set_weight(self, weight: np.ndarray, bias: np.ndarray | None = None) -> None:
-        self.matrix = np.ascontiguousarray(np.asarray(weight, np.float32).reshape(self.channels, -1))
-        self.bias = (np.zeros(self.channels, np.float32) if bias is None
-                     else np.ascontiguousarray(bias, dtype=np.float32))
+        """`weight` ``(C, 1, k, k)`` (or any shape of ``C k k`` values in that order), `bias` ``(C,)`` or None."""
+        k = self.kernel_size
+        weight = np.asarray(weight, np.float32)
+        # the kernels read k * k taps and one bias per channel without bounds checks: the sizes are checked here
+        if weight.size != self.channels * k * k:
+            raise ValueError(f"weight must be ({self.channels}, 1, {k}, {k}) for {self!r}, got shape {weight.shape}")
+        bias = np.zeros(self.channels, np.float32) if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
+        if bias.shape != (self.channels,):
+            raise ValueError(f"bias must be ({self.channels},) for {self!r}, got shape {bias.shape}")
+        self.matrix = np.ascontiguousarray(weight.reshape(self.channels, k * k))
+        self.bias = bias
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         span = self.dilation * (self.kernel_size - 1) + 1  # the input rows (columns) one output pixel sees
@@ -130,6 +147,8 @@ class DepthwiseConv2d:
         if out_h < 1 or out_w < 1:
             raise ValueError(f"x of {x.shape[2]} x {x.shape[3]} pixels is smaller than the {self.kernel_size} x "
                              f"{self.kernel_size} filter (dilation {self.dilation}, padding {self.padding})")
+        check_allocation((x.shape[0], self.channels, out_h, out_w), 4, "DepthwiseConv2d's (N, C, H_out, W_out) "
+                         "output (x's N, padding, stride)")
         kernel = _depthwise.get(backend)
         return kernel(np.ascontiguousarray(x, dtype=np.float32), self.matrix, self.bias, self.kernel_size,
                       self.stride, self.padding, self.dilation, out_h, out_w)

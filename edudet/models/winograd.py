@@ -35,7 +35,7 @@ G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0
 
 # V and M of one band together: large enough for wide products (BLAS is slow on thin ones), small enough
 # to stay in the last-level cache between the transform that writes them and the product that reads them
-_BAND_BYTES = 24 * 2**20
+_BAND_BYTES = 64 * 2**20
 
 
 def filter_transform(weight: np.ndarray) -> np.ndarray:
