@@ -11,9 +11,14 @@ With random weights every class score sits near its prior (1/91 after a softmax,
 prior), below the default thresholds, so the Mask R-CNN, RetinaNet and FCOS rows use score threshold 0
 in both libraries: the post-processing then does its full work (top-k per level, NMS, 100 / 300
 detections, and for Mask R-CNN the mask branch on 100 boxes and 100 pasted full-image masks).
+
+Batches: printed lines give "batch of N per image / single" (one call on N images against N calls of one,
+interleaved, best of 5) for the shapes model (4 images) and Faster R-CNN R50-FPN (2 x 320 x 480), for both
+libraries, and the R50 batch of 2 is a table row.
 """
 from __future__ import annotations
 
+import gc
 import resource
 import time
 import tracemalloc
@@ -226,12 +231,89 @@ def _mobilenet_cases(quick: bool, chw: np.ndarray, sizes: dict, height: int, wid
         del model, tv_forward
 
 
+def batch_and_single_times(forward, images: list, repeat: int = 5) -> tuple[float, float]:
+    """Best seconds of one ``forward(images)`` call and of ``forward([image])`` for each image in turn, measured
+    interleaved (batch, singles, singles, batch, ...) so that a change of load on a shared machine hits both."""
+    forward(images)  # warm up both ways
+    for image in images:
+        forward([image])
+    best = {"batch": float("inf"), "singles": float("inf")}
+    gc.disable()
+    try:
+        for round_ in range(repeat):
+            for way in ("batch", "singles") if round_ % 2 == 0 else ("singles", "batch"):
+                start = time.perf_counter()
+                if way == "batch":
+                    forward(images)
+                else:
+                    for image in images:
+                        forward([image])
+                best[way] = min(best[way], time.perf_counter() - start)
+    finally:
+        gc.enable()
+    return best["batch"], best["singles"]
+
+
+def _batch_line(name: str, workload: str, forward, images: list, tv_forward=None, tv_images=None) -> str:
+    batch, singles = batch_and_single_times(forward, images)
+    count = len(images)
+    line = (f"{name}, {workload}: batch of {count} per image / single = {batch / singles:.2f} (edudet: "
+            f"{batch / count * 1e3:.0f} ms per image in one call, {singles / count * 1e3:.0f} ms one at a time)")
+    if tv_forward is not None:
+        tv_batch, tv_singles = batch_and_single_times(tv_forward, tv_images)
+        line += f"; torchvision {tv_batch / tv_singles:.2f}"
+    return line
+
+
+def _batch_cases(quick: bool):
+    """Several images per call against one call per image (the issue's "batch inference at least as efficient
+    per image"): the shapes model on 4 images of 256 x 256, Faster R-CNN R50-FPN on 2 images of 320 x 480
+    (min_size 320, scale factor 1, no padding). Printed lines; the R50 batch is also a table row against
+    torchvision's batch of 2."""
+    from edudet.data import ShapesDataset
+    from edudet.models.light import SHAPES_WEIGHTS, torchvision_model
+
+    torch, torchvision = torch_and_torchvision()
+    dataset = ShapesDataset(4, seed=2)
+    images = [dataset[i][0] for i in range(4)]
+    model = models.shapes_detector()
+    tv_forward = tensors = None
+    if torch is not None:
+        tv_model = torchvision_model("maskrcnn_resnet18_fpn", weights=SHAPES_WEIGHTS).eval()
+        tensors = [torch.from_numpy(image).permute(2, 0, 1).float() / 255 for image in images]
+
+        def tv_forward(batch):
+            with torch.no_grad():
+                return tv_model(batch)
+    print(_batch_line("maskrcnn_resnet18_fpn (shapes)", "4 x 256x256", model, images, tv_forward, tensors),
+          flush=True)
+    del model
+
+    chws = [np.ascontiguousarray(sample_image(320, 480, seed=seed).transpose(2, 0, 1)).astype(np.float32)
+            / np.float32(255) for seed in range(2)]
+    sizes = dict(min_size=320, max_size=512)
+    model, tv_model, _ = _model_pair("fasterrcnn_resnet50_fpn", sizes, chws[0], torch, torchvision)
+    tv_forward = tensors = None
+    if tv_model is not None:
+        tensors = [torch.from_numpy(chw) for chw in chws]
+
+        def tv_forward(batch):
+            with torch.no_grad():
+                return tv_model(batch)
+    print(_batch_line("fasterrcnn_resnet50_fpn", "2 x 320x480, min_size 320", model, chws, tv_forward, tensors),
+          flush=True)
+    yield Case("fasterrcnn_resnet50_fpn", "2 x 320x480 forward, batch of 2 in one call",
+               edudet={_default_backend(): lambda: model(chws)},
+               torchvision=None if tv_forward is None else (lambda: tv_forward(tensors)), repeat=3)
+
+
 def cases(quick: bool):
     height, width = (320, 480) if quick else (800, 1216)
     sizes = dict(min_size=320, max_size=512) if quick else {}
     image = sample_image(height, width, seed=0)
     chw = np.ascontiguousarray(image.transpose(2, 0, 1)).astype(np.float32) / np.float32(255)
     yield from _shapes_case()
+    yield from _batch_cases(quick)
     yield from _faster_rcnn_cases(quick, chw, sizes, height, width)
     yield from _other_cases(quick, chw, sizes, height, width)
     yield from _mobilenet_cases(quick, chw, sizes, height, width)

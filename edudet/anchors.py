@@ -127,6 +127,7 @@ class AnchorGenerator:
         # the kernels' inputs, built once: every level's base anchors stacked, and how many each level has
         self._base_anchors = np.ascontiguousarray(np.concatenate(self.cell_anchors), dtype=np.float32)
         self._base_counts = np.array([len(base) for base in self.cell_anchors], dtype=np.int64)
+        self._cache: dict[tuple, np.ndarray] = {}  # `cached`: (image size, feature shapes) -> read-only anchors
 
     def __repr__(self) -> str:
         return (f"AnchorGenerator(sizes={self.sizes}, aspect_ratios={self.aspect_ratios}, "
@@ -186,6 +187,25 @@ class AnchorGenerator:
         if num_images is None:
             return anchors
         return [anchors.copy() for _ in range(num_images)]
+
+    _CACHE_SIZE = 8  # image sizes remembered by `cached` (a detector sees one padded size per input size)
+
+    def cached(self, image_size, feature_shapes) -> np.ndarray:
+        """``self(image_size, feature_shapes)`` (float32, torchvision's strides), computed once per
+        (image size, feature shapes) and then reused: a detector asks for the same anchors on every forward
+        pass of same-sized images, as torchvision's ``AnchorGenerator`` once cached them. The array is
+        read-only (shared between calls); copy it to modify it. The oldest of `_CACHE_SIZE` entries goes first.
+        """
+        key = (tuple(int(s) for s in image_size),
+               tuple(tuple(int(d) for d in tuple(shape)[-2:]) for shape in feature_shapes))
+        anchors = self._cache.get(key)
+        if anchors is None:
+            anchors = self(image_size, feature_shapes)  # checks the shapes (on a miss only)
+            anchors.flags.writeable = False
+            if len(self._cache) >= self._CACHE_SIZE:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = anchors
+        return anchors
 
 
 def grid_anchors_numpy(base_anchors: np.ndarray, base_counts: np.ndarray, feature_shapes: np.ndarray,

@@ -19,7 +19,8 @@ import numpy as np
 
 from ._validate import as_boxes, as_image_size, as_real_array, check_scalar
 from .level_mapper import LevelMapper, check_scales, check_strides, infer_scale
-from .ops.roi_align import as_feature_map, as_output_size, as_rois, roi_align
+from .ops.roi_align import (_roi_align_on_finite_map, as_feature_map, as_output_size, as_rois,
+                             check_finite_map)
 
 __all__ = ["MultiScaleRoIAlign", "roi_grid_to_image"]
 
@@ -126,6 +127,16 @@ class MultiScaleRoIAlign:
         return scales, mapper
 
     def __call__(self, features: Mapping[str, object], boxes: Sequence, image_shapes: Sequence) -> np.ndarray:
+        return self._pool(features, boxes, image_shapes, check_maps=True)
+
+    def pool_model_features(self, features: Mapping[str, np.ndarray], boxes: Sequence,
+                            image_shapes: Sequence) -> np.ndarray:
+        """``self(features, boxes, image_shapes)`` for a detector's own FPN maps, which are finite by
+        construction (checked images, checked weights): the same result without the pass over every map for
+        NaN/inf that a public call makes (a Mask R-CNN forward pools twice). Everything else is checked."""
+        return self._pool(features, boxes, image_shapes, check_maps=False)
+
+    def _pool(self, features, boxes, image_shapes, check_maps: bool) -> np.ndarray:
         names, maps, out_dtype = self._levels(features)
         num_images, channels = maps[0].shape[:2]
         if not isinstance(boxes, (list, tuple)):
@@ -142,19 +153,31 @@ class MultiScaleRoIAlign:
         self.scales, self.map_levels = self.setup_scales(names, maps, image_shapes)
         per_image = [as_boxes(b, f"boxes[{i}]") for i, b in enumerate(boxes)]
         batch_index, coords = as_rois(per_image, num_images, maps[0].dtype)
-        result = np.zeros((len(coords), channels, *self.output_size), dtype=maps[0].dtype)
         if len(coords) == 0:
-            return result.astype(out_dtype, copy=False)
+            return np.zeros((0, channels, *self.output_size), dtype=out_dtype)
         rois = np.concatenate([batch_index[:, None].astype(coords.dtype), coords], axis=1)
         if len(maps) == 1:
             levels = np.zeros(len(coords), dtype=np.int64)
         else:
             levels = self.map_levels(per_image)  # in the boxes' own dtype, as torchvision
-        for level, (fmap, scale) in enumerate(zip(maps, self.scales)):
-            in_level = np.flatnonzero(levels == level)
-            if in_level.size:
-                result[in_level] = roi_align(fmap, rois[in_level], self.output_size, scale, self.sampling_ratio,
-                                                self.aligned, backend=self.backend)
+        members = [np.flatnonzero(levels == level) for level in range(len(maps))]
+        occupied = [level for level, in_level in enumerate(members) if in_level.size]
+
+        def pool_level(level: int) -> np.ndarray:
+            if check_maps:
+                check_finite_map(maps[level], f"features[{names[level]!r}]")
+            return _roi_align_on_finite_map(maps[level], rois[members[level]], self.output_size, self.scales[level],
+                                            self.sampling_ratio, self.aligned, backend=self.backend)
+
+        if len(occupied) == 1 and members[occupied[0]].size == len(coords):
+            # every box on one level (small images: often all on the finest): the kernel's output is the result
+            return pool_level(occupied[0]).astype(out_dtype, copy=False)
+        # every row is written below unless a level index has no map (scales that skip a power of two): those
+        # boxes stay 0, as in torchvision
+        filled = sum(in_level.size for in_level in members) == len(coords)
+        result = (np.empty if filled else np.zeros)((len(coords), channels, *self.output_size), dtype=maps[0].dtype)
+        for level in occupied:
+            result[members[level]] = pool_level(level)
         return result.astype(out_dtype, copy=False)
 
 

@@ -30,6 +30,10 @@ class Detector(StateModule):
     images: a list of ``(3, H, W)`` float arrays in [0, 1] or ``(H, W, 3)`` uint8 arrays (sizes may differ).
     Boxes are ``(x1, y1, x2, y2)`` in each original image's pixels, sorted by decreasing score.
     ``model(images, trace=True)`` returns ``(detections, trace)`` with each stage's output shapes and time.
+    Several images per call are padded to one batch (as torchvision); after the backbone every stage runs on
+    the whole batch at once (one proposal filter, one pooling call, one NMS per stage, whose categories keep
+    the images apart), and each image gets the detections it gets alone, up to float32 rounding of the
+    batched matrix products (tests/test_models_batch.py).
 
     A subclass sets `kind` and implements `detect` and `num_classes_in`; its parts are its `children`.
     The backbone has ``body`` and ``fpn`` (run as two traced stages), ``out_channels``, ``out_names``,

@@ -18,7 +18,7 @@ import numpy as np
 from .._validate import check_scalar
 from ..poolers import MultiScaleRoIAlign
 from .faster_rcnn import FasterRCNN, resnet50_fpn_backbone, resnet50_fpn_v2_backbone, v2_two_stage_parts
-from .layers import Conv2d, ConvTranspose2d, FrozenBatchNorm2d
+from .layers import Conv2d, ConvTranspose2d, FrozenBatchNorm2d, relu_
 from .roi_heads import conv_small_maps, multiscale_roi_align
 from .rpn import sigmoid
 from .weights import StateModule, load_weights
@@ -75,14 +75,25 @@ class MaskRCNNPredictor(StateModule):
         return {"conv5_mask": self.conv5_mask, "mask_fcn_logits": self.mask_fcn_logits}
 
     def __call__(self, x: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
-        hidden = self.conv5_mask(x, relu=True)  # (K, D, 28, 28)
         if labels is None:
-            return self.mask_fcn_logits(hidden)
-        k, d, h, w = hidden.shape
+            return self.mask_fcn_logits(self.conv5_mask(x, relu=True))
+        # The transposed conv writes pixel (i, j)'s 2 x 2 block of outputs; laying those blocks out as a
+        # (K, D, 56, 56) image is a shuffle of D channels whose inner axis has stride 2, slower than the
+        # product itself. The class row is applied first, per tap (dy, dx), on the unshuffled blocks, so only
+        # the one-channel logits are shuffled: the same sums as `conv5_mask` then the class row of the 1x1 conv.
+        upsample = self.conv5_mask
+        count, channels, h, w = x.shape
+        s = upsample.kernel_size
+        blocks = np.matmul(upsample.matrix, x.reshape(count, channels, h * w))  # (K, D s s, h w): rows (o, dy, dx)
+        blocks += np.repeat(upsample.bias, s * s)[:, None]
+        relu_(blocks)
         rows = self.mask_fcn_logits.matrix[labels]  # (K, D): each detection's class row
-        logits = np.matmul(rows[:, None, :], hidden.reshape(k, d, h * w))[:, 0]  # (K, H W)
+        d = upsample.out_channels
+        logits = np.matmul(rows[:, None, :], blocks.reshape(count, d, s * s * h * w))[:, 0]  # (K, (dy, dx, i, j))
         logits += self.mask_fcn_logits.bias[labels][:, None]
-        return logits.reshape(k, 1, h, w)
+        # tap (dy, dx) of pixel (i, j) is output pixel (s i + dy, s j + dx)
+        logits = logits.reshape(count, s, s, h, w).transpose(0, 3, 1, 4, 2)
+        return np.ascontiguousarray(logits).reshape(count, 1, h * s, w * s)
 
 
 class MaskBranch(StateModule):
@@ -96,7 +107,7 @@ class MaskBranch(StateModule):
 
     def __call__(self, features, detections: list[dict], image_sizes, trace) -> None:
         with trace.stage("roi_heads.mask_roi_pool") as stage:
-            pooled = self.mask_roi_pool(features, [d["boxes"] for d in detections], image_sizes)
+            pooled = self.mask_roi_pool.pool_model_features(features, [d["boxes"] for d in detections], image_sizes)
             stage.add("mask_features", pooled)
         with trace.stage("roi_heads.mask_head") as stage:
             hidden = self.mask_head(pooled)

@@ -19,9 +19,10 @@ import numpy as np
 
 from .._validate import check_scalar
 from ..box_coder import BoxCoder
-from ..ops import batched_nms, clip_boxes_to_image, remove_small_boxes
+from ..ops import batched_nms, remove_small_boxes
 from ..poolers import MultiScaleRoIAlign
 from .layers import Conv2d, FrozenBatchNorm2d, Linear, relu_, softmax
+from .rpn import clip_per_image
 from .trace import NULL_TRACE
 from .weights import StateModule
 
@@ -164,7 +165,7 @@ class RoIHeads(StateModule):
 
     def __call__(self, features, proposals: list[np.ndarray], image_sizes, trace=NULL_TRACE) -> list[dict]:
         with trace.stage("roi_heads.box_roi_pool") as stage:
-            pooled = self.box_roi_pool(features, proposals, image_sizes)
+            pooled = self.box_roi_pool.pool_model_features(features, proposals, image_sizes)
             stage.add("box_features", pooled)
         with trace.stage("roi_heads.box_head") as stage:
             hidden = self.box_head(pooled)
@@ -180,31 +181,36 @@ class RoIHeads(StateModule):
         return detections
 
     def postprocess_detections(self, class_logits, box_regression, proposals, image_sizes) -> list[dict]:
+        """Every image at once: softmax, then only the (proposal, class) pairs scoring above `score_thresh` are
+        decoded and clipped (each value is computed exactly as when decoding all), one NMS whose categories are
+        (image, class) pairs, then the best `detections_per_img` of each image."""
         num_classes = class_logits.shape[1]
         counts = [p.shape[0] for p in proposals]
         all_proposals = np.concatenate(proposals) if proposals else np.zeros((0, 4), np.float32)
-        if all_proposals.shape[0]:
-            pred_boxes = self.box_coder.decode(box_regression, all_proposals).reshape(-1, num_classes, 4)
+        # class 0 is the background: every other class's prediction becomes a candidate of its own
+        scores = softmax(class_logits, axis=-1)[:, 1:].reshape(-1)
+        candidate = np.flatnonzero(scores > np.float32(self.score_thresh))  # float32, as torch compares
+        proposal, labels = np.divmod(candidate, num_classes - 1)
+        labels += 1
+        if 2 * len(candidate) > len(scores):
+            # most pairs pass (a threshold of 0): decoding every pair beats gathering the candidates first
+            boxes = self.box_coder.decode(box_regression, all_proposals)[:, 1:].reshape(-1, 4)[candidate]
+        elif len(candidate):
+            codes = box_regression.reshape(-1, 4)[proposal * num_classes + labels]
+            boxes = self.box_coder.decode(codes, all_proposals[proposal])
         else:
-            pred_boxes = np.zeros((0, num_classes, 4), np.float32)
-        pred_scores = softmax(class_logits, axis=-1)
+            boxes = np.zeros((0, 4), np.float32)
+        scores = scores[candidate]
+        # candidates come proposal after proposal, so image after image: clip each image's run to its size
+        clip_per_image(boxes, np.searchsorted(proposal, np.cumsum([0] + counts)), image_sizes)
+        image = np.repeat(np.arange(len(image_sizes)), counts)[proposal]
+        keep = remove_small_boxes(boxes, 1e-2)
+        boxes, scores, labels, image = boxes[keep], scores[keep], labels[keep], image[keep]
+        keep = batched_nms(boxes, scores, image * num_classes + labels, self.nms_thresh)  # by score, as per image
         results = []
-        starts = np.cumsum([0] + counts)
-        for image, size in enumerate(image_sizes):
-            boxes = pred_boxes[starts[image]: starts[image + 1]]
-            scores = pred_scores[starts[image]: starts[image + 1]]
-            boxes = clip_boxes_to_image(boxes.reshape(-1, 4), size).reshape(boxes.shape)
-            labels = np.broadcast_to(np.arange(num_classes, dtype=np.int64), scores.shape)
-            # class 0 is the background: every other class's prediction becomes a candidate of its own
-            boxes = boxes[:, 1:].reshape(-1, 4)
-            scores = scores[:, 1:].reshape(-1)
-            labels = labels[:, 1:].reshape(-1)
-            keep = np.nonzero(scores > np.float32(self.score_thresh))[0]  # float32, as torch compares
-            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-            keep = remove_small_boxes(boxes, 1e-2)
-            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-            keep = batched_nms(boxes, scores, labels, self.nms_thresh)[: self.detections_per_img]
-            results.append({"boxes": np.ascontiguousarray(boxes[keep], np.float32),
-                            "labels": np.ascontiguousarray(labels[keep], np.int64),
-                            "scores": np.ascontiguousarray(scores[keep], np.float32)})
+        for i in range(len(image_sizes)):
+            mine = keep[image[keep] == i][: self.detections_per_img]
+            results.append({"boxes": np.ascontiguousarray(boxes[mine], np.float32),
+                            "labels": np.ascontiguousarray(labels[mine], np.int64),
+                            "scores": np.ascontiguousarray(scores[mine], np.float32)})
         return results

@@ -13,12 +13,12 @@ import numpy as np
 
 from .._validate import check_scalar
 from ..box_coder import BoxCoder
-from ..ops import batched_nms, clip_boxes_to_image, remove_small_boxes
+from ..ops import batched_nms
 from .layers import Conv2d
 from .trace import NULL_TRACE
 from .weights import StateModule
 
-__all__ = ["RPNHead", "RegionProposalNetwork", "sigmoid"]
+__all__ = ["RPNHead", "RegionProposalNetwork", "sigmoid", "clip_per_image"]
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -69,12 +69,24 @@ def flatten_level(output: np.ndarray, values_per_anchor: int) -> np.ndarray:
 
 
 def top_n_descending(scores: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the `n` largest `scores`, largest first (``torch.topk``); ties keep the lower index first."""
-    if n >= scores.shape[0]:
-        return np.argsort(-scores, kind="stable")
-    part = np.argpartition(-scores, n - 1)[:n]
-    # sort the chosen few by (score desc, index asc) so the order does not depend on the partition
-    return part[np.lexsort((part, -scores[part]))]
+    """Indices of the `n` largest entries of each row of `scores` ((..., M) -> (..., n)), largest first
+    (``torch.topk``); ties keep the lower index first."""
+    if n >= scores.shape[-1]:
+        return np.argsort(-scores, axis=-1, kind="stable")
+    part = np.sort(np.argpartition(-scores, n - 1, axis=-1)[..., :n], axis=-1)
+    # order the chosen few by (score desc, index asc) so the order does not depend on the partition: a stable
+    # sort of the ascending indices by score
+    order = np.argsort(-np.take_along_axis(scores, part, axis=-1), axis=-1, kind="stable")
+    return np.take_along_axis(part, order, axis=-1)
+
+
+def clip_per_image(boxes: np.ndarray, starts, image_sizes) -> None:
+    """Clip, in place, rows ``starts[i]:starts[i + 1]`` of `boxes` (N, 4) to ``image_sizes[i]`` = (height, width):
+    `edudet.ops.clip_boxes_to_image` for rows grouped by image (x to [0, width], y to [0, height])."""
+    for start, stop, (height, width) in zip(starts[:-1], starts[1:], image_sizes):
+        rows = boxes[start:stop]
+        np.clip(rows[:, 0::2], 0, width, out=rows[:, 0::2])
+        np.clip(rows[:, 1::2], 0, height, out=rows[:, 1::2])
 
 
 class RegionProposalNetwork(StateModule):
@@ -102,44 +114,55 @@ class RegionProposalNetwork(StateModule):
             stage.add("objectness", logits)
             stage.add("deltas", deltas)
         with trace.stage("rpn.anchors") as stage:
-            anchors = self.anchor_generator(tuple(batch_shape), [f.shape[-2:] for f in features])
+            anchors = self.anchor_generator.cached(tuple(batch_shape), [f.shape[-2:] for f in features])
             stage.add("anchors", anchors)
         with trace.stage("rpn.filter_proposals") as stage:
             proposals, scores = self.filter_proposals(anchors, logits, deltas, image_sizes)
             stage.add("proposals", proposals)
         return proposals, scores
 
-    def select_top_n(self, logits: list[np.ndarray], deltas: list[np.ndarray], image: int):
-        """Per level, the `pre_nms_top_n` best anchors of one image: (indices into all anchors, logits,
-        deltas, level of each)."""
+    def select_top_n(self, logits: list[np.ndarray], deltas: list[np.ndarray]):
+        """Per level, the `pre_nms_top_n` best anchors of every image: ``(N, K)`` indices into all anchors,
+        ``(N, K)`` logits, ``(N, K, 4)`` deltas and ``(K,)`` level of each (every image has the same K)."""
         picked, picked_logits, picked_deltas, levels = [], [], [], []
         offset = 0
         for level, (level_logits, level_deltas) in enumerate(zip(logits, deltas)):
-            scores = flatten_level(level_logits[image: image + 1], 1)[0, :, 0]
-            codes = flatten_level(level_deltas[image: image + 1], 4)[0]
-            best = top_n_descending(scores, min(self.pre_nms_top_n, scores.shape[0]))
+            scores = flatten_level(level_logits, 1)[:, :, 0]  # (N, H W A), as the anchors are listed
+            best = top_n_descending(scores, min(self.pre_nms_top_n, scores.shape[1]))  # (N, n)
             picked.append(best + offset)
-            picked_logits.append(scores[best])
-            picked_deltas.append(codes[best])
-            levels.append(np.full(best.shape[0], level, np.int64))
-            offset += scores.shape[0]
-        return (np.concatenate(picked), np.concatenate(picked_logits), np.concatenate(picked_deltas),
-                np.concatenate(levels))
+            picked_logits.append(np.take_along_axis(scores, best, axis=1))
+            # only the chosen deltas are gathered (not the whole level flattened): entry h w A of anchor a at
+            # location l is channel group a, pixel l of the (N, 4 A, H, W) map
+            n, channels, h, w = level_deltas.shape
+            anchors = channels // 4
+            by_anchor = level_deltas.reshape(n, anchors, 4, h * w)
+            picked_deltas.append(by_anchor[np.arange(n)[:, None], best % anchors, :, best // anchors])  # (N, n, 4)
+            levels.append(np.full(best.shape[1], level, np.int64))
+            offset += scores.shape[1]
+        return (np.concatenate(picked, axis=1), np.concatenate(picked_logits, axis=1),
+                np.concatenate(picked_deltas, axis=1), np.concatenate(levels))
 
     def filter_proposals(self, anchors: np.ndarray, logits, deltas, image_sizes):
+        """Every image at once: one decode, one clip, one NMS (per image and level: each pair is its own
+        category, so boxes of different images never suppress each other), then split per image."""
+        num_images = len(image_sizes)
+        # decoding only the chosen anchors gives the same boxes as decoding all, for a fraction of the work
+        index, chosen_logits, chosen_deltas, levels = self.select_top_n(logits, deltas)
+        per_image = index.shape[1]
+        boxes = self.box_coder.decode(chosen_deltas.reshape(-1, 4), anchors[index.reshape(-1)])
+        scores = sigmoid(chosen_logits.reshape(-1))
+        clip_per_image(boxes, range(0, (num_images + 1) * per_image, per_image), image_sizes)  # image after image
+        image = np.repeat(np.arange(num_images), per_image)
+        # remove_small_boxes (sides compared in float32), then scores >= score_thresh (a legacy choice kept by
+        # torchvision; a tensor-vs-Python-float comparison happens in float32)
+        large = ((boxes[:, 2] - boxes[:, 0]) >= self.min_size) & ((boxes[:, 3] - boxes[:, 1]) >= self.min_size)
+        keep = np.flatnonzero(large & (scores >= np.float32(self.score_thresh)))
+        boxes, scores, image = boxes[keep], scores[keep], image[keep]
+        category = image * len(logits) + np.tile(levels, num_images)[keep]
+        keep = batched_nms(boxes, scores, category, self.nms_thresh)  # by score, ties by index: per image as alone
         all_boxes, all_scores = [], []
-        for image, size in enumerate(image_sizes):
-            # decoding only the chosen anchors gives the same boxes as decoding all, for a fraction of the work
-            index, chosen_logits, chosen_deltas, levels = self.select_top_n(logits, deltas, image)
-            boxes = self.box_coder.decode(chosen_deltas, anchors[index])
-            scores = sigmoid(chosen_logits)
-            boxes = clip_boxes_to_image(boxes, size)
-            keep = remove_small_boxes(boxes, self.min_size)
-            boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
-            # >= (a legacy choice kept by torchvision); a tensor-vs-Python-float comparison happens in float32
-            keep = np.nonzero(scores >= np.float32(self.score_thresh))[0]
-            boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
-            keep = batched_nms(boxes, scores, levels, self.nms_thresh)[: self.post_nms_top_n]
-            all_boxes.append(np.ascontiguousarray(boxes[keep], np.float32))
-            all_scores.append(np.ascontiguousarray(scores[keep], np.float32))
+        for i in range(num_images):
+            mine = keep[image[keep] == i][: self.post_nms_top_n]
+            all_boxes.append(np.ascontiguousarray(boxes[mine], np.float32))
+            all_scores.append(np.ascontiguousarray(scores[mine], np.float32))
         return all_boxes, all_scores
