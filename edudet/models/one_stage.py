@@ -152,7 +152,7 @@ class OneStageDetector(Detector):
                 stage.add(name, value)
         with recorder.stage("anchors") as stage:
             shapes = [f.shape[-2:] for f in features]
-            anchors = self.anchor_generator(tuple(batch.shape[-2:]), shapes)
+            anchors = self.anchor_generator.cached(tuple(batch.shape[-2:]), shapes)  # once per input size
             stage.add("anchors", anchors)
             counts = self.anchor_generator.num_anchors_per_level(shapes)
             level_anchors = np.split(anchors, np.cumsum(counts)[:-1])
