@@ -90,3 +90,24 @@ def test_demo_draws_anchors(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "RetinaNet" in out and "| head" in out and "| postprocess" in out
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+
+def test_candidates_by_bands_equal_one_pick_with_ties(monkeypatch):
+    # a level's best passing (anchor, class) pairs taken a band of feature rows at a time (1 row here) equal
+    # one pick over the whole level: largest first, ties by lower index, the threshold strict
+    from edudet.models import one_stage
+    model = models.retinanet_resnet50_fpn(num_classes=3, seed=0, score_thresh=0.25, topk_candidates=5)
+    logits = (np.random.default_rng(0).integers(-2, 3, (1, 9 * 3, 4, 5)) / 2).astype(np.float32)
+    outputs = {"cls_logits": [logits], "bbox_regression": [np.zeros((1, 36, 4, 5), np.float32)]}
+    whole = model.level_scores(outputs, 0, 0).reshape(-1)
+    passing = np.flatnonzero(whole > np.float32(0.25))
+    from edudet.models.rpn import top_n_descending
+    expected = passing[top_n_descending(whole[passing], 5)]
+    for chunk in (1, 50, 10**6):
+        monkeypatch.setattr(one_stage, "_TOP_N_CHUNK", chunk)
+        candidates, scores, num_classes = model._level_candidates(outputs, 0, 0)
+        np.testing.assert_array_equal(candidates, expected)
+        np.testing.assert_array_equal(scores, whole[expected])
+        assert num_classes == 3
+    assert list(expected) == sorted(expected, key=lambda i: (-whole[i], i))

@@ -29,7 +29,7 @@ __all__ = [
 # im2col is done in row bands so the column matrix stays under this size: ResNet's 7x7 stem on an 800 x 1216
 # image would otherwise need 143 MB. 64 MB keeps one forward's peak memory below torchvision's; smaller bands
 # make the products too thin for BLAS
-_COLUMN_BYTES = 64 * 2**20
+_COLUMN_BYTES = 32 * 2**20
 
 
 def relu_(x: np.ndarray) -> np.ndarray:

@@ -17,6 +17,8 @@ The backbone's FPN has no norm (unlike Faster/Mask R-CNN v2's).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..anchors import AnchorGenerator
 from .._validate import check_scalar
 from ..box_coder import BoxCoder
@@ -26,7 +28,7 @@ from .fpn import BackboneWithFPN, FeaturePyramidNetwork, LastLevelP6P7
 from .layers import Conv2d
 from .one_stage import DenseHead, HeadTower, OneStageDetector, check_one_stage_arguments
 from .resnet import resnet50_body
-from .rpn import sigmoid
+from .rpn import sigmoid_
 from .transform import IMAGENET_MEAN, IMAGENET_STD
 from .weights import load_weights
 
@@ -104,7 +106,10 @@ class RetinaNet(OneStageDetector):
         self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
 
     def level_scores(self, outputs, level, image):
-        return sigmoid(self.level_output(outputs, "cls_logits", level, image, self.num_classes))
+        logits = self.level_output(outputs, "cls_logits", level, image, self.num_classes)
+        if np.shares_memory(logits, outputs["cls_logits"][level]):  # a view (1 x 1 level): never touch the head's
+            logits = logits.copy()
+        return sigmoid_(logits)  # in place: P3's scores alone are 50 MB
 
     def decode(self, codes, anchors):
         return self.box_coder.decode_single(codes, anchors)

@@ -36,8 +36,9 @@ def multiscale_roi_align(featmap_names, output_size, sampling_ratio, featmap_str
     return MultiScaleRoIAlign(list(featmap_names), output_size, sampling_ratio, featmap_strides=featmap_strides)
 
 
-# the column matrix of `conv_small_maps` is built for this many bytes of RoIs at a time
-_SMALL_MAP_COLUMN_BYTES = 64 * 2**20
+# the column matrix of `conv_small_maps` is built for this many bytes of RoIs at a time: wide enough for BLAS
+# (16 MB is ~35 RoIs of 7 x 7 x 256: 1,700 columns), small enough to keep the v2 box head under torchvision's peak
+_SMALL_MAP_COLUMN_BYTES = 16 * 2**20
 
 
 def conv_small_maps(conv: Conv2d, x: np.ndarray, relu: bool = False) -> np.ndarray:
@@ -45,23 +46,23 @@ def conv_small_maps(conv: Conv2d, x: np.ndarray, relu: bool = False) -> np.ndarr
 
     The same numbers as ``conv(x)``, which runs one map at a time: a 7 x 7 RoI gives a product with 49
     columns, too thin for BLAS to be fast. Here the patches of many RoIs sit side by side in one
-    ``(C k k, n h w)`` column matrix (built for ~64 MB of RoIs at a time), so each product is wide.
+    ``(C k k, n h w)`` column matrix (built for ~16 MB of RoIs at a time), so each product is wide.
     """
     k, p = conv.kernel_size, conv.padding
     if conv.stride != 1 or 2 * p != k - 1:
         raise ValueError(f"conv_small_maps needs a stride-1 conv that keeps the size, got {conv!r}")
     count, channels, h, w = x.shape
-    padded = np.zeros((count, channels, h + 2 * p, w + 2 * p), np.float32)
-    padded[:, :, p: p + h, p: p + w] = x
     out = np.empty((count, conv.out_channels, h, w), np.float32)
     per_chunk = max(1, _SMALL_MAP_COLUMN_BYTES // (4 * channels * k * k * h * w))
     for start in range(0, count, per_chunk):
-        part = padded[start: start + per_chunk]
+        part = x[start: start + per_chunk]
         n = part.shape[0]
+        padded = np.zeros((n, channels, h + 2 * p, w + 2 * p), np.float32)  # the chunk's RoIs only
+        padded[:, :, p: p + h, p: p + w] = part
         cols = np.empty((channels, k, k, n, h, w), np.float32)  # rows (c, dy, dx) as the weight matrix's columns
         for dy in range(k):
             for dx in range(k):
-                cols[:, dy, dx] = part[:, :, dy: dy + h, dx: dx + w].transpose(1, 0, 2, 3)
+                cols[:, dy, dx] = padded[:, :, dy: dy + h, dx: dx + w].transpose(1, 0, 2, 3)
         product = conv.matrix @ cols.reshape(channels * k * k, n * h * w)  # (C_out, n h w)
         out[start: start + n] = product.reshape(conv.out_channels, n, h, w).transpose(1, 0, 2, 3)
     out += conv.bias[:, None, None]

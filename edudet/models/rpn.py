@@ -27,6 +27,15 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
         return np.float32(1) / (np.float32(1) + np.exp(-x))
 
 
+def sigmoid_(x: np.ndarray) -> np.ndarray:
+    """`sigmoid` in place (the same operations, so the same bits), for large fresh arrays; returns `x`."""
+    with np.errstate(over="ignore"):
+        np.negative(x, out=x)
+        np.exp(x, out=x)
+        x += np.float32(1)
+        return np.reciprocal(x, out=x)
+
+
 class RPNHead(StateModule):
     """Levels ``(N, C, H_l, W_l)`` -> per level objectness ``(N, A, H_l, W_l)`` and deltas ``(N, 4A, H_l, W_l)``.
 
@@ -70,12 +79,20 @@ def flatten_level(output: np.ndarray, values_per_anchor: int) -> np.ndarray:
 
 def top_n_descending(scores: np.ndarray, n: int) -> np.ndarray:
     """Indices of the `n` largest entries of each row of `scores` ((..., M) -> (..., n)), largest first
-    (``torch.topk``); ties keep the lower index first."""
+    (``torch.topk``); ties keep the lower index first, also at the n-th place (``torch.topk`` leaves
+    which of several equal scores it keeps unspecified)."""
     if n >= scores.shape[-1]:
         return np.argsort(-scores, axis=-1, kind="stable")
-    part = np.sort(np.argpartition(-scores, n - 1, axis=-1)[..., :n], axis=-1)
-    # order the chosen few by (score desc, index asc) so the order does not depend on the partition: a stable
-    # sort of the ascending indices by score
+    if n <= 0:
+        return np.zeros((*scores.shape[:-1], 0), np.int64)
+    # the n-th largest value of each row: every larger score is in, and the lowest-index equal ones fill up
+    kth = -np.partition(-scores, n - 1, axis=-1)[..., n - 1: n]
+    above = scores > kth
+    equal = scores == kth
+    room = n - above.sum(axis=-1, keepdims=True)
+    chosen = above | (equal & (np.cumsum(equal, axis=-1) <= room))
+    part = np.nonzero(chosen.reshape(-1, scores.shape[-1]))[1].reshape(*scores.shape[:-1], n)  # ascending
+    # order the chosen few by (score desc, index asc): a stable sort of the ascending indices by score
     order = np.argsort(-np.take_along_axis(scores, part, axis=-1), axis=-1, kind="stable")
     return np.take_along_axis(part, order, axis=-1)
 

@@ -35,7 +35,7 @@ G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0
 
 # V and M of one band together: large enough for wide products (BLAS is slow on thin ones), small enough
 # to stay in the last-level cache between the transform that writes them and the product that reads them
-_BAND_BYTES = 64 * 2**20
+_BAND_BYTES = 48 * 2**20
 
 
 def filter_transform(weight: np.ndarray) -> np.ndarray:
@@ -47,17 +47,23 @@ def filter_transform(weight: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(u.reshape(16, out_channels, in_channels).astype(np.float32))
 
 
-def pad_even_odd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """``(N, C, H, W)`` -> the zero-padded image's even and odd columns, each ``(N, C, 2 ty + 2, tx + 1)``, and
-    the tile counts ``ty = ceil(H / 2)``, ``tx = ceil(W / 2)``. Padded column ``p`` is image column ``p - 1``,
-    so the even columns hold the image's odd ones and the other way round; the padding (one pixel on the
-    top and left, one or two on the bottom and right) is zero."""
+def pad_even_odd(x: np.ndarray, first: int = 0, count: int | None = None):
+    """``(N, C, H, W)`` -> the zero-padded image's even and odd columns for tile rows ``first .. first + count``
+    (default: all ``ty = ceil(H / 2)``), each ``(N, C, 2 count + 2, tx + 1)``, and ``ty``, ``tx = ceil(W / 2)``.
+
+    Tile row t reads padded rows ``2t .. 2t + 3``; padded row p is image row ``p - 1`` and padded column q
+    image column ``q - 1``, so the even columns hold the image's odd ones and the other way round. The
+    padding (one pixel on the top and left, one or two on the bottom and right) is zero.
+    """
     n, c, h, w = x.shape
     tiles_y, tiles_x = (h + 1) // 2, (w + 1) // 2
-    even = np.zeros((n, c, 2 * tiles_y + 2, tiles_x + 1), np.float32)
+    count = tiles_y - first if count is None else count
+    even = np.zeros((n, c, 2 * count + 2, tiles_x + 1), np.float32)
     odd = np.zeros_like(even)
-    even[:, :, 1: h + 1, 1: 1 + w // 2] = x[..., 1::2]
-    odd[:, :, 1: h + 1, : (w + 1) // 2] = x[..., 0::2]
+    top = 2 * first - 1  # the image row of the first padded row
+    low, high = max(top, 0), min(top + 2 * count + 2, h)
+    even[:, :, low - top: high - top, 1: 1 + w // 2] = x[:, :, low:high, 1::2]
+    odd[:, :, low - top: high - top, : (w + 1) // 2] = x[:, :, low:high, 0::2]
     return even, odd, tiles_y, tiles_x
 
 
@@ -137,23 +143,35 @@ def conv3x3(x: np.ndarray, filters: np.ndarray, bias: np.ndarray, relu: bool = F
             transforms=None) -> np.ndarray:
     """``(N, C_in, H, W)`` float32 -> ``(N, C_out, H, W)``: a 3x3, stride-1, padding-1 convolution (+ bias, then
     ReLU) with `filters` = ``filter_transform(weight)`` ``(16, C_out, C_in)``. `transforms`: an
-    (input, output) pair of transform functions (default: the compiled ones)."""
+    (input, output) pair of transform functions (default: the compiled ones).
+
+    A band is a run of tile rows within one image (large maps) or several whole images (small maps, such as
+    RoIs); only the band's rows are padded and split into even and odd columns, so the copies stay small.
+    """
     n, channels, h, w = x.shape
     out_channels = filters.shape[1]
     out = np.empty((n, out_channels, h, w), np.float32)
     if out.size == 0:
         return out
     forward, backward = transforms or _kernels()
-    even, odd, tiles_y, tiles_x = pad_even_odd(x)
-    total = n * tiles_y
-    rows = max(1, min(total, _BAND_BYTES // (4 * 16 * (channels + out_channels) * tiles_x)))
-    v_buffer = np.empty(16 * channels * rows * tiles_x, np.float32)
-    m_buffer = np.empty(16 * out_channels * rows * tiles_x, np.float32)
-    for row0 in range(0, total, rows):
-        count = min(rows, total - row0)
-        v = v_buffer[: 16 * channels * count * tiles_x].reshape(16, channels, count * tiles_x)
-        m = m_buffer[: 16 * out_channels * count * tiles_x].reshape(16, out_channels, count * tiles_x)
-        forward(even, odd, tiles_y, tiles_x, row0, count, v)
+    tiles_y, tiles_x = (h + 1) // 2, (w + 1) // 2
+    rows = max(1, _BAND_BYTES // (4 * 16 * (channels + out_channels) * tiles_x))
+    if rows >= tiles_y:  # whole images per band
+        images = rows // tiles_y
+        bands = [(i, min(images, n - i), 0, tiles_y) for i in range(0, n, images)]
+    else:  # runs of tile rows of one image
+        bands = [(i, 1, first, min(rows, tiles_y - first)) for i in range(n) for first in range(0, tiles_y, rows)]
+    columns = max(count * span * tiles_x for _, count, _, span in bands)
+    v_buffer = np.empty(16 * channels * columns, np.float32)
+    m_buffer = np.empty(16 * out_channels * columns, np.float32)
+    for image, count, first, span in bands:
+        even, odd, _, _ = pad_even_odd(x[image: image + count], first, span)
+        tiles = count * span * tiles_x
+        v = v_buffer[: 16 * channels * tiles].reshape(16, channels, tiles)
+        m = m_buffer[: 16 * out_channels * tiles].reshape(16, out_channels, tiles)
+        # the band's even / odd arrays hold `span` tile rows per image: numbered from 0 there
+        forward(even, odd, span, tiles_x, 0, count * span, v)
         np.matmul(filters, v, out=m)  # 16 BLAS products (C_out, C_in) @ (C_in, tiles)
-        backward(m, bias, relu, tiles_y, tiles_x, row0, count, out)
+        # out holds every tile row of every image: the band's rows counted from the batch's first
+        backward(m, bias, relu, tiles_y, tiles_x, image * tiles_y + first, count * span, out)
     return out
