@@ -27,8 +27,8 @@ __all__ = [
 ]
 
 # im2col is done in row bands so the column matrix stays under this size: ResNet's 7x7 stem on an 800 x 1216
-# image would otherwise need 143 MB. 64 MB keeps one forward's peak memory below torchvision's; smaller bands
-# make the products too thin for BLAS
+# image would otherwise need 143 MB. 32 MB keeps one forward's peak memory below torchvision's; much smaller
+# bands make the products too thin for BLAS
 _COLUMN_BYTES = 32 * 2**20
 
 
