@@ -119,3 +119,41 @@ def test_conv2d_3x3_matches_torch(shape):
     expected = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(weight), torch.from_numpy(bias),
                                           padding=1).numpy()
     np.testing.assert_allclose(conv(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_extreme_values_never_crash_and_both_transforms_agree():
+    # float32's extremes (near-overflow 3e38, subnormals down to 1e-45, zeros, and the infs and NaNs their
+    # sums make), odd and 1-pixel maps, one band per tile row: the compiled transforms write only inside
+    # their arrays (a child interpreter, so an out-of-bounds write is a failed test, not a lost run) and give
+    # the NumPy reference's bits, NaNs included; a 1e308 float64 input becomes inf in float32
+    from helpers import assert_child_ok
+    assert_child_ok("""
+import numpy as np
+from edudet.models import winograd
+from edudet.models.layers import Conv2d
+reference = (winograd.input_transform, winograd.output_transform)
+winograd._BAND_BYTES = 1
+rng = np.random.default_rng(0)
+values = np.array([3e38, -3e38, 1e-45, -1e-45, 1.2e-38, 0.0, 1.0], np.float32)
+for shape in [(1, 1, 1, 1), (2, 3, 1, 5), (1, 2, 7, 4), (3, 4, 5, 6)]:
+    for weights in (values, np.array([1e-45, 3e38], np.float32)):
+        print("case", shape, weights[:2], flush=True)
+        x = rng.choice(values, shape)
+        w = rng.choice(weights, (2, shape[1], 3, 3))
+        u = winograd.filter_transform(w)
+        bias = np.array([3e38, 1e-45], np.float32)
+        with np.errstate(all="ignore"):
+            for relu in (False, True):
+                fast = winograd.conv3x3(x, u, bias, relu)
+                slow = winograd.conv3x3(x, u, bias, relu, transforms=reference)
+                np.testing.assert_array_equal(fast, slow)
+print("float64 1e308", flush=True)
+conv = Conv2d(1, 1, 3, padding=1)
+conv.set_weight(np.ones((1, 1, 3, 3), np.float32))
+with np.errstate(all="ignore"):
+    out = conv(np.full((1, 1, 3, 3), 1e308))
+# the direct sum would give +inf; the transforms subtract infinities (inf - inf = NaN), so every output of a
+# tile that reads an inf is NaN: never a finite, wrong number (winograd.py's docstring)
+assert out.shape == (1, 1, 3, 3) and not np.isfinite(out).any()
+print("done")
+""")

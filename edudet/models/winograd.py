@@ -20,6 +20,9 @@ transformed filters ``U[k]`` (C_out, C_in) (computed once, at load) and the tran
 (C_in, tiles). So a convolution is an input transform (additions only), 16 BLAS products holding 4/9 of
 im2col's multiply-adds, and an output transform (additions only). The transforms only add and subtract
 (times 1/2 in the filters, exact), so the result differs from the direct sum by a few float32 roundings.
+One difference beyond rounding: the transforms subtract input values from each other, so an inf in the
+input (or a transform that overflows float32, values near 3e38) can give inf - inf, and every output of that
+tile is NaN where the direct sum gives inf. Neither is a finite number; a detector's inputs are checked finite before they get here.
 
 The tiles are taken a band of tile rows at a time, so V and M stay small (`_BAND_BYTES`). The two transforms
 below are the NumPy reference; `edudet.kernels.winograd_numba` has their compiled twins (same signatures,
