@@ -13,7 +13,7 @@ import numpy as np
 
 from .._validate import check_scalar
 from ..box_coder import BoxCoder
-from ..ops import batched_nms
+from ..ops import batched_nms, remove_small_boxes
 from .layers import Conv2d
 from .trace import NULL_TRACE
 from .weights import StateModule
@@ -172,8 +172,8 @@ class RegionProposalNetwork(StateModule):
         image = np.repeat(np.arange(num_images), per_image)
         # remove_small_boxes (sides compared in float32), then scores >= score_thresh (a legacy choice kept by
         # torchvision; a tensor-vs-Python-float comparison happens in float32)
-        large = ((boxes[:, 2] - boxes[:, 0]) >= self.min_size) & ((boxes[:, 3] - boxes[:, 1]) >= self.min_size)
-        keep = np.flatnonzero(large & (scores >= np.float32(self.score_thresh)))
+        keep = remove_small_boxes(boxes, self.min_size)
+        keep = keep[scores[keep] >= np.float32(self.score_thresh)]
         boxes, scores, image = boxes[keep], scores[keep], image[keep]
         category = image * len(logits) + np.tile(levels, num_images)[keep]
         keep = batched_nms(boxes, scores, category, self.nms_thresh)  # by score, ties by index: per image as alone
