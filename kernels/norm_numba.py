@@ -24,7 +24,8 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+# numpy's error model: eps = 0 on a constant group divides by zero, which must give inf (then NaN, as torch), not raise
+@njit(cache=True, error_model="numpy")
 def group_norm_(x, num_groups, weight, bias, eps, relu):
     images, channels, length = x.shape
     per_group = channels // num_groups

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 import edudet.models as models
 from edudet.models.convert import main as convert_main
-from edudet.models.mobilenet_v3 import (DepthwiseConv2d, MobileNetV3Body, _depthwise, hardsigmoid, hardswish,
+from edudet.models.mobilenet_v3 import (ACTIVATIONS, ConvNormActivation, DepthwiseConv2d, MobileNetV3Body,
+                                        _bias_activation, _depthwise, hardsigmoid, hardswish,
                                         mobilenet_v3_large_fpn_backbone, squeeze_channels)
 from edudet.strides import check_sizes_against_strides
 from edudet.ops import box_iou
@@ -97,6 +98,76 @@ def test_depthwise_backends_equal_reference(n, c, h, w, k, stride, dilation, see
     assert reference.shape == (n, c, (h - 1) // stride + 1, (w - 1) // stride + 1)
     for backend in BACKENDS:
         np.testing.assert_array_equal(conv(x, backend), reference, err_msg=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_depthwise_conv_channels_last_with_activation_by_hand(backend):
+    conv = DepthwiseConv2d(2, 1)  # 1 x 1 filters: out = weight * x + bias per channel
+    conv.set_weight(np.array([2, -1], np.float32), np.array([-5, 1], np.float32))
+    x = np.array([[1, 1], [4, -1], [-2, 3]], np.float32).reshape(1, 1, 3, 2)  # (N, H, W, C): 3 pixels, 2 channels
+    # channel 0: 2 x - 5 = -3, 3, -9; channel 1: -x + 1 = 0, 2, -2
+    plain = conv(x, backend, channels_last=True)
+    np.testing.assert_array_equal(plain[0, 0], [[-3, 0], [3, 2], [-9, -2]])
+    np.testing.assert_array_equal(conv(x, backend, "relu", channels_last=True)[0, 0], [[0, 0], [3, 2], [0, 0]])
+    # hardswish v * clip(v + 3, 0, 6) / 6: -3 -> 0; 0 -> 0; 3 -> 3 * 6 / 6 = 3; 2 -> 2 * 5 / 6; -9, -2 -> 0, -2 / 6
+    np.testing.assert_array_equal(conv(x, backend, "hardswish", channels_last=True)[0, 0],
+                                  np.array([[0, 0], [3, 10 / 6], [0, -2 / 6]], np.float32))
+    # the same map in (N, C, H, W): the call transposes in and out
+    np.testing.assert_array_equal(conv(x.transpose(0, 3, 1, 2), backend), plain.transpose(0, 3, 1, 2))
+    with pytest.raises(ValueError, match="activation must be one of"):
+        conv(x, backend, "gelu", channels_last=True)
+    with pytest.raises(ValueError, match=r"x must be \(N, H, W, 2\)"):
+        conv(x.transpose(0, 3, 1, 2), backend, channels_last=True)
+
+
+@settings(max_examples=25, deadline=None)
+@given(c=st.integers(1, 20), h=st.integers(1, 7), w=st.integers(1, 7), k=st.sampled_from([1, 3, 5]),
+       stride=st.integers(1, 2), activation=st.sampled_from(list(ACTIVATIONS)), seed=st.integers(0, 2**16))
+def test_depthwise_fused_activation_equals_activation_after(c, h, w, k, stride, activation, seed):
+    # the fused ReLU/hardswish gives the same bits as the activation applied to the plain output, every backend,
+    # and channels-last is the (N, C, H, W) result transposed
+    rng = np.random.default_rng(seed)
+    conv = DepthwiseConv2d(c, k, stride, (k - 1) // 2)
+    conv.set_weight(rng.normal(size=(c, 1, k, k)).astype(np.float32), rng.normal(size=c).astype(np.float32))
+    x = (4 * rng.normal(size=(2, c, h, w))).astype(np.float32)
+    plain = conv(x, "numpy")
+    expected = {"relu": np.maximum(plain, 0), "hardswish": hardswish(plain.copy()), None: plain}[activation]
+    for backend in BACKENDS:
+        np.testing.assert_array_equal(conv(x, backend, activation), expected, err_msg=backend)
+        channels_last = conv(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), backend, activation, channels_last=True)
+        np.testing.assert_array_equal(channels_last, expected.transpose(0, 2, 3, 1), err_msg=backend)
+
+
+@settings(max_examples=25, deadline=None)
+@given(m=st.integers(0, 30), c=st.integers(1, 40), activation=st.sampled_from(list(ACTIVATIONS)),
+       seed=st.integers(0, 2**16))
+def test_bias_activation_backends_equal_reference(m, c, activation, seed):
+    rng = np.random.default_rng(seed)
+    out = (5 * rng.normal(size=(m, c))).astype(np.float32)
+    out[rng.random(size=out.shape) < 0.05] = np.nan
+    bias = rng.normal(size=c).astype(np.float32)
+    reference = _bias_activation.get("numpy")(out.copy(), bias, ACTIVATIONS[activation])
+    for backend in _bias_activation.backends:
+        np.testing.assert_array_equal(_bias_activation.get(backend)(out.copy(), bias, ACTIVATIONS[activation]),
+                                      reference, err_msg=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bias_activation_by_hand(backend):
+    out = np.array([[-4, 0], [1, 2]], np.float32)
+    bias = np.array([1, -1], np.float32)
+    kernel = _bias_activation.get(backend)
+    # + bias: [[-3, -1], [2, 1]]; relu: [[0, 0], [2, 1]]; hardswish: -3 -> 0, -1 -> -1 * 2 / 6, 2 -> 2 * 5 / 6,
+    # 1 -> 1 * 4 / 6
+    np.testing.assert_array_equal(kernel(out.copy(), bias, 0), [[-3, -1], [2, 1]])
+    np.testing.assert_array_equal(kernel(out.copy(), bias, 1), [[0, 0], [2, 1]])
+    np.testing.assert_array_equal(kernel(out.copy(), bias, 2),
+                                  np.array([[0, -2 / 6], [10 / 6, 4 / 6]], np.float32))
+
+
+def test_conv_norm_activation_refuses_a_strided_1x1():
+    with pytest.raises(ValueError, match="stride 1"):
+        ConvNormActivation(8, 16, 1, stride=2)
 
 
 def test_depthwise_conv_refuses_wrong_inputs_by_name():

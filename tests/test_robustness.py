@@ -2255,8 +2255,9 @@ def group_norm_cases(draw):
 @st.composite
 def depthwise_conv_cases(draw):
     """MobileNetV3's DepthwiseConv2d on every backend: extreme activations and filters, 1 x 1 maps, zero-size
-    batches, maps smaller than the filter and wrong shapes (refused, naming x); the backends add the same
-    float32 products in the same order, so they must agree bit for bit (NaN/inf included)."""
+    batches, maps smaller than the filter and wrong shapes (refused, naming x), either layout, with the fused
+    ReLU/hardswish or none; the backends add the same float32 products in the same order, so they must agree
+    bit for bit (NaN/inf included)."""
     from edudet.models.mobilenet_v3 import DepthwiseConv2d, _depthwise
 
     c = draw(st.integers(1, 3))
@@ -2274,6 +2275,10 @@ def depthwise_conv_cases(draw):
         status = BAD  # smaller than the filter: refused, naming x
     if _chance(draw, 8):
         x, status = draw(st.sampled_from([x[:, 0], x[None], np.concatenate([x, x[:, :1]], axis=1)])), BAD
+    channels_last = draw(st.booleans())
+    activation = draw(st.sampled_from([None, "relu", "hardswish"]))
+    if channels_last:
+        x = np.moveaxis(x, 1, -1) if np.ndim(x) == 4 else x
     x = draw(layouts(x))
     with np.errstate(over="ignore"):
         x32 = np.asarray(x).astype(np.float32)
@@ -2287,19 +2292,21 @@ def depthwise_conv_cases(draw):
     def call(backend, x, weight, bias, stride, padding, dilation):
         conv = DepthwiseConv2d(c, k, stride, padding, dilation)
         conv.set_weight(weight, bias)
-        return conv(x, backend)
+        return conv(x, backend, activation, channels_last)
 
     def expect(out):
         oh, ow = (h + 2 * padding - span) // stride + 1, (w + 2 * padding - span) // stride + 1
         with np.errstate(over="ignore"):
             bound = float(np.abs(x32).max(initial=0)) * float(np.abs(taps).max()) * k * k + 3
-        return expect_array(out, (n, c, oh, ow), np.float32, finite=bound < 1e37)
+        shape = (n, oh, ow, c) if channels_last else (n, c, oh, ow)
+        return expect_array(out, shape, np.float32, finite=bound < 1e37)  # hardswish: at most 6 x / 6
 
     return Case("DepthwiseConv2d", call,
                 dict(x=x, weight=taps, bias=bias, stride=stride, padding=padding, dilation=dilation),
                 dict(x=status, weight=OK, bias=OK, stride=OK, padding=OK, dilation=OK),
-                "(lambda conv: (conv.set_weight({weight}, {bias}), conv({x}, {backend}))[1])(DepthwiseConv2d("
-                + str(c) + ", " + str(k) + ", {stride}, {padding}, {dilation}))",
+                "(lambda conv: (conv.set_weight({weight}, {bias}), conv({x}, {backend}, " + repr(activation) + ", "
+                + str(channels_last) + "))[1])(DepthwiseConv2d(" + str(c) + ", " + str(k)
+                + ", {stride}, {padding}, {dilation}))",
                 _depthwise.backends, (0.0, 0.0), expect)
 
 

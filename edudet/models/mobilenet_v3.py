@@ -87,10 +87,12 @@ class DepthwiseConv2d:
     ``H_out = (H + 2 padding - dilation (k - 1) - 1) // stride + 1``. No channel mixes with another, so there
     is no matrix product to hand to BLAS: the output is a sum of ``k * k`` shifted (strided, dilated) views of
     the padded input, each times its tap's per-channel weight (`depthwise_conv2d_numpy`; `backend=None` runs
-    the fastest twin, ``"numpy"`` the reference). ``matrix`` ``(C, k k)`` and ``bias`` have `Conv2d`'s
-    names, so `fold_batch_norm` folds a following batch norm into it the same way. `channels`,
-    `kernel_size`, `stride` and `dilation` are integers >= 1, `padding` an integer >= 0; an empty batch
-    gives an empty output.
+    the fastest twin, ``"numpy"`` the reference). The kernels work channels-last, ``(N, H, W, C)``, where a
+    pixel's channels are one vector: ``channels_last=True`` takes and returns that layout (MobileNetV3's body
+    runs in it), otherwise the call transposes in and out. `activation` (None, ``"relu"``, ``"hardswish"``)
+    is applied in the same pass. ``matrix`` ``(C, k k)`` and ``bias`` have `Conv2d`'s names, so
+    `fold_batch_norm` folds a following batch norm into it the same way. `channels`, `kernel_size`, `stride`
+    and `dilation` are integers >= 1, `padding` an integer >= 0; an empty batch gives an empty output.
     """
 
     def __init__(self, channels: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1,
@@ -133,54 +135,91 @@ class DepthwiseConv2d:
         self.matrix = np.ascontiguousarray(weight.reshape(self.channels, k * k))
         self.bias = bias
 
+    def taps(self) -> np.ndarray:
+        """``(k k, C)``: `matrix` transposed, one row of per-channel weights per tap (channels-last), kept until
+        `matrix` is replaced (loading or folding a batch norm assigns a new array)."""
+        if getattr(self, "_taps_of", None) is not self.matrix:
+            self._taps = np.ascontiguousarray(self.matrix.T)
+            self._taps_of = self.matrix
+        return self._taps
+
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         span = self.dilation * (self.kernel_size - 1) + 1  # the input rows (columns) one output pixel sees
         return ((height + 2 * self.padding - span) // self.stride + 1,
                 (width + 2 * self.padding - span) // self.stride + 1)
 
-    def __call__(self, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+    def __call__(self, x: np.ndarray, backend: str | None = None, activation: str | None = None,
+                 channels_last: bool = False) -> np.ndarray:
         x = np.asarray(x)
+        code = ACTIVATIONS.get(activation)
+        if code is None:
+            raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, got {activation!r}")
         # the kernels index the filters by channel and read rows the sizes say exist: check both here, once
-        if x.ndim != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"x must be (N, {self.channels}, H, W) for this depthwise conv, got shape {x.shape}")
-        out_h, out_w = self.output_size(*x.shape[-2:])
+        layout = "(N, H, W, {})" if channels_last else "(N, {}, H, W)"
+        if x.ndim != 4 or x.shape[3 if channels_last else 1] != self.channels:
+            raise ValueError(f"x must be {layout.format(self.channels)} for this depthwise conv, got shape {x.shape}")
+        height, width = x.shape[1:3] if channels_last else x.shape[2:]
+        out_h, out_w = self.output_size(height, width)
         if out_h < 1 or out_w < 1:
-            raise ValueError(f"x of {x.shape[2]} x {x.shape[3]} pixels is smaller than the {self.kernel_size} x "
+            raise ValueError(f"x of {height} x {width} pixels is smaller than the {self.kernel_size} x "
                              f"{self.kernel_size} filter (dilation {self.dilation}, padding {self.padding})")
         check_allocation((x.shape[0], self.channels, out_h, out_w), 4, "DepthwiseConv2d's (N, C, H_out, W_out) "
                          "output (x's N, padding, stride)")
         kernel = _depthwise.get(backend)
-        return kernel(np.ascontiguousarray(x, dtype=np.float32), self.matrix, self.bias, self.kernel_size,
-                      self.stride, self.padding, self.dilation, out_h, out_w)
+        if not channels_last:
+            x = x.transpose(0, 2, 3, 1)
+        out = kernel(np.ascontiguousarray(x, dtype=np.float32), self.taps(), self.bias, self.kernel_size,
+                     self.stride, self.padding, self.dilation, out_h, out_w, code)
+        return out if channels_last else np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+# the kernels' activation codes (kernels/depthwise_numba.py: RELU, HARDSWISH)
+ACTIVATIONS = {None: 0, "relu": 1, "hardswish": 2}
 
 
 def depthwise_conv2d_numpy(x: np.ndarray, taps: np.ndarray, bias: np.ndarray, kernel_size: int, stride: int,
-                           padding: int, dilation: int, out_h: int, out_w: int) -> np.ndarray:
-    """The reference: x ``(N, C, H, W)``, taps ``(C, k k)``, bias ``(C,)`` -> ``(N, C, out_h, out_w)``, float32.
+                           padding: int, dilation: int, out_h: int, out_w: int, activation: int = 0) -> np.ndarray:
+    """The reference, channels-last: x ``(N, H, W, C)``, taps ``(k k, C)``, bias ``(C,)`` ->
+    ``(N, out_h, out_w, C)`` float32; `activation` one of `ACTIVATIONS`' codes.
 
     Pad with zeros, start from the bias, then add the ``k * k`` taps: tap ``(dy, dx)`` of output pixel
     ``(y, x)`` reads padded pixel ``(stride y + dilation dy, stride x + dilation dx)``, so one tap for every
-    output pixel at once is a strided view of the padded map, times the tap's per-channel weight.
+    output pixel at once is a strided view of the padded map, times the tap's per-channel weights.
     """
     k, s, p, d = kernel_size, stride, padding, dilation
-    n, c, h, w = x.shape
-    padded = np.zeros((n, c, h + 2 * p, w + 2 * p), np.float32)
-    padded[:, :, p:p + h, p:p + w] = x
-    out = np.empty((n, c, out_h, out_w), np.float32)
-    out[...] = bias[:, None, None]
+    n, h, w, c = x.shape
+    padded = np.zeros((n, h + 2 * p, w + 2 * p, c), np.float32)
+    padded[:, p:p + h, p:p + w] = x
+    out = np.empty((n, out_h, out_w, c), np.float32)
+    out[...] = bias
     product = np.empty_like(out)
     for dy in range(k):
         for dx in range(k):
             top, left = d * dy, d * dx
-            tap = padded[:, :, top: top + s * (out_h - 1) + 1: s, left: left + s * (out_w - 1) + 1: s]
-            np.multiply(tap, taps[:, dy * k + dx, None, None], out=product)
+            tap = padded[:, top: top + s * (out_h - 1) + 1: s, left: left + s * (out_w - 1) + 1: s]
+            np.multiply(tap, taps[dy * k + dx], out=product)
             out += product
-    return out
+    return _activate(out, _ACTIVATION_NAMES[activation])
 
 
-# the Numba twin adds the same products in the same order, row by row in cache, skipping the zero padding
+_ACTIVATION_NAMES = {code: name for name, code in ACTIVATIONS.items()}
+
+# the Numba twin adds the same products in the same order, a pixel's channels as one vector, skipping the
+# zero padding, and applies the activation before it writes the pixel
 _depthwise = Dispatcher("depthwise_conv2d", reference=depthwise_conv2d_numpy,
                         numba="depthwise_numba:depthwise_conv2d")
+
+
+def bias_activation_numpy(out: np.ndarray, bias: np.ndarray, activation: int = 0) -> np.ndarray:
+    """The reference: ``out`` ``(M, C)`` float32 (a channels-last map's pixels) ``+= bias``, then the
+    activation (one of `ACTIVATIONS`' codes), in place."""
+    out += bias
+    return _activate(out, _ACTIVATION_NAMES[activation])
+
+
+# the twin does both in one pass over the map (the NumPy version makes one for the bias and four for hardswish)
+_bias_activation = Dispatcher("bias_activation", reference=bias_activation_numpy,
+                              numba="depthwise_numba:bias_activation")
 
 
 def _activate(x: np.ndarray, activation: str | None) -> np.ndarray:
@@ -192,15 +231,19 @@ def _activate(x: np.ndarray, activation: str | None) -> np.ndarray:
 
 
 class ConvNormActivation(StateModule):
-    """A conv (plain or depthwise, no bias), its batch norm (folded into it) and an activation.
+    """A conv (plain or depthwise, no bias), its batch norm (folded into it) and an activation, channels-last.
 
     torchvision's ``Conv2dNormActivation`` keys: ``0.weight`` (the conv), ``1.{weight,bias,running_*}`` (the norm).
     `activation`: ``"relu"``, ``"hardswish"`` or None. Padding is ``(k - 1) // 2`` ("same" at stride 1).
+    Maps are ``(N, H, W, C)`` in and out, except that a full k x k conv (only the stem) reads the
+    ``(N, C, H, W)`` images as they come.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  activation: str | None = None, depthwise: bool = False, bn_eps: float = 1e-5):
         padding = (kernel_size - 1) // 2
+        if kernel_size == 1 and stride != 1:  # MobileNetV3 has none; the channels-last path assumes stride 1
+            raise ValueError(f"a 1x1 ConvNormActivation must have stride 1, got stride {stride}")
         self.conv = (DepthwiseConv2d(in_channels, kernel_size, stride, padding, bias=False) if depthwise
                      else Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False))
         self.norm = FrozenBatchNorm2d(self.conv, bn_eps)
@@ -211,11 +254,21 @@ class ConvNormActivation(StateModule):
         return {"0": self.conv, "1": self.norm}
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return _activate(self.conv(x), self.activation)
+        conv, code = self.conv, ACTIVATIONS[self.activation]
+        if isinstance(conv, DepthwiseConv2d):
+            return conv(x, activation=self.activation, channels_last=True)
+        if conv.kernel_size == 1 and conv.stride == 1:
+            # a 1x1 conv: every pixel's channel vector times the weight matrix, one product for the whole map
+            n, h, w, c = x.shape
+            out = np.matmul(x.reshape(n * h * w, c), conv.matrix.T)
+            _bias_activation.get(None)(out, conv.bias, code)
+            return out.reshape(n, h, w, conv.out_channels)
+        out = conv(x).transpose(0, 2, 3, 1)  # im2col in (N, C, H, W), then one copy to channels-last
+        return _activate(np.ascontiguousarray(out), self.activation)
 
 
 class SqueezeExcitation(StateModule):
-    """``(N, C, H, W)`` -> same shape: every channel scaled by a gate in [0, 1] computed from the whole map.
+    """``(N, H, W, C)`` -> same shape: every channel scaled by a gate in [0, 1] computed from the whole map.
 
     ``gate = hardsigmoid(fc2(relu(fc1(mean over H, W of x))))`` with 1x1 convs ``fc1`` (C -> S) and ``fc2``
     (S -> C) (Hu et al., 2018, with MobileNetV3's hard gate); keys ``fc1.{weight,bias}``, ``fc2.{weight,bias}``.
@@ -229,11 +282,11 @@ class SqueezeExcitation(StateModule):
         return {"fc1": self.fc1, "fc2": self.fc2}
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        pooled = x.mean(axis=(2, 3), dtype=np.float32)  # (N, C): one number per channel
+        pooled = x.mean(axis=(1, 2), dtype=np.float32)  # (N, C): one number per channel
         # on a 1 x 1 map the 1x1 convs are plain matrix products
         hidden = relu_(pooled @ self.fc1.matrix.T + self.fc1.bias)
         gate = hardsigmoid(hidden @ self.fc2.matrix.T + self.fc2.bias)
-        x *= gate[:, :, None, None]  # in place: in a block, x is always the depthwise conv's fresh output
+        x *= gate[:, None, None, :]  # in place: in a block, x is always the depthwise conv's fresh output
         return x
 
 
@@ -246,7 +299,7 @@ def squeeze_channels(channels: int) -> int:
 
 
 class InvertedResidual(StateModule):
-    """``(N, C_in, H, W)`` -> ``(N, C_out, H / stride, W / stride)``: expand 1x1, depthwise k x k, [SE], project 1x1.
+    """``(N, H, W, C_in)`` -> ``(N, H / stride, W / stride, C_out)``: expand 1x1, depthwise k x k, [SE], project 1x1.
 
     The input is added to the result when ``stride == 1`` and ``C_in == C_out``. Keys ``block.{i}.*`` in
     that order (the expand conv is absent, and the indices shift, when ``expanded == C_in``).
@@ -285,7 +338,9 @@ class MobileNetV3Body(StateModule):
     torchvision's ``features`` keys. A stage is a run of modules ending before the next stride-2 block;
     stages 0..5 start at modules 0, 2, 4, 7, 13, 16, and stage ``i``'s output is the output of the module
     it starts with, as ``_mobilenet_extractor`` returns it (the default ``(4, 5)``: modules 13 and 16).
-    Modules after the last returned one are neither built nor loaded.
+    Modules after the last returned one are neither built nor loaded. Inside, the maps are channels-last
+    ``(N, H, W, C)`` (the depthwise convs vectorise over channels, the 1x1 convs are one product per map);
+    the returned outputs are transposed back to ``(N, C, H, W)`` for the FPN.
     """
 
     def __init__(self, blocks=LARGE_BLOCKS, returned_layers=(4, 5), bn_eps: float = 1e-5):
@@ -314,9 +369,9 @@ class MobileNetV3Body(StateModule):
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
         outputs = []
         for i, module in enumerate(self.modules):
-            x = module(x)
+            x = module(x)  # the stem takes (N, 3, H, W) and returns channels-last
             if i in self.return_modules:
-                outputs.append(x)
+                outputs.append(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
         return outputs
 
 
