@@ -122,6 +122,20 @@ def check_plan(input: np.ndarray, batch_index: np.ndarray, plan) -> None:
         _check_in_range(axis.high, 0, size - 1, f"plan.{name}.high")
 
 
+def check_out(out, input: np.ndarray, batch_index: np.ndarray, plan) -> np.ndarray:
+    """The (K, C, PH, PW) array a pooling kernel writes: a new one when `out` is None, else `out` itself, which
+    must be a writable C-contiguous array of exactly that shape and input's dtype (the kernels write every
+    element without bounds checks)."""
+    shape = (len(batch_index), input.shape[1], plan.pooled_height, plan.pooled_width)
+    if out is None:
+        return np.empty(shape, dtype=input.dtype)
+    if (not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != input.dtype
+            or not out.flags.c_contiguous or not out.flags.writeable):
+        raise ValueError(f"out must be a writable C-contiguous {input.dtype} array of shape {shape}, got "
+                         f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
+    return out
+
+
 def check_bins(input: np.ndarray, batch_index: np.ndarray, bins) -> None:
     """Refuse `PoolingBins` that would read outside `input`: every edge within the map, one row per RoI."""
     _check_batch_index(input, batch_index)

@@ -30,7 +30,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from edudet.kernels._roi_common import check_plan
+from edudet.kernels._roi_common import check_out, check_plan
 
 _THREADS = 128
 
@@ -110,18 +110,20 @@ def _roi_align_kernel(input, batch_index, y_grid, y_off, y_lo, y_hi, y_wlo, y_wh
         out[k, c, ph, pw] = acc / count[k]
 
 
-def roi_align(input, batch_index, plan, max_mode):
-    """(N, C, H, W) input, (K,) int64 batch indices, a `SamplingPlan` -> (K, C, PH, PW)."""
+def roi_align(input, batch_index, plan, max_mode, out=None):
+    """(N, C, H, W) input, (K,) int64 batch indices, a `SamplingPlan` -> (K, C, PH, PW) on the host, written
+    into `out` when given (C-contiguous, that shape and input's dtype: `check_out`)."""
     check_plan(input, batch_index, plan)  # a hand-made plan must not read outside the map
+    host = check_out(out, input, batch_index, plan)
     rows, cols = plan.rows, plan.cols
-    shape = (len(batch_index), input.shape[1], plan.pooled_height, plan.pooled_width)
+    shape = host.shape
     total = int(np.prod(shape))
     if total == 0:
-        return np.zeros(shape, dtype=input.dtype)
+        return host
     args = [cuda.to_device(a) for a in (input, batch_index, rows.grid, rows.offsets, rows.low, rows.high,
                                         rows.w_low, rows.w_high, cols.grid, cols.offsets, cols.low, cols.high,
                                         cols.w_low, cols.w_high, plan.count)]
     out = cuda.device_array(shape, dtype=input.dtype)
     blocks = math.ceil(total / _THREADS)
     _roi_align_kernel[blocks, _THREADS](*args, bool(max_mode), input.dtype.type(0), out)
-    return out.copy_to_host()
+    return out.copy_to_host(host)

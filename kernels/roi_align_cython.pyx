@@ -23,7 +23,7 @@ from cython.parallel import prange
 cimport openmp
 from libc.stdint cimport int64_t
 
-from edudet.kernels._roi_common import bin_weights, check_plan, group_by_image, row_slots
+from edudet.kernels._roi_common import bin_weights, check_out, check_plan, group_by_image, row_slots
 
 ctypedef fused real:
     float
@@ -191,12 +191,13 @@ def _roi_align_max(const real[:, :, :, ::1] input, const int64_t[::1] order, con
                        x_grid, x_off, x_lo, x_hi, x_wlo, x_whi, pooled_h, pooled_w, out)
 
 
-def roi_align(input, batch_index, plan, max_mode):
-    """(N, C, H, W) input, (K,) int64 batch indices, a `SamplingPlan` -> (K, C, PH, PW)."""
+def roi_align(input, batch_index, plan, max_mode, out=None):
+    """(N, C, H, W) input, (K,) int64 batch indices, a `SamplingPlan` -> (K, C, PH, PW), written into `out`
+    when given (C-contiguous, that shape and input's dtype: `check_out`)."""
     check_plan(input, batch_index, plan)  # the kernels do no bounds checks: a hand-made plan must not read outside
+    out = check_out(out, input, batch_index, plan)
     order, starts = group_by_image(batch_index, input.shape[0])
     rows, cols = plan.rows, plan.cols
-    out = np.empty((len(batch_index), input.shape[1], plan.pooled_height, plan.pooled_width), dtype=input.dtype)
     if max_mode:
         _roi_align_max(input, order, starts, rows.grid, rows.offsets, rows.low, rows.high, rows.w_low, rows.w_high,
                        cols.grid, cols.offsets, cols.low, cols.high, cols.w_low, cols.w_high,

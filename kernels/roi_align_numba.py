@@ -28,7 +28,7 @@ Example (user code)::
     def mask_features(fmap, rois):
         return roi_align(fmap, rois, 14, 14, 1.0 / 16, 2, True, False)
 
-Private (may change): ``_roi_align_planned(input, batch_index, plan, max_mode)``, the kernel
+Private (may change): ``_roi_align_planned(input, batch_index, plan, max_mode, out=None)``, the kernel
 `edudet.ops.roi_align` dispatches to (a plan built by `edudet.ops.roi_align.sampling_plan`, checked by
 `_roi_common.check_plan`). `roi_align` builds the same plan in njit (`_axis_plan`, per RoI, in parallel),
 and both hand it to `_pool_planned`: one code path, so a user's `@njit` call is as fast as edudet's own.
@@ -53,7 +53,7 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import overload
 
-from edudet.kernels._roi_common import check_plan
+from edudet.kernels._roi_common import check_out, check_plan
 
 
 
@@ -316,10 +316,10 @@ def _row_slots(bin_offsets, pixel, pooled_h, height):
 
 
 @njit(cache=True)
-def _pool_planned(input, batch_index, rows, cols, count, pooled_h, pooled_w, max_mode):
-    """Both entries' common tail: rows / cols = (grid, offsets, low, high, w_low, w_high) per axis."""
+def _pool_planned(input, batch_index, rows, cols, count, pooled_h, pooled_w, max_mode, out):
+    """Both entries' common tail: rows / cols = (grid, offsets, low, high, w_low, w_high) per axis; every
+    element of `out` (K, C, pooled_h, pooled_w) is written."""
     order, starts = _group_by_image(batch_index, input.shape[0])
-    out = np.empty((len(batch_index), input.shape[1], pooled_h, pooled_w), dtype=input.dtype)
     zero = input.dtype.type(0)
     if max_mode:
         return _roi_align_max(input, order, starts, rows[0], rows[1], rows[2], rows[3], rows[4], rows[5],
@@ -334,13 +334,15 @@ def _pool_planned(input, batch_index, rows, cols, count, pooled_h, pooled_w, max
                           count, pooled_h, pooled_w, max_rows, zero, out)
 
 
-def _roi_align_planned(input, batch_index, plan, max_mode):
-    """(N, C, H, W) input, (K,) int64 batch indices, a `SamplingPlan` -> (K, C, PH, PW)."""
+def _roi_align_planned(input, batch_index, plan, max_mode, out=None):
+    """(N, C, H, W) input, (K,) int64 batch indices, a `SamplingPlan` -> (K, C, PH, PW), written into `out`
+    when given (C-contiguous, that shape and input's dtype: `check_out`)."""
     check_plan(input, batch_index, plan)  # Numba does no bounds checks: a hand-made plan must not read outside
+    out = check_out(out, input, batch_index, plan)
     rows, cols = plan.rows, plan.cols
     return _pool_planned(input, batch_index, (rows.grid, rows.offsets, rows.low, rows.high, rows.w_low, rows.w_high),
                          (cols.grid, cols.offsets, cols.low, cols.high, cols.w_low, cols.w_high), plan.count,
-                         plan.pooled_height, plan.pooled_width, bool(max_mode))
+                         plan.pooled_height, plan.pooled_width, bool(max_mode), out)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -425,5 +427,6 @@ def roi_align(input, rois, pooled_h, pooled_w, spatial_scale, sampling_ratio, al
         batch_index[k] = np.int64(rois[k, 0])
     y_off, y_lo, y_hi, y_wlo, y_whi = _axis_plan(y1s, bin_hs, grid_hs, pooled_h, height, y1s)
     x_off, x_lo, x_hi, x_wlo, x_whi = _axis_plan(x1s, bin_ws, grid_ws, pooled_w, width, x1s)
+    out = np.empty((len(batch_index), input.shape[1], pooled_h, pooled_w), dtype=input.dtype)
     return _pool_planned(input, batch_index, (grid_hs, y_off, y_lo, y_hi, y_wlo, y_whi),
-                         (grid_ws, x_off, x_lo, x_hi, x_wlo, x_whi), count, pooled_h, pooled_w, max_mode)
+                         (grid_ws, x_off, x_lo, x_hi, x_wlo, x_whi), count, pooled_h, pooled_w, max_mode, out)

@@ -164,6 +164,50 @@ def test_pooler_fast_path_equals_the_public_call(shapes):
         pool(broken, boxes, sizes)
 
 
+def test_pooler_reuse_gives_the_same_values_in_arrays_kept_per_thread(shapes):
+    # reuse=True (the detectors' calls): the same values as a fresh result, in arrays the pooler keeps and
+    # overwrites on its next reuse call; another thread gets arrays of its own
+    import threading
+
+    model, features, sizes = shapes["model"], shapes["features"], shapes["image_sizes"]
+    pool = model.roi_heads.box_roi_pool
+    rng = np.random.default_rng(4)
+    boxes = []
+    for count in (25, 3, 12):
+        corner = rng.uniform(0, 100, (count, 2))
+        boxes.append(np.concatenate([corner, corner + rng.uniform(8, 250, (count, 2))], 1).astype(np.float32))
+    fresh = pool.pool_model_features(features, boxes, sizes)
+    first = pool.pool_model_features(features, boxes, sizes, reuse=True)
+    np.testing.assert_array_equal(first, fresh)
+    kept = first.copy()
+    second = pool.pool_model_features(features, boxes[:1], sizes[:1], reuse=True)  # fewer rows: a view of the same
+    assert np.shares_memory(first, second)
+    np.testing.assert_array_equal(second, fresh[:25])
+    other = {}
+    thread = threading.Thread(target=lambda: other.update(
+        result=pool.pool_model_features(features, boxes, sizes, reuse=True)))
+    thread.start()
+    thread.join()
+    assert not np.shares_memory(other["result"], first)
+    np.testing.assert_array_equal(other["result"], kept)
+
+
+def test_a_kept_trace_holds_copies_of_reused_arrays(shapes):
+    # trace(keep_arrays=True) keeps each stage's arrays as they were: the pooled features of the first forward
+    # pass stay what they were after a second pass reused the pooler's arrays
+    from edudet.models import trace
+
+    model = shapes["model"]
+    image = shapes["images"][0]
+    with trace(keep_arrays=True) as recorded:
+        model([image])
+        model([image[::-1].copy()])
+    first, second = [s.arrays["box_features"] for s in recorded.stages if s.name == "roi_heads.box_roi_pool"]
+    assert not np.shares_memory(first, second) and not np.array_equal(first, second)
+    _, alone = model([image], trace=True)
+    assert first.shape == alone["roi_heads.box_roi_pool"].outputs["box_features"]
+
+
 def test_pooler_leaves_boxes_of_a_missing_level_at_zero():
     # maps at 1/4 and 1/16 of a 64-px image: levels k = 2 .. 4, the index of k = 4 (boxes with sqrt(area) >= 224)
     # has no map, so its rows stay 0 (torchvision's loop over the maps it has does the same); the fast path's

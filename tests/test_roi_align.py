@@ -369,6 +369,42 @@ def test_a_hand_made_plan_that_reads_outside_is_refused_by_the_kernel(backend):
     """)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_kernels_write_into_a_given_out_and_refuse_a_wrong_one(backend):
+    # `out=`: the kernel fills a caller's array (the pooler reuses one between forward passes) with the values it
+    # would return, every element: a buffer full of NaN must come back without one, the empty-grid RoI's bins 0.
+    # A wrong out (shape, dtype, layout, read-only) is refused by name before any write; in a child, since the
+    # kernels write without bounds checks
+    assert_child_ok(f"""
+        import importlib
+        import numpy as np
+        module = importlib.import_module("edudet.ops.roi_align")
+        kernel = module._roi_align.get({backend!r})
+        rng = np.random.default_rng(0)
+        fmap = rng.normal(size=(2, 3, 9, 11)).astype(np.float32)
+        # the last box has negative size with aligned=True and an adaptive grid: no samples, its bins are 0
+        boxes = np.array([[0, 0, 4, 4], [1, 2, 8, 6], [3, 3, 2, 2]], np.float32)
+        batch_index = np.array([1, 0, 1], np.int64)
+        plan = module.sampling_plan(boxes, 9, 11, (2, 3), 1.0, -1, True)  # adaptive grid: 0 for box 2
+        for max_mode in (False, True):
+            fresh = kernel(fmap, batch_index, plan, max_mode)
+            out = np.full((3, 3, 2, 3), np.nan, np.float32)
+            assert kernel(fmap, batch_index, plan, max_mode, out) is out
+            np.testing.assert_array_equal(out, fresh)
+            assert (out[2] == 0).all() and not np.isnan(out).any()
+        for bad in (np.zeros((3, 3, 2, 2), np.float32), np.zeros((3, 3, 2, 3), np.float64),
+                    np.zeros((3, 3, 3, 2), np.float32).transpose(0, 1, 3, 2), np.zeros((3, 3, 2, 3), np.float32)):
+            if bad.flags.c_contiguous and bad.shape == (3, 3, 2, 3) and bad.dtype == np.float32:
+                bad.flags.writeable = False
+            try:
+                kernel(fmap, batch_index, plan, False, bad)
+            except ValueError as err:
+                assert "out must be a writable C-contiguous float32 array of shape (3, 3, 2, 3)" in str(err), err
+            else:
+                raise AssertionError(f"out {{bad.dtype}} {{bad.shape}} accepted")
+    """)
+
+
 def test_cython_fast_path_never_multiplies_padding_by_an_inf():
     # issue 12, finding 4: the unrolled Cython path padded each bin to 4 entries with pixel 0, weight 0:
     # an inf in column 0 made 0 * inf = NaN in bins that never read column 0. Box x 3..7 (aligned: 2.5..6.5)
@@ -490,7 +526,7 @@ def test_the_chunked_reference_equals_the_unchunked_one(seed, pool_mode, dtype, 
     plan = roi_align_module.sampling_plan(boxes[:, 1:], 9, 11, (3, 2), 0.5, -1, True)
     batch_index = boxes[:, 0].astype(np.int64)
     whole = roi_align_module.roi_align_numpy(fmap, batch_index, plan, pool_mode == "max", max_elements=10**9)
-    pieces = roi_align_module.roi_align_numpy(fmap, batch_index, plan, pool_mode == "max", max_elements)
+    pieces = roi_align_module.roi_align_numpy(fmap, batch_index, plan, pool_mode == "max", max_elements=max_elements)
     if pool_mode == "max":
         np.testing.assert_array_equal(pieces, whole)
     else:

@@ -107,7 +107,8 @@ class MaskBranch(StateModule):
 
     def __call__(self, features, detections: list[dict], image_sizes, trace) -> None:
         with trace.stage("roi_heads.mask_roi_pool") as stage:
-            pooled = self.mask_roi_pool.pool_model_features(features, [d["boxes"] for d in detections], image_sizes)
+            pooled = self.mask_roi_pool.pool_model_features(features, [d["boxes"] for d in detections], image_sizes,
+                                                            reuse=True)  # the pooler's arrays: read at once below
             stage.add("mask_features", pooled)
         with trace.stage("roi_heads.mask_head") as stage:
             hidden = self.mask_head(pooled)

@@ -43,7 +43,8 @@ class Stage:
         array = np.asarray(value)
         self.outputs[label] = tuple(array.shape)
         if self._keep:
-            self.arrays[label] = array
+            # a copy: some stages record arrays that the next forward pass overwrites (the pooler's reused ones)
+            self.arrays[label] = array.copy()
 
 
 class Trace:

@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._dispatch import Dispatcher
+from ..kernels._roi_common import check_out
 from .._validate import (as_boxes, as_real_array, check_allocation, check_coordinates, check_finite,
                          check_scalar, float_dtype_of)
 
@@ -247,8 +248,9 @@ def sampling_plan(boxes: np.ndarray, height: int, width: int, output_size: tuple
 # 2. Pooling the samples: the NumPy reference
 # ----------------------------------------------------------------------------------------------------------
 def roi_align_numpy(input: np.ndarray, batch_index: np.ndarray, plan: SamplingPlan, max_mode: bool,
-                    max_elements: int | None = None) -> np.ndarray:
-    """NumPy reference: clean (N, C, H, W) input, (K,) int64 batch indices, a plan -> (K, C, PH, PW).
+                    out: np.ndarray | None = None, max_elements: int | None = None) -> np.ndarray:
+    """NumPy reference: clean (N, C, H, W) input, (K,) int64 batch indices, a plan -> (K, C, PH, PW), written
+    into `out` when given (as every backend: a C-contiguous array of that shape and input's dtype).
 
     Per RoI (a loop over RoIs, everything else vectorised): gather the four neighbours of the
     ``PH grid_h x PW grid_w`` samples, weight them, then average (or max) each bin's ``grid_h x grid_w``
@@ -259,13 +261,14 @@ def roi_align_numpy(input: np.ndarray, batch_index: np.ndarray, plan: SamplingPl
     max_elements = _CHUNK_ELEMENTS if max_elements is None else max_elements
     num_rois, channels = len(batch_index), input.shape[1]
     ph_, pw_ = plan.pooled_height, plan.pooled_width
-    out = np.zeros((num_rois, channels, ph_, pw_), dtype=input.dtype)
+    out = check_out(out, input, batch_index, plan)
     rows, cols = plan.rows, plan.cols
     reduce = np.maximum if max_mode else np.add
     for k in range(num_rois):
         gh, gw = int(rows.grid[k]), int(cols.grid[k])
         if gh == 0 or gw == 0:
-            continue  # no samples: every bin is 0
+            out[k] = 0  # no samples: every bin is 0
+            continue
         r = slice(rows.offsets[k], rows.offsets[k + 1])
         c = slice(cols.offsets[k], cols.offsets[k + 1])
         y_lo, y_hi, hy, ly = rows.low[r], rows.high[r], rows.w_low[r], rows.w_high[r]
@@ -359,11 +362,12 @@ def in_input_dtype(result: np.ndarray, input: np.ndarray) -> np.ndarray:
 
 def _roi_align_on_finite_map(fmap: np.ndarray, boxes, output_size, spatial_scale: float = 1.0,
                              sampling_ratio: int = -1, aligned: bool = False, pool_mode: str = "avg",
-                             backend: str | None = None) -> np.ndarray:
+                             backend: str | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """`roi_align` for a caller that already holds a clean, finite map (`as_feature_map`, `check_finite_map`).
 
     Every other argument is checked here; only the pass over the map for NaN/inf is skipped. For
-    `MultiScaleRoIAlign`, which checks each pyramid level once per call.
+    `MultiScaleRoIAlign`, which checks each pyramid level once per call. `out`: the (K, C, PH, PW) array to
+    write (C-contiguous, fmap's dtype), or None for a new one.
     """
     kernel = _roi_align.get(backend)
     batch_index, coords = as_rois(boxes, fmap.shape[0], fmap.dtype)
@@ -378,7 +382,7 @@ def _roi_align_on_finite_map(fmap: np.ndarray, boxes, output_size, spatial_scale
     check_allocation(shape, fmap.itemsize,
                      "roi_align's (K, C, PH, PW) output (boxes: K, input: C, output_size: (PH, PW))")
     if len(coords) == 0:
-        return np.zeros(shape, dtype=fmap.dtype)
+        return np.zeros(shape, dtype=fmap.dtype) if out is None else out
     plan = sampling_plan(coords, fmap.shape[2], fmap.shape[3], output_size, spatial_scale, sampling_ratio,
                          bool(aligned))
-    return kernel(fmap, batch_index, plan, pool_mode == "max")
+    return kernel(fmap, batch_index, plan, pool_mode == "max", out)
