@@ -13,12 +13,12 @@ grid (or of a Mask R-CNN mask) stand for?
 from __future__ import annotations
 
 import math
-import threading
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from ._validate import as_boxes, as_image_size, as_real_array, check_scalar
+from ._workspace import Workspace
 from .level_mapper import LevelMapper, check_scales, check_strides, infer_scale
 from .ops.roi_align import (_roi_align_on_finite_map, as_feature_map, as_output_size, as_rois,
                              check_finite_map)
@@ -138,15 +138,14 @@ class MultiScaleRoIAlign:
 
         ``reuse=True`` (the detectors' own calls): the result is a view of arrays this pooler keeps, one set
         per thread, and overwrites on its next such call, so use it before then. A forward pass pools a large
-        array (1000 boxes x 256 x 7 x 7 floats: 50 MB) that the box head reads once; a fresh one each time
-        comes from the OS page by page, and those page faults cost more than the pooling's copies (measured:
-        Faster R-CNN R50-FPN on 2 x 320 x 480, the pool stage 1.24x slower with fresh arrays)."""
+        array (1000 boxes x 256 x 7 x 7 floats: 50 MB) that the box head reads once, and a fresh one each time
+        comes from the OS page by page (`edudet._workspace` gives the measurement)."""
         return self._pool(features, boxes, image_shapes, check_maps=False,
                           workspace=self._workspace() if reuse else None)
 
-    def _workspace(self) -> "_Workspace":
+    def _workspace(self) -> Workspace:
         if getattr(self, "_scratch", None) is None:
-            self._scratch = _Workspace()
+            self._scratch = Workspace()
         return self._scratch
 
     def _pool(self, features, boxes, image_shapes, check_maps: bool, workspace=None) -> np.ndarray:
@@ -196,19 +195,6 @@ class MultiScaleRoIAlign:
         for level in occupied:
             result[members[level]] = pool_level(level, new("level", members[level].size))
         return result.astype(out_dtype, copy=False)
-
-
-class _Workspace(threading.local):
-    """Arrays kept between calls, one set per thread (a model run from two threads must not share them): each
-    named array grows to the largest size asked for and is handed out as a view of its first elements."""
-
-    def array(self, name: str, shape: tuple, dtype) -> np.ndarray:
-        buffers = self.__dict__.setdefault("buffers", {})
-        size = math.prod(shape)
-        buffer = buffers.get(name)
-        if buffer is None or buffer.size < size or buffer.dtype != np.dtype(dtype):
-            buffer = buffers[name] = np.empty(size, dtype)
-        return buffer[:size].reshape(shape)
 
 
 def roi_grid_to_image(grid_points, boxes, grid_size) -> np.ndarray:
