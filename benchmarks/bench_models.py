@@ -13,7 +13,7 @@ in both libraries: the post-processing then does its full work (top-k per level,
 detections, and for Mask R-CNN the mask branch on 100 boxes and 100 pasted full-image masks).
 
 Batches: printed lines give "batch of N per image / single" (one call on N images against N calls of one,
-interleaved, best of 5) for the shapes model (4 images) and Faster R-CNN R50-FPN (2 x 320 x 480), for both
+interleaved, 7 rounds: best and median) for the shapes model (4 images) and Faster R-CNN R50-FPN (2 x 320 x 480), for both
 libraries, and the R50 batch of 2 is a table row.
 """
 from __future__ import annotations
@@ -231,13 +231,14 @@ def _mobilenet_cases(quick: bool, chw: np.ndarray, sizes: dict, height: int, wid
         del model, tv_forward
 
 
-def batch_and_single_times(forward, images: list, repeat: int = 5) -> tuple[float, float]:
-    """Best seconds of one ``forward(images)`` call and of ``forward([image])`` for each image in turn, measured
-    interleaved (batch, singles, singles, batch, ...) so that a change of load on a shared machine hits both."""
+def batch_and_single_times(forward, images: list, repeat: int = 7) -> tuple[list[float], list[float]]:
+    """Seconds of each ``forward(images)`` call and of each round of ``forward([image])`` for every image, sorted,
+    measured interleaved (batch, singles, singles, batch, ...) so that a change of load on a shared machine hits
+    both."""
     forward(images)  # warm up both ways
     for image in images:
         forward([image])
-    best = {"batch": float("inf"), "singles": float("inf")}
+    times = {"batch": [], "singles": []}
     gc.disable()
     try:
         for round_ in range(repeat):
@@ -248,20 +249,27 @@ def batch_and_single_times(forward, images: list, repeat: int = 5) -> tuple[floa
                 else:
                     for image in images:
                         forward([image])
-                best[way] = min(best[way], time.perf_counter() - start)
+                times[way].append(time.perf_counter() - start)
     finally:
         gc.enable()
-    return best["batch"], best["singles"]
+    return sorted(times["batch"]), sorted(times["singles"])
+
+
+def _batch_ratios(forward, images: list) -> tuple[float, float, float, float]:
+    """(best batch / best singles, median / median, best batch and best singles seconds per image)."""
+    batch, singles = batch_and_single_times(forward, images)
+    middle = len(batch) // 2
+    return batch[0] / singles[0], batch[middle] / singles[middle], batch[0] / len(images), singles[0] / len(images)
 
 
 def _batch_line(name: str, workload: str, forward, images: list, tv_forward=None, tv_images=None) -> str:
-    batch, singles = batch_and_single_times(forward, images)
-    count = len(images)
-    line = (f"{name}, {workload}: batch of {count} per image / single = {batch / singles:.2f} (edudet: "
-            f"{batch / count * 1e3:.0f} ms per image in one call, {singles / count * 1e3:.0f} ms one at a time)")
+    best, median, batch, single = _batch_ratios(forward, images)
+    # the best of 7 and the median: on a machine whose speed drifts, the two can differ by 0.1
+    line = (f"{name}, {workload}: batch of {len(images)} per image / single = {best:.2f} best, {median:.2f} median "
+            f"(edudet: {batch * 1e3:.0f} ms per image in one call, {single * 1e3:.0f} ms one at a time)")
     if tv_forward is not None:
-        tv_batch, tv_singles = batch_and_single_times(tv_forward, tv_images)
-        line += f"; torchvision {tv_batch / tv_singles:.2f}"
+        tv_best, tv_median, _, _ = _batch_ratios(tv_forward, tv_images)
+        line += f"; torchvision {tv_best:.2f} best, {tv_median:.2f} median"
     return line
 
 
