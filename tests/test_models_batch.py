@@ -138,15 +138,21 @@ def test_box_postprocess_batch_equals_the_per_image_rule(shapes, score_thresh):
     assert ours[1]["boxes"].shape == (0, 4) and ours[2]["boxes"][:, 2].max() <= 120
 
 
+def _random_boxes(seed: int, counts, largest: float) -> list[np.ndarray]:
+    """Per image, `count` float32 boxes with corners in [0, 100) and sides 8 .. `largest` px."""
+    rng = np.random.default_rng(seed)
+    boxes = []
+    for count in counts:
+        corner = rng.uniform(0, 100, (count, 2))
+        boxes.append(np.concatenate([corner, corner + rng.uniform(8, largest, (count, 2))], 1).astype(np.float32))
+    return boxes
+
+
 def test_pooler_fast_path_equals_the_public_call(shapes):
     model, features, sizes = shapes["model"], shapes["features"], shapes["image_sizes"]
     pool = model.roi_heads.box_roi_pool
     # boxes on every level (sides 8 .. 250 px: levels P2, P3, P4) and, in a second call, all on P2
-    rng = np.random.default_rng(1)
-    boxes = []
-    for count in (40, 0, 30):
-        corner = rng.uniform(0, 100, (count, 2))
-        boxes.append(np.concatenate([corner, corner + rng.uniform(8, 150, (count, 2))], 1).astype(np.float32))
+    boxes = _random_boxes(1, (40, 0, 30), 150)
     boxes[0][:2] = [[0, 0, 250, 250], [2, 3, 240, 245]]  # sqrt(area) >= 224: P4
     public = pool(features, boxes, sizes)
     assert len(np.unique(pool.map_levels(boxes))) == 3  # the level mapper of that call
@@ -171,11 +177,7 @@ def test_pooler_reuse_gives_the_same_values_in_arrays_kept_per_thread(shapes):
 
     model, features, sizes = shapes["model"], shapes["features"], shapes["image_sizes"]
     pool = model.roi_heads.box_roi_pool
-    rng = np.random.default_rng(4)
-    boxes = []
-    for count in (25, 3, 12):
-        corner = rng.uniform(0, 100, (count, 2))
-        boxes.append(np.concatenate([corner, corner + rng.uniform(8, 250, (count, 2))], 1).astype(np.float32))
+    boxes = _random_boxes(4, (25, 3, 12), 250)
     fresh = pool.pool_model_features(features, boxes, sizes)
     first = pool.pool_model_features(features, boxes, sizes, reuse=True)
     np.testing.assert_array_equal(first, fresh)
