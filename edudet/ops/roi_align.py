@@ -33,9 +33,9 @@ from typing import NamedTuple
 import numpy as np
 
 from .._dispatch import Dispatcher
-from ..kernels._roi_common import check_out
 from .._validate import (as_boxes, as_real_array, check_allocation, check_coordinates, check_finite,
                          check_scalar, float_dtype_of)
+from ..kernels._roi_common import check_out
 
 __all__ = ["roi_align", "roi_align_numpy", "sampling_plan", "SamplingPlan", "AxisSamples", "MAX_SAMPLING_GRID"]
 
