@@ -194,6 +194,22 @@ def test_pooler_reuse_gives_the_same_values_in_arrays_kept_per_thread(shapes):
     np.testing.assert_array_equal(other["result"], kept)
 
 
+def test_a_model_copies_and_pickles_after_a_forward_pass(shapes):
+    # regression: the poolers' kept arrays live in a thread-local workspace, which cannot be pickled as it is;
+    # after a forward pass copy.deepcopy(model) and pickle.dumps(model) raised TypeError. A copy gets an empty
+    # workspace of its own and the same detections
+    import copy
+    import pickle
+
+    model, image = shapes["model"], shapes["images"][0]
+    expected = model([image])[0]
+    for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert other.roi_heads.box_roi_pool._workspace() is not model.roi_heads.box_roi_pool._workspace()
+        got = other([image])[0]
+        for key in ("boxes", "labels", "scores"):
+            np.testing.assert_array_equal(got[key], expected[key])
+
+
 def test_a_kept_trace_holds_copies_of_reused_arrays(shapes):
     # trace(keep_arrays=True) keeps each stage's arrays as they were: the pooled features of the first forward
     # pass stay what they were after a second pass reused the pooler's arrays
