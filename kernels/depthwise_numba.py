@@ -21,6 +21,19 @@ from numba import njit
 RELU, HARDSWISH = 1, 2
 
 
+@njit(cache=True, inline="always")
+def _activated(value, activation):
+    """`value` through the activation, rounded as the reference: ReLU keeps NaN (``np.maximum``), hardswish
+    takes the product first, then the division (as PyTorch)."""
+    if activation == RELU:
+        return np.float32(0) if value < 0 else value
+    if activation == HARDSWISH:
+        gate = value + np.float32(3)
+        gate = np.float32(0) if gate < 0 else (np.float32(6) if gate > np.float32(6) else gate)
+        return (value * gate) / np.float32(6)
+    return value
+
+
 @njit(cache=True)
 def depthwise_conv2d(x, taps, bias, kernel_size, stride, padding, dilation, out_h, out_w, activation):
     """(N, out_h, out_w, C) float32: ``out[n, y, x, c] = act(bias[c] + sum over (dy, dx) of
@@ -29,7 +42,6 @@ def depthwise_conv2d(x, taps, bias, kernel_size, stride, padding, dilation, out_
     n, height, width, channels = x.shape
     out = np.empty((n, out_h, out_w, channels), np.float32)
     total = np.empty(channels, np.float32)
-    three, six = np.float32(3), np.float32(6)
     for image in range(n):
         for y in range(out_h):
             for column in range(out_w):
@@ -46,18 +58,8 @@ def depthwise_conv2d(x, taps, bias, kernel_size, stride, padding, dilation, out_
                         for c in range(channels):
                             total[c] += weight[c] * pixel[c]
                 target = out[image, y, column]
-                if activation == RELU:
-                    for c in range(channels):
-                        value = total[c]
-                        target[c] = np.float32(0) if value < 0 else value  # NaN stays NaN
-                elif activation == HARDSWISH:
-                    for c in range(channels):
-                        value = total[c]
-                        gate = value + three
-                        gate = np.float32(0) if gate < 0 else (six if gate > six else gate)
-                        target[c] = (value * gate) / six  # product first, then the division (as PyTorch)
-                else:
-                    target[:] = total
+                for c in range(channels):
+                    target[c] = _activated(total[c], activation)
     return out
 
 
@@ -65,20 +67,8 @@ def depthwise_conv2d(x, taps, bias, kernel_size, stride, padding, dilation, out_
 def bias_activation(out, bias, activation):
     """In place on ``out`` (M, C) float32 contiguous: ``out[m, c] = act(out[m, c] + bias[c])``, one pass."""
     rows, channels = out.shape
-    three, six = np.float32(3), np.float32(6)
     for m in range(rows):
         target = out[m]
-        if activation == RELU:
-            for c in range(channels):
-                value = target[c] + bias[c]
-                target[c] = np.float32(0) if value < 0 else value
-        elif activation == HARDSWISH:
-            for c in range(channels):
-                value = target[c] + bias[c]
-                gate = value + three
-                gate = np.float32(0) if gate < 0 else (six if gate > six else gate)
-                target[c] = (value * gate) / six
-        else:
-            for c in range(channels):
-                target[c] += bias[c]
+        for c in range(channels):
+            target[c] = _activated(target[c] + bias[c], activation)
     return out
