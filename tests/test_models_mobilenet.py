@@ -165,6 +165,38 @@ def test_bias_activation_by_hand(backend):
                                   np.array([[0, -2 / 6], [10 / 6, 4 / 6]], np.float32))
 
 
+def test_depthwise_and_bias_activation_kernels_on_extreme_finite_input_in_a_child():
+    # float64 input up to 1e308 (inf once cast to float32: refused nowhere, the layer takes any finite map),
+    # float32 values at 3.4e38 and subnormal ones, filters that overflow: every backend gives the same bits,
+    # with every activation and in either layout, and nothing crashes (in a child: the kernels index without
+    # bounds checks)
+    assert_child_ok("""
+import warnings
+import numpy as np
+from edudet.models.mobilenet_v3 import ACTIVATIONS, DepthwiseConv2d, _bias_activation, _depthwise
+warnings.simplefilter("ignore", RuntimeWarning)  # overflow to inf in the casts and sums is the point
+x = np.array([1e308, -1e308, 5e-324, 3.4e38, -3.4e38, 1e-45, 1e-40, 2.0, -3.0, 0.0, -0.0, 7.5] * 4,
+             np.float64).reshape(1, 3, 4, 4)
+for taps in (np.full((3, 1, 3, 3), 3.0, np.float32), np.full((3, 1, 3, 3), 1e-45, np.float32)):
+    conv = DepthwiseConv2d(3, 3, 1, 1)
+    conv.set_weight(taps, np.array([3.4e38, -1e-45, 0.0], np.float32))
+    for activation in ACTIVATIONS:
+        for channels_last in (False, True):
+            data = np.moveaxis(x, 1, -1) if channels_last else x
+            results = [conv(data, backend, activation, channels_last) for backend in _depthwise.backends]
+            for result in results[1:]:
+                np.testing.assert_array_equal(result, results[0])
+            assert results[0].dtype == np.float32
+values = np.array([[3.4e38, -3.4e38, 1e-45, -1e-45], [1e-40, np.inf, -np.inf, np.nan]], np.float32)
+bias = np.array([3.4e38, -3.4e38, 1e-45, 0.0], np.float32)
+for code in ACTIVATIONS.values():
+    results = [_bias_activation.get(backend)(values.copy(), bias, code) for backend in _bias_activation.backends]
+    for result in results[1:]:
+        np.testing.assert_array_equal(result, results[0])
+print("ok")
+""")
+
+
 def test_conv_norm_activation_refuses_a_strided_1x1():
     with pytest.raises(ValueError, match="stride 1"):
         ConvNormActivation(8, 16, 1, stride=2)
