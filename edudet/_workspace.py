@@ -37,7 +37,3 @@ class Workspace(threading.local):
         # scratch is not state: a copied or pickled model (copy.deepcopy, multiprocessing) gets an empty workspace
         # (a thread-local object cannot be pickled as it is)
         return Workspace, ()
-
-    def clear(self) -> None:
-        """Drop this thread's arrays (the memory goes back to the OS)."""
-        self.__dict__.pop("buffers", None)

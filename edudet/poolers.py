@@ -66,6 +66,7 @@ class MultiScaleRoIAlign:
         self.given_scales = self._per_level(scales, "scales")
         self.aligned = aligned
         self.backend = backend
+        self._scratch = Workspace()  # the arrays `pool_model_features(..., reuse=True)` keeps
         self.scales: list[float] | None = None
         self.map_levels: LevelMapper | None = None
 
@@ -140,13 +141,7 @@ class MultiScaleRoIAlign:
         per thread, and overwrites on its next such call, so use it before then. A forward pass pools a large
         array (1000 boxes x 256 x 7 x 7 floats: 50 MB) that the box head reads once, and a fresh one each time
         comes from the OS page by page (`edudet._workspace` gives the measurement)."""
-        return self._pool(features, boxes, image_shapes, check_maps=False,
-                          workspace=self._workspace() if reuse else None)
-
-    def _workspace(self) -> Workspace:
-        if getattr(self, "_scratch", None) is None:
-            self._scratch = Workspace()
-        return self._scratch
+        return self._pool(features, boxes, image_shapes, check_maps=False, workspace=self._scratch if reuse else None)
 
     def _pool(self, features, boxes, image_shapes, check_maps: bool, workspace=None) -> np.ndarray:
         names, maps, out_dtype = self._levels(features)

@@ -204,7 +204,7 @@ def test_a_model_copies_and_pickles_after_a_forward_pass(shapes):
     model, image = shapes["model"], shapes["images"][0]
     expected = model([image])[0]
     for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
-        assert other.roi_heads.box_roi_pool._workspace() is not model.roi_heads.box_roi_pool._workspace()
+        assert other.roi_heads.box_roi_pool._scratch is not model.roi_heads.box_roi_pool._scratch
         got = other([image])[0]
         for key in ("boxes", "labels", "scores"):
             np.testing.assert_array_equal(got[key], expected[key])
